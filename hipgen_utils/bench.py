@@ -1,0 +1,178 @@
+"""Benchmarks (`hipgen bench data|vqvae|sample`): each prints a table.
+
+Timings on shared machines are noisy: compare ratios within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from hipgen_utils import config as C
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> str:
+    """Render and print a plain-text table; returns the text."""
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    line = "  ".join("-" * w for w in widths)
+    text = "\n".join(
+        [title, "  ".join(h.ljust(w) for h, w in zip(header, widths)), line]
+        + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    )
+    print(text, flush=True)
+    return text
+
+
+def _timed(fn, *a, **k):
+    t0 = time.perf_counter()
+    out = fn(*a, **k)
+    return out, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def bench_data(args):
+    """Cold vs cached load of a full-size phantom (12,660 slices unless --quick)."""
+    from hipgen_utils.data import load_split
+    from hipgen_utils.phantom import ensure_phantom
+
+    sizes = (19, 2, 2) if args.quick else (191, 11, 9)
+    root = C.cache_dir() / f"phantom_{sizes[0]}_{sizes[1]}_{sizes[2]}_60_s0"
+    _, gen_s = _timed(ensure_phantom, root, *sizes, n_slices=60, seed=0)
+    old = os.environ.get(C.CACHE_ENV)
+    tmp = tempfile.mkdtemp(prefix="hipgen-bench-cache-")
+    rows = []
+    try:
+        os.environ[C.CACHE_ENV] = tmp  # an empty cache: the first load is cold
+        tot = [0, 0.0, 0.0]
+        for split in ("train", "validate", "test"):
+            s, cold = _timed(load_split, root, split, progress=False)
+            _, warm = _timed(load_split, root, split, progress=False)
+            rows.append([split, len(s), cold, warm, len(s) / cold, len(s) / warm])
+            tot = [tot[0] + len(s), tot[1] + cold, tot[2] + warm]
+        rows.append(["all", tot[0], tot[1], tot[2], tot[0] / tot[1], tot[0] / tot[2]])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is None:
+            os.environ.pop(C.CACHE_ENV, None)
+        else:
+            os.environ[C.CACHE_ENV] = old
+    print(f"phantom at {root} (generation/check took {gen_s:.1f} s); {torch.get_num_threads()} threads")
+    print_table(
+        "hipgen bench data (targets for 12,660 slices on a 2-core CPU: cold <= 60 s, cached <= 3 s)",
+        ["split", "slices", "cold_s", "cached_s", "cold_slices/s", "cached_slices/s"],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- vqvae
+
+
+def _train_throughput(cfg: C.VQVAEConfig, steps: int, shape=(256, 128)) -> float:
+    from hipgen_utils.vqvae import VQVAE
+
+    torch.manual_seed(0)
+    model = VQVAE.from_config(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    x = torch.rand(cfg.batch_size, 1, *shape)
+    for i in range(steps + 1):
+        if i == 1:  # first step is warm-up
+            t0 = time.perf_counter()
+        x_hat, vq = model(x)
+        loss = torch.nn.functional.mse_loss(x_hat, x) + vq.loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def bench_vqvae(args):
+    """Train throughput (demo, full), encode/decode throughput, and the codebook ablation."""
+    from hipgen_utils.pipeline import load_splits, reconstruction_report
+    from hipgen_utils.training import train_vqvae
+    from hipgen_utils.vqvae import VQVAE, decode_codes, encode_images
+
+    demo, full = C.get_profile("demo"), C.get_profile("full")
+    steps = 3 if args.quick else 10
+    rows = []
+    for name, cfg in (("demo", demo.vqvae), ("full", full.vqvae)):
+        rows.append([f"train {name} (batch {cfg.batch_size})", _train_throughput(cfg, steps)])
+    model = VQVAE.from_config(demo.vqvae).eval()
+    imgs = np.random.default_rng(0).random((64, 256, 128), dtype=np.float32)
+    codes, enc_s = _timed(encode_images, model, imgs)
+    _, dec_s = _timed(decode_codes, model, codes)
+    rows += [["encode demo", len(imgs) / enc_s], ["decode demo", len(imgs) / dec_s]]
+    print_table(f"hipgen bench vqvae: throughput on {torch.get_num_threads()} CPU threads", ["what", "images/s"], rows)
+
+    # ablation at the demo budget: EMA + dead-code restart vs plain codebook loss, no restart
+    cfg_data = demo.data
+    splits = load_splits(cfg_data, progress=False)
+    budget = replace(demo.vqvae, n_updates=60, log_interval=30) if args.quick else demo.vqvae
+    rows = []
+    for label, over in (
+        ("EMA + restart", dict(codebook="ema", restart_dead=True)),
+        ("loss, no restart", dict(codebook="loss", restart_dead=False)),
+    ):
+        cfg = replace(budget, **over)
+        with tempfile.TemporaryDirectory() as run:
+            (model, hist), secs = _timed(
+                train_vqvae, cfg, splits["train"].images, splits["validate"].images, run, progress=False
+            )
+        summary, _ = reconstruction_report(model, splits["test"].images)
+        rows.append([label, cfg.n_updates, secs, summary["ssim_mean"], summary["psnr_mean"],
+                     summary["codes_used"], summary["perplexity"]])  # fmt: skip
+    print_table(
+        f"ablation at the demo budget ({budget.n_updates} updates, batch {budget.batch_size}, "
+        f"K={budget.n_embeddings}), test split of the demo data",
+        ["codebook", "updates", "train_s", "ssim_mean", "psnr_mean", "codes_used", "perplexity"],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def bench_sample(args):
+    """16 samples with the demo prior: fast vs naive (naive timed on a few rows, extrapolated)."""
+    from hipgen_utils.checkpoints import PRIOR_FILE
+    from hipgen_utils.pixelcnn import GatedPixelCNN
+    from hipgen_utils.sampling import sample, sample_naive
+    from hipgen_utils.training import load_prior
+
+    demo = C.get_profile("demo")
+    trained = C.REPO_ROOT / "runs" / "demo"
+    if (trained / PRIOR_FILE).exists():
+        prior, ckpt = load_prior(trained)
+        source = f"trained demo prior ({trained / PRIOR_FILE})"
+    else:
+        torch.manual_seed(0)
+        prior = GatedPixelCNN.from_config(demo.pixelcnn, demo.vqvae.n_embeddings).eval()
+        source = "untrained demo-sized prior (no runs/demo/pixelcnn.pt yet; timing does not depend on weights)"
+    n, shape = 16, (64, 32)
+    naive_rows = 1 if args.quick else 2
+    cond = torch.arange(n) % max(prior.n_conditions, 1) if prior.n_conditions else None
+    fast, fast_s = _timed(sample, prior, n, seed=0, condition=cond, shape=shape)
+    again = sample(prior, n, seed=0, condition=cond, shape=shape)
+    naive, naive_s = _timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows)
+    naive_full = naive_s / naive_rows * shape[0]
+    same_rows = bool(torch.equal(fast[:, :naive_rows], naive[:, :naive_rows]))
+    print(f"{source}; {torch.get_num_threads()} CPU threads; grid {shape[0]}x{shape[1]}, K={prior.n_codes}")
+    print_table(
+        "hipgen bench sample (targets: fast <= 10 s for 16 samples, >= 20x naive, identical for a seed)",
+        ["sampler", "samples", "seconds", "note"],
+        [
+            ["fast", n, fast_s, "row-cached vertical stack, current-row horizontal stack"],
+            ["naive", n, naive_full, f"full forward per position; timed on {naive_rows} rows x{shape[0] // naive_rows}"],
+            ["ratio naive/fast", "", naive_full / fast_s, ""],
+            ["same seed twice identical", "", str(bool(torch.equal(fast, again))), ""],
+            [f"fast == naive on first {naive_rows} rows", "", str(same_rows), ""],
+        ],
+    )

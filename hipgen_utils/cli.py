@@ -1,0 +1,318 @@
+"""The `hipgen` command (also `python -m hipgen_utils`).
+
+    hipgen phantom  --out DIR [--case_weeks TRAIN [VALIDATE TEST]] [--n_slices 60] [--seed 0]
+    hipgen info     --data_dir DIR [--json] [--skip_bad]
+    hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
+                    [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume]
+    hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
+    hipgen predict  --run_dir RUN [--n 16] [--temperature 1.0] [--top_k K] [--seed 0] [--slice S]
+                    --out PATH [--format png|nii]
+    hipgen bench    data|vqvae|sample [--profile demo]
+    hipgen notebooks [--profile demo] [--only 02 03]   (execute notebooks into RUN/notebooks)
+
+Config fields are overridden with `--field value` (the same names as the notebooks'
+parameters cell and the dataclasses in hipgen_utils.config). Errors print one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from hipgen_utils import config as C
+
+EXIT_ERROR = 2
+
+
+def _add_overrides(parser: argparse.ArgumentParser, *sections):
+    """One `--name` flag per config field (default None = keep the profile's value)."""
+    seen = set()
+    for section in sections:
+        group = parser.add_argument_group(f"{section.__name__} overrides")
+        for f in fields(section):
+            if f.name in seen or f.name in ("data_dir",):
+                continue
+            seen.add(f.name)
+            if f.type in (bool, "bool"):
+                group.add_argument(f"--{f.name}", nargs="?", const="true", default=None, metavar="BOOL")
+            else:
+                group.add_argument(f"--{f.name}", default=None, metavar=str(f.type).upper())
+
+
+def _apply(section, args, exclude=()):
+    keys = {f.name for f in fields(section)} - set(exclude)
+    given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    return C.override(section, **given)
+
+
+def build_config(args, mode: str | None = None) -> C.Config:
+    """The profile named by --profile/$HIPGEN_PROFILE with the command line's overrides."""
+    cfg = C.get_profile(getattr(args, "profile", None))
+    cfg.data = _apply(cfg.data, args)
+    if getattr(args, "data_dir", None):
+        cfg.data.data_dir = args.data_dir
+    model_only = {
+        "vq_vae": {f.name for f in fields(C.PixelCNNConfig)} - {f.name for f in fields(C.VQVAEConfig)},
+        "pixelcnn": {f.name for f in fields(C.VQVAEConfig)} - {f.name for f in fields(C.PixelCNNConfig)},
+    }
+    if mode:
+        wrong = sorted(k for k in model_only[mode] if getattr(args, k, None) is not None)
+        if wrong:
+            raise C.ConfigError(f"--{wrong[0]} does not apply to --mode {mode}")
+        if mode == "vq_vae":
+            cfg.vqvae = _apply(cfg.vqvae, args)
+        else:
+            cfg.pixelcnn = _apply(cfg.pixelcnn, args)
+    return cfg
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_phantom(args):
+    from hipgen_utils.phantom import write_phantom
+
+    cfg = C.get_profile(args.profile).data
+    sizes = [cfg.phantom_train, cfg.phantom_validate, cfg.phantom_test]
+    if args.full_size:
+        sizes = [191, 11, 9]
+    if args.case_weeks:
+        if len(args.case_weeks) not in (1, 3):
+            raise C.ConfigError("--case_weeks takes 1 (train) or 3 (train validate test) numbers")
+        sizes[: len(args.case_weeks)] = args.case_weeks
+    n_slices = args.n_slices or cfg.phantom_slices
+    out = write_phantom(args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet)
+    print(f"wrote phantom ({sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices) to {out}")
+
+
+def cmd_info(args):
+    from hipgen_utils.data import describe
+
+    info = describe(args.data_dir, skip_bad=True)
+    if args.json:
+        print(json.dumps(info))
+        return
+    print(f"HipMRI data at {info['root']}")
+    for split, d in info["splits"].items():
+        if "error" in d:
+            print(f"  {split:9s} {d['error']}")
+            continue
+        print(f"  {split:9s} {d['n_files']:6d} files, {d['n_case_weeks']} case-weeks  shapes {d['shapes']}  dtypes {d['dtypes']}")
+        print(f"            raw intensity {d['intensity_range']}  labels {d['labels']}  skipped {len(d['skipped'])}")
+        for path, why in d["skipped"]:
+            print(f"            skipped {path}: {why}")
+
+
+def cmd_train(args):
+    from hipgen_utils.pipeline import load_splits
+
+    mode = args.mode
+    cfg = build_config(args, mode)
+    run = C.run_dir(cfg.profile, args.run_dir)
+    print(f"profile {cfg.profile}, run directory {run}")
+    if mode == "vq_vae":
+        from hipgen_utils.training import train_vqvae
+
+        splits = load_splits(cfg.data, ("train", "validate"))
+        print(f"training VQ-VAE on {len(splits['train'])} slices: {asdict(cfg.vqvae)}")
+        _, hist = train_vqvae(
+            cfg.vqvae, splits["train"].images, splits["validate"].images, run, resume=args.resume,
+            extra={"data": asdict(cfg.data), "profile": cfg.profile},
+        )  # fmt: skip
+        if hist["val_ssim"]:
+            print(f"done: {int(hist['step'][-1])} updates, validation SSIM {hist['val_ssim'][-1]:.4f}")
+    else:
+        from hipgen_utils.checkpoints import state_fingerprint
+        from hipgen_utils.codes import codes_are_current, extract_codes, load_codes
+        from hipgen_utils.training import load_vqvae, pick_device, train_pixelcnn
+
+        device = pick_device(cfg.pixelcnn.device)
+        vqvae, vckpt = load_vqvae(run, device)
+        vid = state_fingerprint(vqvae.state_dict())
+        if not codes_are_current(run, vid):
+            data_cfg = _data_from_checkpoint(vckpt, args)
+            print("extracting codes with the trained VQ-VAE ...")
+            extract_codes(vqvae, load_splits(data_cfg), run, device=device)
+        codes = load_codes(run, vid)
+        _, hist = train_pixelcnn(cfg.pixelcnn, codes, codes["n_embeddings"], run, vqvae_id=vid, resume=args.resume)
+        if hist["val_bits"]:
+            print(f"done: {int(hist['epoch'][-1])} epochs, validation bits/code {hist['val_bits'][-1]:.4f}")
+
+
+def _data_from_checkpoint(vckpt: dict, args) -> C.DataConfig:
+    """The data config the VQ-VAE was trained with, unless --data_dir points elsewhere."""
+    data = C.from_dict(C.DataConfig, vckpt.get("extra", {}).get("data", {}))
+    if getattr(args, "data_dir", None):
+        data.data_dir = args.data_dir
+    return data
+
+
+def cmd_evaluate(args):
+    from hipgen_utils.pipeline import evaluate_run
+    from hipgen_utils.training import load_vqvae, pick_device
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist; train first (hipgen train --mode vq_vae --run_dir {run})")
+    _, vckpt = load_vqvae(run)
+    data_cfg = _data_from_checkpoint(vckpt, args)
+    result = evaluate_run(
+        run, data_cfg, args.split, pick_device(args.device), n_samples=args.n_samples, seed=args.seed,
+        progress=not args.json,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for k, v in result.items():
+            print(f"{k:{width}s}  {v:.4f}" if isinstance(v, float) else f"{k:{width}s}  {v}")
+
+
+def cmd_predict(args):
+    import torch
+
+    from hipgen_utils.checkpoints import state_fingerprint
+    from hipgen_utils.pipeline import generate, write_nifti_samples
+    from hipgen_utils.plotting import plot_samples, save_figure
+    from hipgen_utils.training import load_prior, load_vqvae, pick_device
+
+    device = pick_device(args.device)
+    vqvae, vckpt = load_vqvae(args.run_dir, device)
+    prior, _ = load_prior(args.run_dir, device, vqvae_id=state_fingerprint(vqvae.state_dict()))
+    cond = None
+    if args.slice is not None:
+        if not prior.n_conditions:
+            raise C.ConfigError("--slice given but this prior is unconditional (trained with conditional=false)")
+        if not 0 <= args.slice < prior.n_conditions:
+            raise C.ConfigError(f"--slice {args.slice} out of range; this prior knows slices 0..{prior.n_conditions - 1}")
+        cond = torch.full((args.n,), args.slice, dtype=torch.long)
+    elif prior.n_conditions:
+        cond = torch.arange(args.n) * prior.n_conditions // max(args.n, 1)  # spread over the pelvis
+    data = C.from_dict(C.DataConfig, vckpt.get("extra", {}).get("data", {}))
+    shape = (data.height // 4, data.width // 4)
+    _, images = generate(
+        prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+        condition=cond, shape=shape, device=device,
+    )  # fmt: skip
+    if args.format == "nii":
+        paths = write_nifti_samples(images, args.out)
+        print(f"wrote {len(paths)} NIfTI samples to {args.out}")
+    else:
+        titles = None if cond is None else [f"slice {int(s)}" for s in cond]
+        out = save_figure(plot_samples(images, titles=titles, suptitle=f"T={args.temperature}, seed={args.seed}"), args.out)
+        print(f"wrote {out}")
+
+
+def cmd_bench(args):
+    from hipgen_utils import bench
+
+    {"data": bench.bench_data, "vqvae": bench.bench_vqvae, "sample": bench.bench_sample}[args.what](args)
+
+
+def cmd_notebooks(args):
+    from hipgen_utils.notebooks import run_notebooks
+
+    run_notebooks(C.profile_name(args.profile), only=args.only)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hipgen", description="VQ-VAE + PixelCNN for 2D pelvic MRI slices")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("phantom", help="write the synthetic pelvic phantom in the HipMRI layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--case_weeks", type=int, nargs="+", help="TRAIN [VALIDATE TEST] case-weeks")
+    s.add_argument("--full_size", action="store_true", help="the real release's counts (191/11/9)")
+    s.add_argument("--n_slices", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--profile", choices=C.PROFILE_NAMES)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_phantom)
+
+    s = sub.add_parser("info", help="per split: counts, shapes, dtypes, intensity range, labels, skipped files")
+    s.add_argument("--data_dir", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("train", help="train the VQ-VAE or the PixelCNN prior")
+    s.add_argument("--mode", required=True, choices=("vq_vae", "pixelcnn"))
+    s.add_argument("--data_dir")
+    s.add_argument("--run_dir")
+    s.add_argument("--profile", choices=C.PROFILE_NAMES)
+    s.add_argument("--resume", action="store_true", help="continue the checkpoint in --run_dir")
+    _add_overrides(s, C.VQVAEConfig, C.PixelCNNConfig, C.DataConfig)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="SSIM/PSNR/codebook metrics, and prior metrics when trained")
+    s.add_argument("--run_dir", required=True)
+    s.add_argument("--data_dir")
+    s.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    s.add_argument("--json", action="store_true", help="print one JSON line")
+    s.add_argument("--n_samples", type=int, default=64, help="samples scored for sample quality")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")
+    s.add_argument("--run_dir", required=True)
+    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top_k", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--slice", type=int, default=None, help="slice position to condition on")
+    s.add_argument("--out", required=True, help="PNG path, or a folder with --format nii")
+    s.add_argument("--format", choices=("png", "nii"), default="png")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("bench", help="print a benchmark table")
+    s.add_argument("what", choices=("data", "vqvae", "sample"))
+    s.add_argument("--profile", choices=C.PROFILE_NAMES, default="demo")
+    s.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run of the benchmark)")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("notebooks", help="execute the notebooks in order into RUN/notebooks/")
+    s.add_argument("--profile", choices=C.PROFILE_NAMES)
+    s.add_argument("--only", nargs="+", help="notebook numbers, e.g. 01 02")
+    s.set_defaults(func=cmd_notebooks)
+    return p
+
+
+def _expected_errors():
+    from hipgen_utils.checkpoints import CheckpointError, MissingStepError
+    from hipgen_utils.training import TrainingStopped
+
+    errors = [C.ConfigError, CheckpointError, MissingStepError, TrainingStopped, FileNotFoundError, ValueError]
+    try:
+        from hipgen_utils.data import DataError
+
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _expected_errors() as e:
+        if os.environ.get("HIPGEN_DEBUG"):
+            raise
+        print(f"hipgen {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"hipgen {args.command}: interrupted (checkpoints are written atomically; --resume continues)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Code extraction: every split encoded by a trained VQ-VAE into integer code grids.
+
+``run_dir/codes.npz`` holds, per split S: ``codes_S`` (N, h, w) int16, ``case_S``,
+``week_S``, ``slice_S`` (N,) int, plus ``vqvae_id`` (the VQ-VAE's weight fingerprint, so
+a prior trained on these codes can be checked against the VQ-VAE that decodes its
+samples) and ``n_embeddings``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hipgen_utils.checkpoints import CODES_FILE, CheckpointError, missing, state_fingerprint
+
+CODE_SPLITS = ("train", "validate", "test")
+
+
+def extract_codes(model, splits: dict, run_dir, *, device="cpu", batch_size=64, progress=True) -> Path:
+    """Encode each SliceSet in `splits` ({"train": SliceSet, ...}) and write run_dir/codes.npz."""
+    from hipgen_utils.vqvae import encode_images
+
+    out = {
+        "vqvae_id": np.array(state_fingerprint(model.state_dict())),
+        "n_embeddings": np.array(model.quantizer.n_embeddings),
+    }
+    for name, s in splits.items():
+        out[f"codes_{name}"] = encode_images(model, s.images, batch_size=batch_size, device=device, progress=progress)
+        for key in ("case", "week", "slice"):
+            out[f"{key}_{name}"] = np.asarray(getattr(s, key), dtype=np.int64)
+    path = Path(run_dir) / CODES_FILE
+    fd, tmp = tempfile.mkstemp(prefix="codes.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **out)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_codes(run_dir, vqvae_id: str | None = None) -> dict:
+    """The arrays of run_dir/codes.npz as a dict (``vqvae_id`` as str, ``n_embeddings`` as int).
+
+    Raises MissingStepError when absent, CheckpointError when extracted with another VQ-VAE."""
+    path = Path(run_dir) / CODES_FILE
+    if not path.is_file():
+        raise missing(path)
+    with np.load(path) as z:
+        d = {k: z[k] for k in z.files}
+    d["vqvae_id"] = str(d["vqvae_id"])
+    d["n_embeddings"] = int(d["n_embeddings"])
+    if vqvae_id is not None and d["vqvae_id"] != vqvae_id:
+        raise CheckpointError(
+            f"{path}: codes were extracted with another VQ-VAE; rerun notebooks/04_extract_codes"
+        )
+    return d
+
+
+def codes_are_current(run_dir, vqvae_id: str) -> bool:
+    """True when run_dir/codes.npz exists and was extracted with this VQ-VAE."""
+    try:
+        load_codes(run_dir, vqvae_id)
+    except (FileNotFoundError, CheckpointError):
+        return False
+    return True

@@ -1,0 +1,276 @@
+"""Configuration: one dataclass per concern, three named profiles, one switch.
+
+The switch is the profile name: an argument, else ``$HIPGEN_PROFILE``, else ``demo``.
+The CLI (``--key value``) and the notebooks' parameters cell override the same field
+names (the seed's flag names: ``batch_size``, ``n_updates``, ``n_hiddens`` ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+PROFILE_ENV = "HIPGEN_PROFILE"
+RUN_DIR_ENV = "HIPGEN_RUN_DIR"
+CACHE_ENV = "HIPGEN_CACHE"
+DATA_ENV = "HIPMRI_DATA"
+PROFILE_NAMES = ("full", "demo", "ci")
+DEFAULT_PROFILE = "demo"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A bad profile name, override key or value (message is one line)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the slices come from and how they are prepared."""
+
+    data_dir: str | None = None  # None -> $HIPMRI_DATA -> built-in phantom
+    height: int = 256  # axis 0, left-right
+    width: int = 128  # axis 1, anterior-posterior
+    resize_mode: str = "resize"  # "resize" (anti-aliased) or "crop" (centre crop/pad)
+    norm: str = "robust"  # "robust" (0.5-99.5 percentile min-max), "minmax", "zscore"
+    skip_bad: bool = False
+    # phantom used when no real data is given: case-weeks per split, slices per case-week
+    phantom_train: int = 191
+    phantom_validate: int = 11
+    phantom_test: int = 9
+    phantom_slices: int = 60
+    phantom_seed: int = 0
+
+
+@dataclass
+class VQVAEConfig:
+    """VQ-VAE model and its training (seed defaults = ``full``)."""
+
+    n_hiddens: int = 128
+    n_residual_hiddens: int = 32
+    n_residual_layers: int = 2
+    embedding_dim: int = 64
+    n_embeddings: int = 512
+    beta: float = 0.25
+    codebook: str = "ema"  # "ema" (decay + Laplace smoothing) or "loss" (plain codebook loss)
+    ema_decay: float = 0.99
+    restart_dead: bool = True  # re-seed codes unused for `dead_after` updates
+    dead_after: int = 100
+    batch_size: int = 32
+    n_updates: int = 5000
+    learning_rate: float = 3e-4
+    log_interval: int = 50
+    val_images: int = 128  # validation images scored at each log step
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class PixelCNNConfig:
+    """Gated PixelCNN prior over code grids, and its training."""
+
+    n_channels: int = 128
+    n_layers: int = 15
+    kernel_size: int = 5
+    conditional: bool = True  # condition on slice position (0..n_slices-1)
+    n_slices: int = 60
+    dropout: float = 0.0
+    batch_size: int = 32
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    log_interval: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class SampleConfig:
+    """Sampling and sample-quality evaluation."""
+
+    n_samples: int = 16
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = no top-k truncation
+    seed: int = 0
+    n_eval_samples: int = 256  # samples scored against train/test images
+
+
+@dataclass
+class Config:
+    profile: str
+    data: DataConfig = field(default_factory=DataConfig)
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
+    pixelcnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _profiles() -> dict[str, Config]:
+    full = Config("full")
+    demo = Config(
+        "demo",
+        data=DataConfig(phantom_train=24, phantom_validate=2, phantom_test=2),
+        vqvae=VQVAEConfig(
+            n_hiddens=64,
+            n_residual_hiddens=32,
+            n_embeddings=256,
+            batch_size=16,
+            n_updates=1500,
+            log_interval=100,
+            val_images=64,
+            dead_after=50,
+        ),
+        pixelcnn=PixelCNNConfig(n_channels=64, n_layers=10, epochs=15, batch_size=32),
+        sample=SampleConfig(n_eval_samples=64),
+    )
+    ci = Config(
+        "ci",
+        data=DataConfig(phantom_train=2, phantom_validate=1, phantom_test=1, phantom_slices=12),
+        vqvae=VQVAEConfig(
+            n_hiddens=16,
+            n_residual_hiddens=8,
+            n_residual_layers=1,
+            embedding_dim=8,
+            n_embeddings=32,
+            batch_size=8,
+            n_updates=20,
+            log_interval=10,
+            val_images=8,
+            dead_after=5,
+        ),
+        pixelcnn=PixelCNNConfig(
+            n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=2, batch_size=8,
+            log_interval=2,
+        ),
+        sample=SampleConfig(n_samples=4, n_eval_samples=8),
+    )
+    return {"full": full, "demo": demo, "ci": ci}
+
+
+def profile_name(name: str | None = None) -> str:
+    """The active profile: `name`, else $HIPGEN_PROFILE, else 'demo'."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILE_NAMES:
+        raise ConfigError(
+            f"unknown profile {name!r} (from argument or ${PROFILE_ENV}); choose one of {', '.join(PROFILE_NAMES)}"
+        )
+    return name
+
+
+def get_profile(name: str | None = None) -> Config:
+    """A fresh copy of the named profile (see `profile_name`)."""
+    return _profiles()[profile_name(name)]
+
+
+def _coerce(value, typ, key):
+    """Convert a CLI string (or a Python value) to the field's declared type."""
+    origin = typing.get_origin(typ)
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        typ = args[0]
+    if isinstance(value, str):
+        if typ is bool:
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{key}={value!r} is not a boolean; use true or false")
+        try:
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} is not a valid {typ.__name__}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r} should be {typ.__name__}, got {type(value).__name__}")
+    return value
+
+
+def override(section, **overrides):
+    """A copy of dataclass `section` with fields replaced, values type-checked/coerced.
+
+    Unknown keys raise ConfigError naming the valid ones."""
+    hints = typing.get_type_hints(type(section))
+    names = {f.name for f in fields(section)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown setting {key!r} for {type(section).__name__}; valid: {', '.join(sorted(names))}"
+            )
+        changes[key] = _coerce(value, hints[key], key)
+    return replace(section, **changes)
+
+
+def from_dict(cls, d: dict):
+    """Rebuild a (possibly nested) config dataclass from `asdict` output (e.g. a checkpoint)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t) and isinstance(v, dict):
+            v = from_dict(t, v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def cache_dir() -> Path:
+    """Where decoded-array caches and the generated phantom live: $HIPGEN_CACHE or ~/.cache/hipgen."""
+    p = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hipgen")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def run_dir(profile: str | None = None, run_dir: str | os.PathLike | None = None) -> Path:
+    """A run's folder: `run_dir`, else $HIPGEN_RUN_DIR, else <repo>/runs/<profile>."""
+    if run_dir is None:
+        run_dir = os.environ.get(RUN_DIR_ENV) or REPO_ROOT / "runs" / profile_name(profile)
+    p = Path(run_dir)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def figures_dir(profile: str | None, run: Path) -> Path:
+    """`demo`/`full` write the committed figures in <repo>/figures; `ci` keeps them in the run dir."""
+    p = REPO_ROOT / "figures" if profile_name(profile) in ("demo", "full") else Path(run) / "figures"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def apply_given(section, **values):
+    """`override` with the values that are not None (the notebooks' parameters cell: None = keep)."""
+    return override(section, **{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass
+class Context:
+    """What every notebook starts from: the config, its run directory and figure folder."""
+
+    cfg: Config
+    run: Path
+    figures: Path
+
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+
+
+def notebook_context(profile=None, run=None, data_dir=None) -> Context:
+    """The notebooks' first cell: resolve the profile, run dir and figure folder, and print them."""
+    cfg = get_profile(profile)
+    if data_dir is not None:
+        cfg.data.data_dir = str(data_dir)
+    rd = run_dir(cfg.profile, run)
+    ctx = Context(cfg, rd, figures_dir(cfg.profile, rd))
+    source = cfg.data.data_dir or os.environ.get(DATA_ENV) or "built-in phantom"
+    print(f"profile: {cfg.profile}  |  data: {source}  |  run dir: {rd}  |  figures: {ctx.figures}")
+    return ctx

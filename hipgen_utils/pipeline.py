@@ -1,0 +1,142 @@
+"""The pipeline's steps as plain functions, shared by the notebooks and the CLI.
+
+Each function does one step end to end (load, train, evaluate, generate) on top of the
+modules that hold the logic, so a notebook cell and a CLI command run the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hipgen_utils.config import DataConfig
+
+SPLITS = ("train", "validate", "test")
+
+
+def load_splits(data_cfg: DataConfig | None = None, splits=SPLITS, progress=True) -> dict:
+    """{split: SliceSet} for the configured data (real via data_dir/$HIPMRI_DATA, else the phantom)."""
+    from hipgen_utils.data import load_split, resolve_data_dir
+
+    data_cfg = data_cfg or DataConfig()
+    root = resolve_data_dir(data_cfg.data_dir, data_cfg)
+    return {
+        s: load_split(
+            root, s, shape=(data_cfg.height, data_cfg.width), resize_mode=data_cfg.resize_mode,
+            norm=data_cfg.norm, skip_bad=data_cfg.skip_bad, progress=progress,
+        )  # fmt: skip
+        for s in splits
+    }
+
+
+def reconstruction_report(model, images, device="cpu", progress=False) -> tuple[dict, dict]:
+    """Reconstruct (N, H, W) images; returns (summary, per_image) where per_image has
+    ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,), ``codes`` (N, h, w)."""
+    from hipgen_utils.metrics import psnr_per_image, reconstruction_summary, ssim_per_image
+    from hipgen_utils.vqvae import codebook_usage, decode_codes, encode_images
+
+    images = np.asarray(images, dtype=np.float32)
+    codes = encode_images(model, images, device=device, progress=progress)
+    recons = decode_codes(model, codes, device=device, progress=progress)
+    ssim, psnr = ssim_per_image(images, recons), psnr_per_image(images, recons)
+    summary = reconstruction_summary(ssim, psnr)
+    usage = codebook_usage(codes, model.quantizer.n_embeddings)
+    summary["perplexity"] = float(usage["perplexity"])
+    summary["codes_used"] = int(usage["codes_used"])
+    return summary, {"recons": recons, "ssim": ssim, "psnr": psnr, "codes": codes, "usage": usage["counts"]}
+
+
+def slice_conditions(prior, n: int, slices: np.ndarray | None, seed: int = 0):
+    """Conditions for `n` samples: drawn from `slices` (the data's slice positions) when the
+    prior is conditional, else None."""
+    if not getattr(prior, "n_conditions", 0):
+        return None
+    rng = np.random.default_rng(seed)
+    pool = np.arange(prior.n_conditions) if slices is None or len(slices) == 0 else np.asarray(slices)
+    return torch.as_tensor(rng.choice(pool, size=n), dtype=torch.long)
+
+
+def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=None,
+             prefix=None, shape=(64, 32), device="cpu", progress=False):  # fmt: skip
+    """Sample `n` (h, w) code grids from the prior and decode them:
+    (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1])."""
+    from hipgen_utils.sampling import sample
+    from hipgen_utils.vqvae import decode_codes
+
+    codes = sample(
+        prior, n, temperature=temperature, top_k=top_k or None, seed=seed, condition=condition,
+        prefix=prefix, shape=shape, device=device, progress=progress,
+    )  # fmt: skip
+    return codes.numpy(), decode_codes(vqvae, codes.numpy(), device=device)
+
+
+def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, temperature=1.0,
+                 seed=0, device="cpu", progress=False) -> tuple[dict, dict]:  # fmt: skip
+    """Bits per code of the prior vs the unigram baseline, and measured sample quality.
+
+    Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
+    from hipgen_utils.metrics import sample_quality, sample_unigram_codes, unigram_bits_per_code
+    from hipgen_utils.training import bits_per_code
+    from hipgen_utils.vqvae import decode_codes
+
+    k = codes["n_embeddings"]
+    cond_test = codes["slice_test"] if prior.n_conditions else None
+    summary = {
+        "pixelcnn_bits_per_code_test": bits_per_code(prior, codes["codes_test"], cond_test, device),
+        "unigram_bits_per_code": unigram_bits_per_code(codes["codes_train"], codes["codes_test"], k),
+    }
+    summary["bits_ratio_vs_unigram"] = summary["pixelcnn_bits_per_code_test"] / summary["unigram_bits_per_code"]
+    h, w = codes["codes_train"].shape[1:]
+    cond = slice_conditions(prior, n_samples, codes["slice_test"], seed)
+    sample_codes, samples = generate(
+        prior, vqvae, n_samples, temperature=temperature, seed=seed, condition=cond,
+        shape=(h, w), device=device, progress=progress,
+    )  # fmt: skip
+    uni = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], n_samples, (h, w), k, seed=seed), device=device)
+    q = sample_quality(
+        samples, np.asarray(splits["train"].images), np.asarray(splits["test"].images), uni, seed=seed
+    )
+    summary.update(q)
+    summary["n_samples"] = int(n_samples)
+    return summary, {"samples": samples, "sample_codes": sample_codes, "unigram": uni}
+
+
+def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
+                 n_samples=64, seed=0, progress=False) -> dict:  # fmt: skip
+    """The `hipgen evaluate --json` dict: reconstruction metrics on `split`, plus the prior's
+    bits per code and sample quality when run_dir holds a prior."""
+    from hipgen_utils.checkpoints import PRIOR_FILE, state_fingerprint
+    from hipgen_utils.codes import load_codes
+    from hipgen_utils.training import load_prior, load_vqvae
+
+    vqvae, _ = load_vqvae(run_dir, device)
+    wanted = ("train", split) if (Path(run_dir) / PRIOR_FILE).exists() else (split,)
+    splits = load_splits(data_cfg, splits=tuple(dict.fromkeys(wanted)), progress=progress)
+    result, _ = reconstruction_report(vqvae, splits[split].images, device, progress=progress)
+    result = {"split": split, **result}
+    if (Path(run_dir) / PRIOR_FILE).exists():
+        vid = state_fingerprint(vqvae.state_dict())
+        prior, _ = load_prior(run_dir, device, vqvae_id=vid)
+        codes = load_codes(run_dir, vid)
+        if split != "test":
+            splits["test"] = splits[split]
+            codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
+        summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, seed=seed, device=device)
+        result.update(summary)
+    return result
+
+
+def write_nifti_samples(images, out_dir, prefix="sample") -> list[Path]:
+    """One NIfTI per (H, W) image (float32, 1.7 mm in-plane like the phantom), openable in any MR viewer."""
+    import nibabel as nib
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(np.asarray(images, dtype=np.float32)):
+        p = out_dir / f"{prefix}_{i:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(img, np.diag([1.7, 1.7, 3.0, 1.0])), p)
+        paths.append(p)
+    return paths

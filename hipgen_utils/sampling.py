@@ -1,0 +1,211 @@
+"""Sampling code grids from a `GatedPixelCNN` prior.
+
+`sample` is the fast sampler used by the CLI, the notebooks and the widgets;
+`sample_naive` is the textbook version (a full forward pass over the whole grid for
+every position), kept as a reference for tests and the speed benchmark.
+
+Both draw their randomness the same way -- one uniform per (sample, row, col), drawn
+up front from a CPU `torch.Generator` seeded with `seed`, turned into a code by
+inverse-CDF sampling -- so for the same arguments they return the same codes
+(up to floating-point differences in the logits, which in practice never flip a draw).
+
+Why `sample` is fast: the vertical stack at row r only depends on rows < r, so it is
+computed once per row, and each layer keeps only the last k//2+1 rows of its input
+(a rolling window). Within a row only the horizontal stack runs, one column at a time,
+on a window of k//2+1 columns per layer, batched over the n samples. Both samplers call
+the model's own modules (`GatedLayer.vertical`, `GatedLayer.horizontal`, `head`), the same
+ones `forward` uses.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from hipgen_utils.pixelcnn import GatedPixelCNN
+
+
+def sample(
+    prior: GatedPixelCNN,
+    n: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    condition=None,
+    prefix: torch.Tensor | None = None,
+    shape: Sequence[int] = (64, 32),
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.LongTensor:
+    """Draw n code grids from the prior (fast, row-cached sampler).
+
+    prior:       a `GatedPixelCNN`; put in eval mode for the call, its mode restored after.
+    n:           number of samples (>= 1).
+    temperature: finite > 0; logits are divided by it (< 1 sharper, > 1 flatter).
+    top_k:       None or 0 = off, else 1..K: sample only among the k most likely codes.
+    seed:        seeds a CPU torch.Generator; same seed -> same samples.
+    condition:   None (unconditional prior), an int for all samples, or n ints (slice positions).
+    prefix:      None, or an int tensor (n or 1, k, W) of codes: the first k rows are kept
+                 as given (completion of a real image) and only rows k.. are sampled.
+    shape:       (H, W) of the code grid, e.g. (64, 32) for 256x128 images.
+    device:      where to compute; default the prior's device (the prior is moved there for the
+                 call and moved back after).
+    progress:    show a tqdm bar over rows.
+    Returns (n, H, W) int64 codes in [0, K) on the CPU.
+    """
+    return _run(_fast_rows, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, None)
+
+
+def sample_naive(
+    prior: GatedPixelCNN,
+    n: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    condition=None,
+    prefix: torch.Tensor | None = None,
+    shape: Sequence[int] = (64, 32),
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    rows: int | None = None,
+) -> torch.LongTensor:
+    """Same as `sample` (same arguments, same codes) but one full forward pass per position.
+
+    rows: stop after sampling this many rows (counted after the prefix); the remaining rows
+          are left as 0. Useful for timing a few rows and extrapolating.
+    Returns (n, H, W) int64 codes on the CPU.
+    """
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0):
+        raise ValueError(f"rows={rows!r} must be None or an integer >= 0")
+    return _run(_naive_rows, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, rows)
+
+
+# ---- shared front end ----------------------------------------------------------------------
+
+
+def _run(rows_fn, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, stop):
+    if not isinstance(prior, GatedPixelCNN):
+        raise TypeError(f"prior must be a GatedPixelCNN, got {type(prior).__name__}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n={n!r} must be an integer >= 1 (number of samples)")
+    n = int(n)
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
+        math.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
+    K = prior.n_codes
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 0 <= top_k <= K
+    ):
+        raise ValueError(f"top_k={top_k!r} must be None, 0 (off) or an integer in 1..{K}")
+    top_k = int(top_k) if top_k else None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed={seed!r} must be an integer")
+    try:
+        H, W = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape={shape!r} must be (H, W), two positive integers") from None
+    if H < 1 or W < 1:
+        raise ValueError(f"shape={tuple(shape)!r} must be (H, W), two positive integers")
+
+    codes = torch.zeros(n, H, W, dtype=torch.long)
+    start = 0
+    if prefix is not None:
+        if not torch.is_tensor(prefix) or prefix.ndim != 3 or prefix.dtype.is_floating_point or prefix.dtype == torch.bool:
+            desc = f"{tuple(prefix.shape)} {prefix.dtype} tensor" if torch.is_tensor(prefix) else type(prefix).__name__
+            raise ValueError(f"prefix must be an int tensor (n or 1, k, W), got a {desc}")
+        if prefix.shape[0] not in (1, n) or prefix.shape[1] > H or prefix.shape[2] != W:
+            raise ValueError(
+                f"prefix has shape {tuple(prefix.shape)}; expected ({n} or 1, k <= {H}, {W}) for n={n}, shape=({H}, {W})"
+            )
+        if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= K):
+            raise ValueError(f"prefix codes span {int(prefix.min())}..{int(prefix.max())}; valid codes are 0..{K - 1}")
+        start = prefix.shape[1]
+        codes[:, :start] = prefix.to("cpu", torch.long)
+
+    # all randomness up front, in (sample, row, col) order, independent of the algorithm
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    u = torch.rand(n, H, W, generator=gen, dtype=torch.float64)
+
+    home = next(prior.parameters()).device
+    device = home if device is None else torch.device(device)
+    was_training = prior.training
+    prior.to(device).eval()
+    try:
+        cond = prior.check_cond(condition, n)
+        codes_d = codes.to(device)
+        with torch.no_grad():
+            rows_fn(prior, codes_d, u.to(device), cond, start, temperature, top_k, progress, stop)
+        return codes_d.cpu()
+    finally:
+        prior.train(was_training)
+        prior.to(home)
+
+
+def _draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """Inverse-CDF draw: logits (n, K), u (n,) float64 in [0, 1) -> (n,) int64 codes.
+
+    top_k=1 gives the argmax (greedy).
+    """
+    z = logits.double() / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = z.topk(top_k, dim=-1).values[:, -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    p = torch.softmax(z, dim=-1)
+    cdf = p.cumsum(dim=-1)
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    # u * total can round up to total: never step past the last code with nonzero probability
+    last = p.shape[-1] - 1 - (p > 0).flip(-1).to(torch.uint8).argmax(dim=-1)
+    return torch.minimum(idx, last)
+
+
+# ---- the two algorithms (fill `codes` in place from row `start`) ------------------------------
+
+
+def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, stop):
+    n, H, W = codes.shape
+    end = H if stop is None else min(H, start + stop)
+    for r in tqdm(range(start, end), desc="sampling (naive)", disable=not progress):
+        for c in range(W):
+            logits = prior.forward_embedded(prior.embed(codes), cond)[:, :, r, c]
+            codes[:, r, c] = _draw(logits, u[:, r, c], temperature, top_k)
+
+
+def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, stop=None):
+    # `stop` is only used by the naive sampler
+    n, H, W = codes.shape
+    C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
+    w = prior.embedding.weight
+    biases = prior.cond_biases(cond)
+    # rolling vertical input windows (channels-last): layer i's input rows r-a-s .. r-s
+    # (s=1 for layer 0, whose input is the codes themselves)
+    v_win = [w.new_zeros(n, a + 1, W, C) for _ in range(L)]
+    for r in tqdm(range(H), desc="sampling", disable=not progress):
+        # vertical stack for row r: only rows < r are involved
+        links, v = [], None
+        for i, layer in enumerate(prior.layers):
+            if i > 0:
+                v_win[i] = torch.cat([v_win[i][:, 1:], v], dim=1)
+            v, link = layer.vertical(v_win[i], biases[i])
+            links.append(link)
+        if r >= start:
+            # horizontal stack, one column at a time, on row r only; h_buf[i] is layer i's
+            # input row, left-padded (a+1 zeros for layer 0, so column c sees c-a-1 .. c-1)
+            h_buf = [w.new_zeros(n, 1, W + a + (i == 0), C) for i in range(L)]
+            for c in range(W):
+                h, skip = None, 0
+                for i, layer in enumerate(prior.layers):
+                    window = h_buf[i][:, :, c : c + a + 1]
+                    h, sk = layer.horizontal(window, links[i][:, :, c : c + 1], h)
+                    skip = skip + sk
+                    if i + 1 < L:
+                        h_buf[i + 1][:, :, c + a] = h[:, :, 0]
+                codes[:, r, c] = _draw(prior.head(skip)[:, 0, 0], u[:, r, c], temperature, top_k)
+                h_buf[0][:, 0, c + a + 1] = prior.embed(codes[:, r, c])
+        v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(codes[:, r : r + 1])], dim=1)

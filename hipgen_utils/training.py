@@ -1,0 +1,369 @@
+"""Training loops for the VQ-VAE and the PixelCNN prior.
+
+Both loops are deterministic given the seed (the batch at update t depends only on
+(seed, t), so a resumed run sees the same batches as an uninterrupted one), keep a
+history dict of plain floats, write an atomic checkpoint (model + optimiser + config +
+history + RNG state) at every log step, and stop on a non-finite loss keeping the last
+good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hipgen_utils.checkpoints import (
+    PRIOR_FILE,
+    VQVAE_FILE,
+    CheckpointError,
+    atomic_save,
+    config_mismatch,
+    load_checkpoint,
+)
+from hipgen_utils.config import PixelCNNConfig, VQVAEConfig
+
+VQVAE_ARCH_KEYS = (
+    "n_hiddens", "n_residual_hiddens", "n_residual_layers", "embedding_dim", "n_embeddings",
+    "beta", "codebook",
+)  # fmt: skip
+PRIOR_ARCH_KEYS = ("n_channels", "n_layers", "kernel_size", "conditional", "n_slices", "dropout")
+
+
+class TrainingStopped(RuntimeError):
+    """Training hit a non-finite loss; the last good checkpoint is kept."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; otherwise the named device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (the quantiser keeps float32 inside); a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices of the batch at update `step`: epoch-wise permutations seeded by (seed, epoch)."""
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    if n < batch_size:  # tiny sets: repeat to a full batch
+        perm = np.resize(perm, batch_size)
+    return np.sort(perm[k * batch_size : (k + 1) * batch_size])
+
+
+def _val_subset(n: int, k: int) -> np.ndarray:
+    """`k` evenly spread indices (covers all slice positions, fixed across log steps)."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
+def _to_batch(images, idx, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images[idx], dtype=np.float32)).unsqueeze(1).to(device)
+
+
+def _restore(model, opt, ckpt, wanted: dict, keys, path):
+    diff = config_mismatch(ckpt["config"], wanted, keys)
+    if diff:
+        raise CheckpointError(
+            f"{path}: checkpoint config differs from the requested one ({'; '.join(diff)}); "
+            "use the same settings to --resume, or a new --run_dir"
+        )
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"])
+    return int(ckpt["step"]), {k: list(v) for k, v in ckpt["history"].items()}
+
+
+# --------------------------------------------------------------------------- VQ-VAE
+
+
+@torch.no_grad()
+def validate_vqvae(model, images, idx, device, batch_size=32) -> dict:
+    """Recon/embedding loss and SSIM of the VQ-VAE on images[idx] (eval mode)."""
+    from hipgen_utils.metrics import ssim_per_image
+
+    was_training = model.training
+    model.eval()
+    recon, emb, ssims = [], [], []
+    for s in range(0, len(idx), batch_size):
+        x = _to_batch(images, idx[s : s + batch_size], device)
+        with autocast(device):
+            x_hat, vq = model(x)
+        x_hat = x_hat.float()
+        recon.append(F.mse_loss(x_hat, x, reduction="none").mean((1, 2, 3)).cpu())
+        emb.append(vq.loss.float().cpu().expand(len(x)))
+        ssims.append(
+            ssim_per_image(x[:, 0].cpu().numpy(), x_hat.clamp(0, 1)[:, 0].cpu().numpy())
+        )
+    model.train(was_training)
+    r, e = torch.cat(recon).mean().item(), torch.cat(emb).mean().item()
+    return {"recon": r, "embedding": e, "total": r + e, "ssim": float(np.mean(np.concatenate(ssims)))}
+
+
+def train_vqvae(
+    cfg: VQVAEConfig,
+    train_images,
+    val_images,
+    run_dir,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    extra: dict | None = None,
+):
+    """Train a VQ-VAE on (N, H, W) float32 [0, 1] images; checkpoint to run_dir/vqvae.pt.
+
+    Returns (model, history). `extra` (e.g. the data config) is stored in the checkpoint.
+    Raises TrainingStopped on a non-finite loss (the last good checkpoint stays)."""
+    from hipgen_utils.vqvae import VQVAE
+
+    path = Path(run_dir) / VQVAE_FILE
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = VQVAE.from_config(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    history = {k: [] for k in (
+        "step", "train_recon", "train_embedding", "train_total", "val_recon", "val_embedding",
+        "val_total", "val_ssim", "codes_used", "perplexity", "restarts", "seconds",
+    )}  # fmt: skip
+    step = 0
+    if resume and path.exists():
+        step, history = _restore(model, opt, load_checkpoint(path, "vqvae"), asdict(cfg), VQVAE_ARCH_KEYS, path)
+        if step >= cfg.n_updates:
+            print(f"{path}: already trained for {step} updates (n_updates={cfg.n_updates}); nothing to do")
+            return model.eval(), history
+        print(f"resuming {path} at update {step}/{cfg.n_updates}")
+
+    n_train = len(train_images)
+    val_idx = _val_subset(len(val_images), cfg.val_images)
+    sums = np.zeros(3)
+    counted = 0
+    usage = torch.zeros(cfg.n_embeddings)  # code counts since the last log step
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    model.train()
+    bar = tqdm(range(step, cfg.n_updates), desc="VQ-VAE", disable=not progress, initial=step, total=cfg.n_updates)
+    for step in bar:
+        x = _to_batch(train_images, batch_indices(n_train, cfg.batch_size, cfg.seed, step), device)
+        with autocast(device):
+            x_hat, vq = model(x)
+        recon = F.mse_loss(x_hat.float(), x)
+        loss = recon + vq.loss.float()
+        if not torch.isfinite(loss):
+            raise TrainingStopped(
+                f"non-finite loss at update {step} (recon={recon.item():.3g}); "
+                f"kept the last good checkpoint {path}; try a lower --learning_rate"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += (recon.item(), vq.loss.item(), loss.item())
+        counted += 1
+        usage += torch.bincount(vq.codes.flatten().cpu(), minlength=cfg.n_embeddings)
+
+        done = step + 1
+        if done % cfg.log_interval == 0 or done == cfg.n_updates:
+            val = validate_vqvae(model, val_images, val_idx, device)
+            # over all batches since the last log step, not one batch (perplexity depends on size)
+            probs = usage / usage.sum()
+            perplexity = float(torch.exp(-(probs * (probs + 1e-12).log()).sum()))
+            codes_used = int((usage > 0).sum())
+            tr = sums / counted
+            for key, value in (
+                ("step", done), ("train_recon", tr[0]), ("train_embedding", tr[1]),
+                ("train_total", tr[2]), ("val_recon", val["recon"]),
+                ("val_embedding", val["embedding"]), ("val_total", val["total"]),
+                ("val_ssim", val["ssim"]), ("codes_used", codes_used),
+                ("perplexity", perplexity),
+                ("restarts", int(getattr(model.quantizer, "n_restarts", torch.tensor(0)))),
+                ("seconds", time.perf_counter() - start),
+            ):  # fmt: skip
+                history[key].append(float(value))
+            sums[:] = 0
+            counted = 0
+            usage.zero_()
+            bar.set_postfix(loss=f"{tr[2]:.4f}", val_ssim=f"{val['ssim']:.3f}", codes=codes_used)
+            atomic_save(
+                {
+                    "kind": "vqvae",
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "config": asdict(cfg),
+                    "history": history,
+                    "step": done,
+                    "rng": torch.get_rng_state(),
+                    "extra": extra or {},
+                },
+                path,
+            )
+    bar.close()
+    return model.eval(), history
+
+
+def load_vqvae(run_dir, device="cpu"):
+    """(model in eval mode, checkpoint dict) from run_dir/vqvae.pt."""
+    from hipgen_utils.config import from_dict
+    from hipgen_utils.vqvae import VQVAE
+
+    path = Path(run_dir) / VQVAE_FILE
+    ckpt = load_checkpoint(path, "vqvae")
+    model = VQVAE.from_config(from_dict(VQVAEConfig, ckpt["config"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the stored config ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), ckpt
+
+
+# --------------------------------------------------------------------------- PixelCNN
+
+
+@torch.no_grad()
+def bits_per_code(prior, codes, conds, device, batch_size=64) -> float:
+    """Mean cross-entropy (bits) of the prior on (N, h, w) codes; conds (N,) or None."""
+    was_training = prior.training
+    prior.eval()
+    total, count = 0.0, 0
+    for s in range(0, len(codes), batch_size):
+        c = torch.as_tensor(np.asarray(codes[s : s + batch_size]), dtype=torch.long, device=device)
+        y = None if conds is None else torch.as_tensor(np.asarray(conds[s : s + batch_size]), device=device)
+        with autocast(device):
+            logits = prior(c, y)
+        total += F.cross_entropy(logits.float(), c, reduction="sum").item()
+        count += c.numel()
+    prior.train(was_training)
+    return total / count / math.log(2)
+
+
+def train_pixelcnn(
+    cfg: PixelCNNConfig,
+    codes: dict,
+    n_codes: int,
+    run_dir,
+    *,
+    vqvae_id: str,
+    resume: bool = False,
+    progress: bool = True,
+):
+    """Train the gated PixelCNN on extracted codes; checkpoint to run_dir/pixelcnn.pt.
+
+    `codes` is the dict from `hipgen_utils.codes.load_codes` (codes_train (N, h, w),
+    slice_train (N,), codes_validate, slice_validate, ...). Returns (prior, history)."""
+    from hipgen_utils.pixelcnn import GatedPixelCNN
+
+    path = Path(run_dir) / PRIOR_FILE
+    device = pick_device(cfg.device)
+    train_codes, val_codes = codes["codes_train"], codes["codes_validate"]
+    train_cond = codes["slice_train"] if cfg.conditional else None
+    val_cond = codes["slice_validate"] if cfg.conditional else None
+    if cfg.conditional:
+        top = int(max(train_cond.max(), val_cond.max() if len(val_cond) else 0))
+        if top >= cfg.n_slices:
+            raise ValueError(
+                f"slice index {top} in the data but the prior has n_slices={cfg.n_slices}; "
+                f"set --n_slices {top + 1} or --conditional false"
+            )
+    torch.manual_seed(cfg.seed)
+    prior = GatedPixelCNN.from_config(cfg, n_codes).to(device)
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
+    per_epoch = max(1, len(train_codes) // cfg.batch_size)
+    total_steps = cfg.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
+    )
+    history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
+    step = 0
+    if resume and path.exists():
+        ckpt = load_checkpoint(path, "pixelcnn")
+        if ckpt.get("vqvae_id") != vqvae_id:
+            raise CheckpointError(f"{path}: prior was trained on another VQ-VAE's codes; retrain without --resume")
+        step, history = _restore(prior, opt, ckpt, asdict(cfg), PRIOR_ARCH_KEYS, path)
+        sched.load_state_dict(ckpt["scheduler"])
+        print(f"resuming {path} at epoch {step // per_epoch}/{cfg.epochs}")
+
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    prior.train()
+    bar = tqdm(range(step, total_steps), desc="PixelCNN", disable=not progress, initial=step, total=total_steps)
+    running, seen = 0.0, 0
+    for step in bar:
+        idx = batch_indices(len(train_codes), cfg.batch_size, cfg.seed, step)
+        c = torch.as_tensor(train_codes[idx], dtype=torch.long, device=device)
+        y = None if train_cond is None else torch.as_tensor(train_cond[idx], device=device)
+        with autocast(device):
+            logits = prior(c, y)
+        loss = F.cross_entropy(logits.float(), c)
+        if not torch.isfinite(loss):
+            raise TrainingStopped(
+                f"non-finite loss at update {step}; kept the last good checkpoint {path}; "
+                "try a lower --learning_rate"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item() / math.log(2)
+        seen += 1
+        if (step + 1) % cfg.log_interval == 0:
+            bar.set_postfix(bits=f"{running / seen:.3f}")
+        if (step + 1) % per_epoch == 0:
+            val_bits = bits_per_code(prior, val_codes, val_cond, device)
+            for key, value in (
+                ("epoch", (step + 1) // per_epoch), ("step", step + 1),
+                ("train_bits", running / seen), ("val_bits", val_bits),
+                ("seconds", time.perf_counter() - start),
+            ):  # fmt: skip
+                history[key].append(float(value))
+            running, seen = 0.0, 0
+            bar.set_postfix(val_bits=f"{val_bits:.3f}")
+            atomic_save(
+                {
+                    "kind": "pixelcnn",
+                    "model": prior.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "config": asdict(cfg),
+                    "n_codes": n_codes,
+                    "vqvae_id": vqvae_id,
+                    "history": history,
+                    "step": step + 1,
+                    "rng": torch.get_rng_state(),
+                },
+                path,
+            )
+    bar.close()
+    return prior.eval(), history
+
+
+def load_prior(run_dir, device="cpu", vqvae_id: str | None = None):
+    """(prior in eval mode, checkpoint dict) from run_dir/pixelcnn.pt; checks it matches the VQ-VAE."""
+    from hipgen_utils.config import from_dict
+    from hipgen_utils.pixelcnn import GatedPixelCNN
+
+    path = Path(run_dir) / PRIOR_FILE
+    ckpt = load_checkpoint(path, "pixelcnn")
+    if vqvae_id is not None and ckpt.get("vqvae_id") != vqvae_id:
+        raise CheckpointError(
+            f"{path}: this prior was trained on another VQ-VAE's codes "
+            f"({ckpt.get('vqvae_id')} vs {vqvae_id}); retrain it (notebooks/05_train_pixelcnn)"
+        )
+    prior = GatedPixelCNN.from_config(from_dict(PixelCNNConfig, ckpt["config"]), int(ckpt["n_codes"]))
+    prior.load_state_dict(ckpt["model"])
+    return prior.to(device).eval(), ckpt

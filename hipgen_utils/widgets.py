@@ -1,0 +1,288 @@
+"""Interactive sampling panel for the notebooks (ipywidgets).
+
+`SamplerPanel` draws samples from a PixelCNN prior over VQ-VAE codes and decodes them, with
+sliders for temperature, top-k, seed, number of samples and (for a conditional prior) the
+slice position; a "completion" mode keeps the first rows of a test image's codes and
+samples the rest.
+
+Notebook use::
+
+    panel = SamplerPanel(prior, lambda c: decode_codes(vqvae, c, device=dev), device=dev,
+                         test_codes=test_codes, test_images=test_images, test_slices=test_slices)
+    panel.render()
+    display(panel.widget)
+    panel.temperature.value = 0.7  # re-renders; raises if sampling fails
+"""
+
+from __future__ import annotations
+
+import time
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import clear_output, display
+
+from hipgen_utils import plotting
+
+MODES = ("samples", "completion")
+
+
+def _to_images(x, name: str) -> np.ndarray:
+    """decode() output -> (N, H, W) float32 numpy."""
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise ValueError(f"{name} should return (N, H, W) images, got shape {a.shape}")
+    return a
+
+
+class SamplerPanel:
+    """ipywidgets panel: sample codes from `prior`, decode them, show the figure.
+
+    prior: a PixelCNN prior with ``n_codes`` and ``n_conditions`` (0 = unconditional).
+    decode: callable, codes (N, h, w) LongTensor -> images (N, H, W) float32 in [0, 1].
+    test_codes: (M, h, w) ints, test_images: (M, H, W) in [0, 1], test_slices: (M,) slice
+    positions -- enable completion mode (test_slices is required for a conditional prior;
+    without test_images the "original" shown is the decoded test codes).
+    sample_fn: defaults to `hipgen_utils.sampling.sample`, same keyword interface.
+
+    Sliders are public attributes (temperature, top_k, seed, n, slice, mode, image_index,
+    keep_rows). Changing one re-renders only if it matters in the current mode: n and slice
+    drive "samples", image_index and keep_rows drive "completion" (the other mode's sliders
+    are disabled). A failing render stores the exception in ``self.error`` and re-raises it,
+    so a value set from code fails loudly (ipywidgets hides errors from browser events, so
+    the message is also printed in the panel's output area).
+    """
+
+    def __init__(
+        self,
+        prior,
+        decode,
+        *,
+        test_codes=None,
+        test_images=None,
+        test_slices=None,
+        device="cpu",
+        shape=(64, 32),
+        max_samples=16,
+        sample_fn=None,
+    ):
+        for attr in ("n_codes", "n_conditions"):
+            if not hasattr(prior, attr):
+                raise TypeError(f"prior has no attribute {attr!r}; pass a PixelCNN prior")
+        if sample_fn is None:
+            from hipgen_utils.sampling import sample as sample_fn  # lazy: heavy model imports
+        self.prior, self.decode, self.sample_fn = prior, decode, sample_fn
+        self.device, self.shape = device, tuple(int(s) for s in shape)
+        self.n_codes = int(prior.n_codes)
+        self.n_conditions = int(prior.n_conditions or 0)
+        self.conditional = self.n_conditions > 0
+        self.test_codes, self.test_images, self.test_slices = self._check_tests(
+            test_codes, test_images, test_slices
+        )
+        self.last_images: np.ndarray | None = None
+        self.last_figure = None
+        self.n_renders = 0
+        self.error: BaseException | None = None
+
+        h = self.shape[0]
+        n_test = 0 if self.test_codes is None else len(self.test_codes)
+        style = {"description_width": "90px"}
+        common = dict(continuous_update=False, style=style)
+        self.temperature = widgets.FloatSlider(
+            value=1.0, min=0.1, max=2.0, step=0.05, description="temperature", **common
+        )
+        self.top_k = widgets.IntSlider(
+            value=0, min=0, max=self.n_codes, description="top-k (0=off)", **common
+        )
+        self.seed = widgets.IntSlider(value=0, min=0, max=999, description="seed", **common)
+        self.n = widgets.IntSlider(
+            value=min(4, max_samples), min=1, max=max_samples, description="samples", **common
+        )
+        self.slice = widgets.IntSlider(
+            value=self.n_conditions // 2 if self.conditional else 0,
+            min=0,
+            max=max(self.n_conditions - 1, 0),
+            description="slice",
+            disabled=not self.conditional,
+            **common,
+        )
+        if not self.conditional:
+            self.slice.layout.display = "none"
+        self.mode = widgets.ToggleButtons(
+            options=list(MODES) if n_test else ["samples"],
+            value="samples",
+            description="mode",
+            disabled=not n_test,
+            style=style,
+        )
+        self.image_index = widgets.IntSlider(
+            value=0, min=0, max=max(n_test - 1, 0), description="test image", **common
+        )
+        self.keep_rows = widgets.IntSlider(
+            value=h // 2, min=0, max=h, description="keep rows", **common
+        )
+        self.status = widgets.HTML()
+        self.output = widgets.Output()
+        self._by_mode = {
+            "samples": (self.temperature, self.top_k, self.seed, self.n, self.slice),
+            "completion": (
+                self.temperature,
+                self.top_k,
+                self.seed,
+                self.image_index,
+                self.keep_rows,
+            ),
+        }
+        for w in (
+            self.temperature,
+            self.top_k,
+            self.seed,
+            self.n,
+            self.slice,
+            self.mode,
+            self.image_index,
+            self.keep_rows,
+        ):
+            w.observe(self._on_change, names="value")
+        self._sync_enabled()
+        self.widget = widgets.VBox(
+            [
+                self.mode,
+                widgets.HBox([self.temperature, self.top_k, self.seed]),
+                widgets.HBox([self.n, self.slice]),
+                widgets.HBox([self.image_index, self.keep_rows]),
+                self.status,
+                self.output,
+            ]
+        )
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_tests(self, codes, images, slices):
+        if codes is None:
+            if images is not None or slices is not None:
+                raise ValueError("test_images/test_slices need test_codes for completion mode")
+            return None, None, None
+        codes = torch.as_tensor(np.asarray(codes)).long()
+        if codes.ndim != 3 or tuple(codes.shape[1:]) != self.shape:
+            raise ValueError(
+                f"test_codes should be (M, {self.shape[0]}, {self.shape[1]}), got {tuple(codes.shape)}"
+            )
+        if len(codes) == 0:
+            raise ValueError("test_codes is empty; pass at least one test code map or None")
+        m = len(codes)
+        if images is not None:
+            images = _to_images(images, "test_images")
+            if len(images) != m:
+                raise ValueError(f"test_images has {len(images)} images but test_codes has {m}")
+        if slices is not None:
+            slices = np.asarray(slices).astype(np.int64).reshape(-1)
+            if len(slices) != m:
+                raise ValueError(f"test_slices has {len(slices)} entries but test_codes has {m}")
+        elif self.conditional:
+            raise ValueError(
+                "the prior is conditional: pass test_slices (slice position per test image)"
+            )
+        return codes, images, slices
+
+    def _sync_enabled(self):
+        """Enable exactly the sliders that affect the current mode."""
+        active = set(map(id, self._by_mode[self.mode.value]))
+        for w in (self.n, self.slice, self.image_index, self.keep_rows):
+            w.disabled = id(w) not in active or (w is self.slice and not self.conditional)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_change(self, change):
+        owner = change["owner"]
+        if owner is self.mode:
+            self._sync_enabled()
+        elif all(owner is not w for w in self._by_mode[self.mode.value]):
+            return  # a slider of the other mode: nothing on screen depends on it
+        try:
+            self.render()
+        except Exception as exc:
+            self.error = exc
+            # Browser-triggered errors are swallowed by ipywidgets: show them in the panel.
+            with self.output:
+                clear_output(wait=True)
+                print(f"render failed: {type(exc).__name__}: {exc}")
+            raise
+        self.error = None
+
+    # ------------------------------------------------------------------ drawing
+
+    def _common_kwargs(self) -> dict:
+        return dict(
+            temperature=float(self.temperature.value),
+            top_k=int(self.top_k.value) or None,
+            seed=int(self.seed.value),
+            shape=self.shape,
+            device=self.device,
+        )
+
+    def _render_samples(self):
+        n = int(self.n.value)
+        cond = int(self.slice.value) if self.conditional else None
+        codes = self.sample_fn(self.prior, n, condition=cond, **self._common_kwargs())
+        images = _to_images(self.decode(codes), "decode")
+        k = self.top_k.value or "off"
+        where = f", slice {cond}" if self.conditional else ""
+        fig = plotting.plot_samples(
+            images,
+            titles=[f"sample {i}" for i in range(len(images))],
+            ncols=4,
+            suptitle=f"{n} samples: T={self.temperature.value:.2f}, top-k {k}, "
+            f"seed {self.seed.value}{where}",
+        )
+        return images, fig
+
+    def _render_completion(self):
+        idx, keep = int(self.image_index.value), int(self.keep_rows.value)
+        cond = int(self.test_slices[idx]) if self.conditional else None
+        prefix = self.test_codes[idx : idx + 1, :keep]
+        codes = self.sample_fn(
+            self.prior, 1, condition=cond, prefix=prefix, **self._common_kwargs()
+        )
+        images = _to_images(self.decode(codes), "decode")
+        if self.test_images is not None:
+            original = self.test_images[idx]
+        else:
+            original = _to_images(self.decode(self.test_codes[idx : idx + 1]), "decode")[0]
+        fig = plotting.plot_completion(original, keep, images[0], code_rows=self.shape[0])
+        where = f", slice {cond}" if self.conditional else ""
+        fig.suptitle(
+            f"Completion of test image {idx}{where}: keep {keep}/{self.shape[0]} code rows"
+        )
+        return images, fig
+
+    def render(self) -> np.ndarray:
+        """Sample with the current slider values, decode, draw into the output area.
+
+        Returns the decoded images (N, H, W) float32 in [0, 1] (N = 1 in completion mode),
+        also kept in ``self.last_images``. Exceptions propagate to the caller.
+        """
+        t0 = time.perf_counter()
+        if self.mode.value == "completion":
+            images, fig = self._render_completion()
+        else:
+            images, fig = self._render_samples()
+        with self.output:
+            clear_output(wait=True)
+            display(fig)
+        # Close so the inline backend does not show the figure a second time at cell end.
+        plt.close(fig)
+        self.last_figure = fig
+        self.last_images = images
+        self.n_renders += 1
+        self.status.value = (
+            f"<small>render {self.n_renders}: {len(images)} image(s) in "
+            f"{time.perf_counter() - t0:.1f} s</small>"
+        )
+        return images

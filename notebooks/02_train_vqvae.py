@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train the VQ-VAE
+#
+# The VQ-VAE compresses a 256×128 slice into a 64×32 grid of integers, each an index into
+# a learned codebook of `n_embeddings` vectors: encoder (two stride-2 convolutions and a
+# residual stack) → 1×1 conv to `embedding_dim` → nearest codebook vector (channel-last) →
+# decoder. The codebook learns by exponential moving averages with dead-code restart, the
+# encoder by a commitment loss `beta·‖z_e − sg(e)‖²`; gradients pass the quantiser
+# straight-through.
+#
+# Loss = reconstruction MSE + embedding loss. The history (train and validation losses,
+# validation SSIM, codes used, perplexity) is logged every `log_interval` updates and the
+# checkpoint (model + optimiser + config + history) is written atomically to
+# `RUN_DIR/vqvae.pt` each time. Set `RESUME = True` to continue an interrupted run.
+
+# %% tags=["parameters"]
+PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
+RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
+DATA_DIR = None  # None -> $HIPMRI_DATA, else the built-in phantom
+RESUME = False
+# None keeps the profile's value; same names as `hipgen train --mode vq_vae --<name>`
+batch_size = None
+n_updates = None
+n_hiddens = None
+n_residual_hiddens = None
+n_residual_layers = None
+embedding_dim = None
+n_embeddings = None
+beta = None
+learning_rate = None
+log_interval = None
+device = None
+
+# %%
+from dataclasses import asdict
+
+import numpy as np
+
+from hipgen_utils import config, pipeline, plotting, training
+
+ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
+cfg = ctx.cfg
+cfg.vqvae = config.apply_given(
+    cfg.vqvae, batch_size=batch_size, n_updates=n_updates, n_hiddens=n_hiddens,
+    n_residual_hiddens=n_residual_hiddens, n_residual_layers=n_residual_layers,
+    embedding_dim=embedding_dim, n_embeddings=n_embeddings, beta=beta,
+    learning_rate=learning_rate, log_interval=log_interval, device=device,
+)  # fmt: skip
+print(asdict(cfg.vqvae))
+print("device:", training.pick_device(cfg.vqvae.device))
+
+# %%
+splits = pipeline.load_splits(cfg.data, ("train", "validate"))
+print({k: v.images.shape for k, v in splits.items()})
+
+# %% [markdown]
+# ## Train
+# A tqdm bar shows the loss, validation SSIM and the number of codes in use.
+
+# %%
+model, history = training.train_vqvae(
+    cfg.vqvae, splits["train"].images, splits["validate"].images, ctx.run, resume=RESUME,
+    extra={"data": asdict(cfg.data), "profile": cfg.profile},
+)  # fmt: skip
+print(
+    f"{int(history['step'][-1])} updates in {history['seconds'][-1]:.0f} s; "
+    f"validation SSIM {history['val_ssim'][-1]:.4f}; codes used {int(history['codes_used'][-1])}"
+    f"/{cfg.vqvae.n_embeddings}; perplexity {history['perplexity'][-1]:.1f}"
+)
+
+# %% [markdown]
+# ## Curves
+# Reconstruction, embedding and total loss (train vs validation), validation SSIM with the
+# 0.6 line, and codebook use.
+
+# %%
+plotting.show_and_save(plotting.plot_history(history, ssim_line=0.6), ctx.figure("02_training_curves"))
+
+# %% [markdown]
+# ## Originals vs reconstructions (validation)
+
+# %%
+val = splits["validate"]
+pick = np.unique(np.linspace(0, len(val) - 1, 6).round().astype(int))
+summary, per_image = pipeline.reconstruction_report(model, val.images[pick])
+plotting.show_and_save(
+    plotting.plot_reconstructions(np.asarray(val.images[pick]), per_image["recons"], n=len(pick), ssim=per_image["ssim"]),
+    ctx.figure("02_reconstructions"),
+)
+print(f"checkpoint: {ctx.run / 'vqvae.pt'}")
+
+# %% [markdown]
+# **Next:** `03_ssim_analysis` scores the test split.

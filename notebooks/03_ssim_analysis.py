@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · SSIM analysis on the test split
+#
+# Structural similarity (`skimage.metrics.structural_similarity`, data range 1.0) between
+# each test slice and its reconstruction: the distribution, how it varies from the bottom
+# to the top of the pelvis, the best and worst slices with their error maps, and how the
+# codebook is used. Reads the checkpoint that `02_train_vqvae` wrote.
+
+# %% tags=["parameters"]
+PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
+RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
+DATA_DIR = None  # None -> the data the VQ-VAE was trained on
+SPLIT = "test"
+
+# %%
+import json
+
+import numpy as np
+
+from hipgen_utils import config, pipeline, plotting, training
+
+ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
+model, ckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
+data_cfg = config.from_dict(config.DataConfig, ckpt["extra"]["data"])
+if DATA_DIR is not None:
+    data_cfg.data_dir = str(DATA_DIR)
+test = pipeline.load_splits(data_cfg, (SPLIT,))[SPLIT]
+
+# %%
+summary, per_image = pipeline.reconstruction_report(model, test.images, progress=True)
+print(json.dumps(summary, indent=1))
+(ctx.run / f"ssim_{SPLIT}.json").write_text(json.dumps(summary))
+
+# %% [markdown]
+# ## Distribution
+# The 0.6 line is the course threshold; the reference solutions reach a mean of about 0.85.
+
+# %%
+plotting.show_and_save(plotting.plot_ssim_histogram(per_image["ssim"], line=0.6), ctx.figure("03_ssim_histogram"))
+
+# %% [markdown]
+# ## Against slice position
+
+# %%
+plotting.show_and_save(plotting.plot_ssim_vs_slice(per_image["ssim"], test.slice), ctx.figure("03_ssim_vs_slice"))
+
+# %% [markdown]
+# ## Best and worst four
+
+# %%
+plotting.show_and_save(
+    plotting.plot_best_worst(np.asarray(test.images), per_image["recons"], per_image["ssim"], k=4),
+    ctx.figure("03_best_worst"),
+)
+
+# %% [markdown]
+# ## Codebook usage on the test split
+# Codes used (distinct indices over the whole split) and perplexity (2^entropy of the
+# usage histogram; at most `n_embeddings`). A collapsed codebook shows a handful of codes.
+
+# %%
+print(f"codes used {summary['codes_used']}/{model.quantizer.n_embeddings}, perplexity {summary['perplexity']:.1f}")
+plotting.show_and_save(plotting.plot_codebook_usage(per_image["usage"], title=f"codebook usage ({SPLIT})"),
+                       ctx.figure("03_codebook_usage"))  # fmt: skip
+
+# %% [markdown]
+# **Next:** `04_extract_codes` encodes every split into code grids for the prior.

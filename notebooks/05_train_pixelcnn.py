@@ -1,0 +1,86 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Train the PixelCNN prior
+#
+# A gated PixelCNN (van den Oord et al. 2016) models the code grid one position at a time
+# in raster order, p(c) = ∏ p(c_i | c_<i, slice position). Vertical and horizontal stacks
+# remove the blind spot of plain masked convolutions; gated tanh·sigmoid units, residual and
+# skip connections; optionally conditioned on the slice position (0..59 through a
+# case-week) so you can ask for a slice from a given level of the pelvis.
+#
+# The score is bits per code (cross-entropy in bits). The baseline beside it is the
+# **unigram** model: every code drawn independently from the training histogram. A prior
+# that learned anatomy must beat it by a wide margin.
+
+# %% tags=["parameters"]
+PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
+RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
+RESUME = False
+# None keeps the profile's value; same names as `hipgen train --mode pixelcnn --<name>`
+n_channels = None
+n_layers = None
+kernel_size = None
+conditional = None
+epochs = None
+batch_size = None
+learning_rate = None
+device = None
+
+# %%
+from dataclasses import asdict
+
+from hipgen_utils import checkpoints, codes, config, metrics, plotting, training
+
+ctx = config.notebook_context(PROFILE, RUN_DIR)
+cfg = ctx.cfg
+cfg.pixelcnn = config.apply_given(
+    cfg.pixelcnn, n_channels=n_channels, n_layers=n_layers, kernel_size=kernel_size,
+    conditional=conditional, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+    device=device,
+)  # fmt: skip
+print(asdict(cfg.pixelcnn))
+vq, _ = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
+vqvae_id = checkpoints.state_fingerprint(vq.state_dict())
+grids = codes.load_codes(ctx.run, vqvae_id)  # needs 04_extract_codes
+print({k: v.shape for k, v in grids.items() if k.startswith("codes_")})
+
+# %%
+unigram = metrics.unigram_bits_per_code(grids["codes_train"], grids["codes_validate"], grids["n_embeddings"])
+print(f"unigram baseline on validation: {unigram:.3f} bits/code "
+      f"(uniform over the codebook would be {metrics.np.log2(grids['n_embeddings']):.2f})")  # fmt: skip
+
+# %% [markdown]
+# ## Train
+
+# %%
+prior, history = training.train_pixelcnn(
+    cfg.pixelcnn, grids, grids["n_embeddings"], ctx.run, vqvae_id=vqvae_id, resume=RESUME
+)
+print(
+    f"{int(history['epoch'][-1])} epochs in {history['seconds'][-1]:.0f} s; validation "
+    f"{history['val_bits'][-1]:.3f} bits/code = {history['val_bits'][-1] / unigram:.2f} x unigram"
+)
+
+# %% [markdown]
+# ## Bits per code against the unigram line
+
+# %%
+plotting.show_and_save(plotting.plot_prior_history(history, unigram), ctx.figure("05_prior_bits_per_code"))
+
+# %%
+test_bits = training.bits_per_code(prior, grids["codes_test"], grids["slice_test"] if prior.n_conditions else None, "cpu")
+test_unigram = metrics.unigram_bits_per_code(grids["codes_train"], grids["codes_test"], grids["n_embeddings"])
+print(f"test: prior {test_bits:.3f} bits/code, unigram {test_unigram:.3f} -> ratio {test_bits / test_unigram:.2f}")
+print(f"checkpoint: {ctx.run / 'pixelcnn.pt'}")
+
+# %% [markdown]
+# **Next:** `06_sample` draws new slices from the prior.

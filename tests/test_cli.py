@@ -1,0 +1,200 @@
+"""The `hipgen` command end to end on a tiny HipMRI-layout folder, and its one-line errors."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from hipgen_utils.cli import main
+
+TINY_VQ = [
+    "--profile",
+    "ci",
+    "--n_updates",
+    "4",
+    "--log_interval",
+    "2",
+    "--batch_size",
+    "4",
+    "--device",
+    "cpu",
+]
+TINY_PRIOR = [
+    "--profile",
+    "ci",
+    "--epochs",
+    "1",
+    "--batch_size",
+    "4",
+    "--n_slices",
+    "4",
+    "--device",
+    "cpu",
+]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A data folder and a run dir with a VQ-VAE and a prior, trained through the CLI."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("cache")
+    mp.setenv("HIPGEN_CACHE", str(cache))
+    from conftest import label_from, smooth_image, write_nifti
+
+    root = tmp_path_factory.mktemp("hipmri")
+    rng = np.random.default_rng(0)
+    for split, base in (("train", 1), ("validate", 100), ("test", 200)):
+        for s in range(4):
+            img = smooth_image(rng)
+            write_nifti(
+                root / f"keras_slices_{split}" / f"case_{base:03d}_week_0_slice_{s}.nii.gz", img
+            )
+            write_nifti(
+                root / f"keras_slices_seg_{split}" / f"seg_{base:03d}_week_0_slice_{s}.nii.gz",
+                label_from(img),
+            )
+    run_dir = tmp_path_factory.mktemp("run")
+    assert (
+        main(
+            [
+                "train",
+                "--mode",
+                "vq_vae",
+                "--data_dir",
+                str(root),
+                "--run_dir",
+                str(run_dir),
+                *TINY_VQ,
+            ]
+        )
+        == 0
+    )
+    assert main(["train", "--mode", "pixelcnn", "--run_dir", str(run_dir), *TINY_PRIOR]) == 0
+    yield root, run_dir
+    mp.undo()
+
+
+def test_info_json(trained, capsys):
+    root, _ = trained
+    code, out, _ = run(capsys, "info", "--data_dir", root, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["splits"]["train"]["n_files"] == 4
+    assert info["splits"]["test"]["shapes"] == {"256x128": 4} and info["splits"]["test"]["labels"] == [0, 1, 2, 3, 4, 5]
+
+
+def test_train_wrote_checkpoints_and_codes(trained):
+    _, run_dir = trained
+    assert {"vqvae.pt", "codes.npz", "pixelcnn.pt"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_evaluate_json_has_every_metric(trained, capsys):
+    root, run_dir = trained
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--run_dir",
+        run_dir,
+        "--data_dir",
+        root,
+        "--json",
+        "--n_samples",
+        "4",
+        "--device",
+        "cpu",
+    )
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, "evaluate --json must print exactly one line"
+    r = json.loads(lines[0])
+    for key in ("ssim_mean", "ssim_median", "ssim_min", "frac_ssim_gt_0_6", "psnr_mean", "perplexity",
+                "codes_used", "n_images", "pixelcnn_bits_per_code_test", "unigram_bits_per_code",
+                "nn_ssim_median", "frac_near_copies", "fid_samples", "fid_test_vs_train", "fid_unigram"):  # fmt: skip
+        assert key in r, key
+    assert r["n_images"] == 4 and 0 <= r["frac_ssim_gt_0_6"] <= 1 and -1 <= r["ssim_mean"] <= 1
+
+
+def test_predict_png_and_nifti(trained, capsys, tmp_path):
+    _, run_dir = trained
+    code, out, err = run(
+        capsys,
+        "predict",
+        "--run_dir",
+        run_dir,
+        "--n",
+        "2",
+        "--out",
+        tmp_path / "s.png",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    code, _, err = run(capsys, "predict", "--run_dir", run_dir, "--n", "2", "--slice", "1", "--format", "nii",
+                       "--out", tmp_path / "nii", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    files = sorted((tmp_path / "nii").glob("*.nii.gz"))
+    assert len(files) == 2
+    img = np.asarray(nib.load(files[0]).dataobj)
+    assert img.shape == (256, 128) and 0 <= img.min() and img.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["predict", "--run_dir", "{run}", "--slice", "99", "--out", "x.png"],
+            "--slice 99 out of range",
+        ),
+        (["predict", "--run_dir", "{run}", "--temperature", "0", "--out", "x.png"], "temperature"),
+        (["predict", "--run_dir", "{tmp}", "--out", "x.png"], "run notebooks/02_train_vqvae"),
+        (["evaluate", "--run_dir", "{tmp}/nope", "--json"], "does not exist"),
+        (["info", "--data_dir", "{tmp}"], "keras_slices_train"),
+        (
+            [
+                "train",
+                "--mode",
+                "vq_vae",
+                "--run_dir",
+                "{run}",
+                "--data_dir",
+                "{root}",
+                "--resume",
+                "--profile",
+                "ci",
+                "--n_hiddens",
+                "32",
+            ],
+            "n_hiddens: 16 -> 32",
+        ),  # fmt: skip
+        (
+            ["train", "--mode", "vq_vae", "--run_dir", "{tmp}", "--epochs", "3"],
+            "--epochs does not apply",
+        ),
+        (
+            ["train", "--mode", "vq_vae", "--run_dir", "{tmp}", "--batch_size", "big"],
+            "batch_size='big'",
+        ),
+    ],
+)
+def test_errors_are_one_line(trained, capsys, tmp_path, argv, message):
+    root, run_dir = trained
+    argv = [a.format(run=run_dir, tmp=tmp_path, root=root) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    # progress bars may come first; the error itself is one line, with no traceback
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("hipgen ") and message in last and "Traceback" not in err, err
+
+
+def test_phantom_command(capsys, tmp_path):
+    code, out, err = run(capsys, "phantom", "--out", tmp_path / "ph", "--case_weeks", "2", "1", "1",
+                         "--n_slices", "3", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert len(list((tmp_path / "ph" / "keras_slices_train").glob("case_*.nii.gz"))) == 6

@@ -1,0 +1,151 @@
+"""Training loops: determinism, resume, checkpoints, NaN handling, clear errors."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hipgen_utils import config as C
+from hipgen_utils.checkpoints import CheckpointError, MissingStepError, load_checkpoint
+from hipgen_utils.training import (
+    TrainingStopped,
+    batch_indices,
+    load_prior,
+    load_vqvae,
+    train_pixelcnn,
+    train_vqvae,
+)
+
+torch.set_num_threads(1)
+
+
+def _images(n=24, shape=(32, 16), seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    imgs = []
+    for _ in range(n):
+        cy, cx, r = rng.uniform(8, 24), rng.uniform(4, 12), rng.uniform(3, 7)
+        imgs.append(
+            ((yy - cy) ** 2 + (xx - cx) ** 2 < r**2).astype(np.float32) * rng.uniform(0.5, 1)
+        )
+    return np.stack(imgs)
+
+
+def _vq_cfg(**kw):
+    base = replace(
+        C.get_profile("ci").vqvae,
+        n_updates=6,
+        log_interval=3,
+        batch_size=4,
+        val_images=4,
+        device="cpu",
+    )
+    return replace(base, **kw)
+
+
+def test_batch_indices_deterministic_and_cover_an_epoch():
+    a = [batch_indices(20, 5, 0, t) for t in range(4)]
+    b = [batch_indices(20, 5, 0, t) for t in range(4)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(np.concatenate(a).tolist()) == list(range(20))  # one epoch sees every image once
+    assert not np.array_equal(batch_indices(20, 5, 1, 0), a[0])  # the seed matters
+
+
+def test_vqvae_checkpoint_carries_config_and_loads_weights_only(tmp_path):
+    imgs = _images()
+    model, hist = train_vqvae(_vq_cfg(), imgs, imgs[:8], tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / "vqvae.pt", weights_only=True)
+    assert ckpt["kind"] == "vqvae" and ckpt["step"] == 6 and ckpt["config"]["n_hiddens"] == 16
+    assert hist["step"] == [3.0, 6.0] and len(hist["val_ssim"]) == 2
+    assert all(np.isfinite(hist["train_total"])) and 0 < hist["codes_used"][-1] <= 32
+    again, _ = load_vqvae(tmp_path)
+    x = torch.from_numpy(imgs[:2, None])
+    assert torch.equal(model.encode(x), again.encode(x))
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    imgs = _images()
+    full, _ = train_vqvae(_vq_cfg(), imgs, imgs[:8], tmp_path / "a", progress=False)
+    train_vqvae(_vq_cfg(n_updates=3), imgs, imgs[:8], tmp_path / "b", progress=False)
+    resumed, hist = train_vqvae(
+        _vq_cfg(), imgs, imgs[:8], tmp_path / "b", resume=True, progress=False
+    )
+    assert hist["step"] == [3.0, 6.0]
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_same_seed_same_model_different_seed_differs(tmp_path):
+    imgs = _images()
+    a, _ = train_vqvae(_vq_cfg(), imgs, imgs[:8], tmp_path / "a", progress=False)
+    b, _ = train_vqvae(_vq_cfg(), imgs, imgs[:8], tmp_path / "b", progress=False)
+    c, _ = train_vqvae(_vq_cfg(seed=1), imgs, imgs[:8], tmp_path / "c", progress=False)
+    w = "encoder.0.weight" if "encoder.0.weight" in a.state_dict() else next(iter(a.state_dict()))
+    assert torch.equal(a.state_dict()[w], b.state_dict()[w])
+    assert not torch.equal(a.state_dict()[w], c.state_dict()[w])
+
+
+def test_resume_with_other_architecture_is_one_line(tmp_path):
+    imgs = _images()
+    train_vqvae(_vq_cfg(n_updates=3), imgs, imgs[:8], tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match=r"n_hiddens: 16 -> 32"):
+        train_vqvae(_vq_cfg(n_hiddens=32), imgs, imgs[:8], tmp_path, resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    imgs = _images()
+    train_vqvae(_vq_cfg(n_updates=3), imgs, imgs[:8], tmp_path, progress=False)
+    before = load_checkpoint(tmp_path / "vqvae.pt")
+    bad = imgs.copy()
+    bad[:] = np.nan
+    with pytest.raises(
+        TrainingStopped, match="non-finite loss at update 3.*kept the last good checkpoint"
+    ):
+        train_vqvae(_vq_cfg(), bad, imgs[:8], tmp_path, resume=True, progress=False)
+    after = load_checkpoint(tmp_path / "vqvae.pt")
+    assert after["step"] == before["step"] == 3
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    with pytest.raises(MissingStepError, match="run notebooks/02_train_vqvae"):
+        load_vqvae(tmp_path)
+    (tmp_path / "vqvae.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable hipgen checkpoint"):
+        load_vqvae(tmp_path)
+
+
+def _codes(n=16, shape=(6, 4), k=8, seed=0):
+    rng = np.random.default_rng(seed)
+    # structured codes: a code per row position, so a prior can beat the unigram baseline
+    base = np.tile((np.arange(shape[0]) % k)[:, None], (1, shape[1]))
+    codes = np.where(rng.random((n, *shape)) < 0.9, base, rng.integers(0, k, (n, *shape)))
+    slices = rng.integers(0, 4, n)
+    return {
+        "codes_train": codes.astype(np.int16), "slice_train": slices,
+        "codes_validate": codes[:4].astype(np.int16), "slice_validate": slices[:4],
+        "n_embeddings": k,
+    }  # fmt: skip
+
+
+def test_pixelcnn_trains_checkpoints_and_ties_to_its_vqvae(tmp_path):
+    cfg = replace(
+        C.get_profile("ci").pixelcnn,
+        n_slices=4,
+        epochs=6,
+        batch_size=4,
+        learning_rate=1e-2,
+        device="cpu",
+    )
+    prior, hist = train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
+    assert len(hist["val_bits"]) == 6 and hist["val_bits"][-1] < hist["val_bits"][0]
+    loaded, ckpt = load_prior(tmp_path, vqvae_id="abc")
+    assert ckpt["vqvae_id"] == "abc" and loaded.n_conditions == 4
+    with pytest.raises(CheckpointError, match="another VQ-VAE's codes"):
+        load_prior(tmp_path, vqvae_id="other")
+
+
+def test_pixelcnn_rejects_slices_beyond_its_conditioning(tmp_path):
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=2, epochs=1, batch_size=4, device="cpu")
+    with pytest.raises(ValueError, match="slice index 3 in the data but the prior has n_slices=2"):
+        train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
