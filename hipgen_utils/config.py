@@ -63,6 +63,7 @@ class VQVAEConfig:
     n_updates: int = 5000
     learning_rate: float = 3e-4
     log_interval: int = 50
+    crop: int = 0  # train on random crop x crop patches (0 = whole slices); the model is convolutional
     val_images: int = 128  # validation images scored at each log step
     seed: int = 0
     device: str = "auto"

@@ -7,8 +7,9 @@ bladder, prostate (peripheral/transition zones), seminal vesicles, rectum, bowel
 vessels. Shapes are signed-distance functions painted with a 1-pixel partial-volume ramp;
 a fine texture, a smooth surface-coil bias field and Rician noise give the MR look.
 Anatomy varies per case (body habitus, bone/organ sizes), per week (bladder filling,
-rectal content and gas, positioning) and with slice position. See /work/shared/PELVIS_MR.md
-for the numbers it follows.
+rectal content and gas, positioning) and with slice position. Sizes are in pixels of
+1.7 mm, intensities are relative T2 signal (urine > fat > marrow > prostate PZ > TZ >
+muscle > cortical bone ~ air ~ 0).
 
 Layout (as the real release)::
 
@@ -76,6 +77,8 @@ TISSUES = {
     "bowel_wall": 0.35,
     "bowel_content": 0.5,
 }
+# Classes of the tissue map (tissue_slice): TISSUES plus rectal content and air.
+TISSUE_NAMES = ("background",) + tuple(sorted(set(TISSUES) | {"rect_content", "air"}))
 
 
 def image_dir(root, split: str) -> Path:
@@ -89,10 +92,12 @@ def label_dir(root, split: str) -> Path:
 
 
 def image_name(case: int, week: int, slice_idx: int) -> str:
+    """``case_NNN_week_W_slice_S.nii.gz``."""
     return f"case_{case:03d}_week_{week}_slice_{slice_idx}.nii.gz"
 
 
 def label_name(case: int, week: int, slice_idx: int) -> str:
+    """``seg_NNN_week_W_slice_S.nii.gz``."""
     return f"seg_{case:03d}_week_{week}_slice_{slice_idx}.nii.gz"
 
 
@@ -127,11 +132,11 @@ def sample_case(rng) -> dict:
         "fz": _u(rng, 0.33, 0.39),
         "z0": _u(rng, -0.04, 0.04),
         "zspan": _u(rng, 0.95, 1.05),
-        "pr_lr": _u(rng, 24, 34),
-        "pr_ap": _u(rng, 17, 23),
+        "pr_lr": _u(rng, 24, 36),
+        "pr_ap": _u(rng, 18, 25),
         "pr_h": _u(rng, 0.17, 0.25),
         "pr_dz": _u(rng, -0.03, 0.02),
-        "pr_tz": _u(rng, 0.45, 0.72),
+        "pr_tz": _u(rng, 0.55, 0.8),
         "sv_len": _u(rng, 10, 16),
         "sv_w": _u(rng, 3, 5),
         "sv_ang": _u(rng, 0.15, 0.45),
@@ -150,15 +155,15 @@ def sample_week(rng, case: dict) -> dict:
     """Parameters of one scan of `case` (JSON-serialisable): bladder ``fill`` (0-1), rectal
     distension/content/gas, a small positioning shift, noise sigma (1-3 % of max), coil bias
     amplitude (20-40 %) and a few bowel loops for the upper slices."""
-    n_loops = int(rng.integers(6, 13))
+    n_loops = int(rng.integers(8, 17))
     loops = [
         {
             "x": _u(rng, -0.75, 0.75),  # fraction of the pelvic-cavity half-width
-            "y": _u(rng, -38, 10),  # nominal AP position (see _Frame)
-            "z": _u(rng, 0.6, 1.15),
+            "y": _u(rng, -38, 10),  # nominal AP position (see _Renderer.Yn)
+            "z": _u(rng, 0.58, 1.15),
             "hz": _u(rng, 0.05, 0.14),
-            "r": _u(rng, 6, 14),
-            "kind": int(rng.integers(0, 3)),  # 0 fluid, 1 mixed, 2 gas
+            "r": _u(rng, 6, 15),
+            "kind": int(rng.integers(0, 4)),  # 0 fluid, 1 faeces, 2 gas, 3 collapsed
         }
         for _ in range(n_loops)
     ]
@@ -280,7 +285,9 @@ class _Renderer:
         planes = _lines(_smooth_noise(rng, big, 11.0, down=4), 0.07)
         streaks = _lines(_smooth_noise(rng, big, 3.0, down=2), 0.05)
         fat_in_muscle = np.maximum(planes, 0.35 * streaks)
-        self.muscle_map = T["muscle"] * (1.0 + 0.07 * self.tex_coarse) + (0.9 * T["fat"] - T["muscle"]) * fat_in_muscle
+        groups = 1.0 + 0.1 * _smooth_noise(rng, big, 14.0, down=4)  # muscles differ a little
+        self.muscle_map = T["muscle"] * groups * (1.0 + 0.07 * self.tex_coarse)
+        self.muscle_map += (0.9 * T["fat"] - self.muscle_map) * fat_in_muscle
         # subcutaneous fat: thin fibrous septa
         self.fat_map = T["fat"] * (1.0 - 0.22 * _lines(_smooth_noise(rng, big, 5.0, down=2), 0.08))
         self.bias = self._bias_field()
@@ -331,7 +338,9 @@ class _Renderer:
         if self.tissue is not None and tissue is not None:
             self.tissue[win][m > 0.5] = TISSUE_NAMES.index(tissue)
 
-    def _ellipse(self, cx, cy, a, b, value, theta=0.0, label=None, tissue=None, tex=0.0, wobble=1.0):
+    def _ellipse(
+        self, cx, cy, a, b, value, theta=0.0, label=None, tissue=None, tex=0.0, wobble=1.0
+    ):
         """Paint an ellipse; `tex` modulates `value` by the coarse texture, `wobble` (px)
         roughens the outline so organs are not perfect ellipses."""
         if a < 0.7 or b < 0.7:
@@ -348,7 +357,7 @@ class _Renderer:
             sd += wobble * self.wb[win]
         self._paint(win, sd, value, label, tissue)
 
-    def _bone(self, parts, cortex=2.0):
+    def _bone(self, parts, cortex=1.6):
         """Union of shapes drawn as a dark cortex around textured marrow, label 2.
 
         `parts`: ("e", cx, cy, a, b, theta) ellipses and ("c", p, q, r) capsules."""
@@ -357,9 +366,16 @@ class _Renderer:
             if p[0] == "e" and min(p[3], p[4]) > 1:
                 r = max(p[3], p[4])
                 boxes.append((p[1] - r, p[1] + r, p[2] - r, p[2] + r))
-            elif p[0] == "c" and p[3] > 1:
+            elif p[0] == "c" and p[3] > 2.5:  # thinner would read as a stray stick
                 _, a, b, r = p
-                boxes.append((min(a[0], b[0]) - r, max(a[0], b[0]) + r, min(a[1], b[1]) - r, max(a[1], b[1]) + r))
+                boxes.append(
+                    (
+                        min(a[0], b[0]) - r,
+                        max(a[0], b[0]) + r,
+                        min(a[1], b[1]) - r,
+                        max(a[1], b[1]) + r,
+                    )
+                )
             else:
                 continue
             keep.append(p)
@@ -417,6 +433,8 @@ class _Renderer:
         if self.tissue is not None:
             self.tissue = np.zeros((W, H), np.uint8)
         self._sacrum_geometry()
+        self.y_pr = self.Yn(-13)
+        self.rec = self._rectum_geometry()
         self._body(view)
         self._pelvic_fat()
         for s in (-1, 1):
@@ -432,7 +450,8 @@ class _Renderer:
         if clean:
             return self.img, self.lab
         # MR look: fine texture, coil bias, signal falloff at the slab ends, Rician noise
-        img = self.img * self.tex_fine[view] * self.bias
+        img = ndimage.gaussian_filter(self.img, 0.6, truncate=2.5)  # scanner point spread
+        img *= self.tex_fine[view] * self.bias
         img *= 1.0 - 0.12 * (2 * t - 1) ** 2
         n = rng.standard_normal((2, W, H), dtype=np.float32)
         n *= w["noise"]
@@ -445,7 +464,11 @@ class _Renderer:
         fz = c["fz"]
         W, H = self.W, self.H
         Tz = min(c["body_ap"] * (0.95 + 0.05 * _ramp(z, fz, 1.0)), H - 2.0)
-        a = c["body_a"] * (1 + 0.03 * math.exp(-(((z - fz + 0.15) / 0.12) ** 2))) * (1 - 0.04 * _ramp(z, 0.7, 1.05))
+        a = (
+            c["body_a"]
+            * (1 + 0.03 * math.exp(-(((z - fz + 0.15) / 0.12) ** 2)))
+            * (1 - 0.04 * _ramp(z, 0.7, 1.05))
+        )
         a = min(a, W / 2 - 2.0)
         b_ant = Tz * c["ant_frac"]
         b_post = Tz - b_ant
@@ -481,15 +504,29 @@ class _Renderer:
         if z < fz + 0.02:  # ischioanal fossae: fat wedges beside the anal canal / rectum
             k = _window(z, -1, fz + 0.02, 0.1)
             for s in (-1, 1):
-                self._ellipse(dx + s * 22, Yn(fy + 20), 11 * k + 1, 19 * self.sy * k + 1, T["fat"], theta=s * 0.5, tissue="fat", wobble=2)
-            # levator ani: a thin muscle sling behind and beside the rectum and prostate
-            cy, a, b = Yn(fy + 8), 20, 19 * self.sy
-            ww = self._win(dx, cy, a + 2, b + 2)
-            if ww is not None:
-                win, X, Y = ww
-                d = np.abs(_sd_ellipse(X, Y, dx, cy, a, b) + self.wb[win]) - 1.2
-                d = np.maximum(d, Yn(fy - 4) - Y)
-                self._paint(win, d, T["muscle"], None, "muscle")
+                self._ellipse(
+                    dx + s * 22,
+                    Yn(fy + 20),
+                    11 * k + 1,
+                    19 * self.sy * k + 1,
+                    T["fat"],
+                    theta=s * 0.5,
+                    tissue="fat",
+                    wobble=2,
+                )
+        k = _window(z, -1, fz - 0.03, 0.05)
+        if k > 0 and self.rec is not None:
+            # levator ani / sphincters: a muscle sling hugging the prostate and rectum, with
+            # a thin layer of periprostatic / perirectal fat inside it
+            rx, ry, rr, _ = self.rec
+            pa, pb = self.prostate_size()
+            front = self.y_pr - pb - 2 if pb > 1 else ry - rr - 4
+            back = ry + rr + 3
+            a, b = max(pa, rr) + 4, (back - front) / 2
+            cy = (front + back) / 2
+            self._ellipse(dx, cy, a + 3.5 * k, b + 3 * k, T["muscle"], tissue="muscle", tex=0.07)
+            if z > fz - 0.22:
+                self._ellipse(dx, cy, a, b, T["fat"], tissue="fat", wobble=1.5)
         if z > fz - 0.18:  # iliopsoas: along the pelvic brim, then in front of the hip
             u = _ramp(z, fz - 0.18, 1.05)
             r = _lerp(8, 12, u) * _window(z, fz - 0.18, 2, 0.06)
@@ -497,7 +534,9 @@ class _Renderer:
                 px = dx + s * _lerp(fx - 4, c["sac_w"] * 0.75, u**0.7)
                 py = Yn(_lerp(fy - fr - 12, 14, u))
                 # a faint fascial fat rim sets it off from its neighbours
-                self._ellipse(px, py, r + 1.5, r + 1.5, _lerp(T["muscle"], T["fat"], 0.55), tissue="fat")
+                self._ellipse(
+                    px, py, r + 1.5, r + 1.5, _lerp(T["muscle"], T["fat"], 0.55), tissue="fat"
+                )
                 self._ellipse(px, py, r, r * 0.9, T["muscle"], tissue="muscle", tex=0.07)
 
     def _hip_bones(self, s):
@@ -520,7 +559,7 @@ class _Renderer:
                     open_side = s * (X - sx) - 0.3 * r_in
                     d = np.maximum(np.maximum(d, r_in - rad), open_side)
                 self._paint(win, d, T["cortex"], 2, "cortex")
-                self._paint(win, d + 2.0, T["marrow"] * (1 + 0.2 * self.tc[win]), None, "marrow")
+                self._paint(win, d + 1.6, T["marrow"] * (1 + 0.2 * self.tc[win]), None, "marrow")
                 if r_in > 0:  # joint cartilage and fluid between head and socket
                     dj = np.maximum(np.abs(rad - head - 0.8) - 0.9, open_side)
                     self._paint(win, dj, T["cartilage"], 1, "cartilage")
@@ -531,17 +570,25 @@ class _Renderer:
         k = _window(z, fz - 0.25, fz - 0.04, 0.03)
         parts.append(("c", (dx + s * 2.4, y_sym), (dx + s * 14, y_sym + 5 * sy), 6.5 * k))
         k = _window(z, fz - 0.12, fz + 0.02, 0.02)
-        parts.append(("c", (dx + s * 12, y_sym + 4 * sy), (dx + s * (fx - 10), Yn(fy - 10)), 5.0 * k))
+        parts.append(
+            ("c", (dx + s * 12, y_sym + 4 * sy), (dx + s * (fx - 10), Yn(fy - 10)), 5.0 * k)
+        )
         k = _window(z, fz - 0.36, fz - 0.14, 0.02)
         x_arch = _lerp(12, 30, _ramp(fz - 0.22 - z, 0, 0.15))
-        parts.append(("c", (dx + s * x_arch, y_sym + 6 * sy), (dx + s * (fx - 16), Yn(fy + 18)), 4.5 * k))
+        parts.append(
+            ("c", (dx + s * x_arch, y_sym + 6 * sy), (dx + s * (fx - 16), Yn(fy + 18)), 4.5 * k)
+        )
         # ischium: tuberosity lowest, body (posterior column) and spine up to the acetabulum
         k = _window(z, fz - 0.36, fz - 0.1, 0.05)
         parts.append(("e", dx + s * (fx - 15), Yn(fy + 19), 9 * k, 12 * k, s * 0.4))
         k = _window(z, fz - 0.14, fz + 0.08, 0.04)
-        parts.append(("c", (dx + s * (fx - 8), Yn(fy + 10)), (dx + s * (fx - 14), Yn(fy + 22)), 6.5 * k))
+        parts.append(
+            ("c", (dx + s * (fx - 8), Yn(fy + 10)), (dx + s * (fx - 14), Yn(fy + 22)), 6.5 * k)
+        )
         k = _window(z, fz, fz + 0.08, 0.03)
-        parts.append(("c", (dx + s * (fx - 12), Yn(fy + 18)), (dx + s * (fx - 26), Yn(fy + 27)), 3.0 * k))
+        parts.append(
+            ("c", (dx + s * (fx - 12), Yn(fy + 18)), (dx + s * (fx - 26), Yn(fy + 27)), 3.0 * k)
+        )
         # ilium: a thick body above the acetabulum, then a wing curving (concave medially)
         # up and out; its back reaches the sacrum (SI joint) above the sciatic notch
         if z > fz + 0.08:
@@ -570,7 +617,7 @@ class _Renderer:
         parts.append(("e", shaft_x, Yn(fy + 4), 12 * k, 12 * k, 0.0))
         k = _window(z, fz - 0.32, fz - 0.2, 0.03)
         parts.append(("c", (shaft_x, Yn(fy + 4)), (shaft_x - s * 13, Yn(fy + 12)), 4.5 * k))
-        self._bone(parts, cortex=2.0 + 1.5 * _ramp(fz - 0.1 - z, 0, 0.15))
+        self._bone(parts, cortex=1.6 + 1.6 * _ramp(fz - 0.1 - z, 0, 0.15))  # thick shaft cortex
 
     def _sacrum_geometry(self):
         """Half-width, half-thickness and AP centre of the sacrum here (0 width below it)."""
@@ -592,12 +639,27 @@ class _Renderer:
         parts = [("e", dx, y, min(a, 16), b, 0.0)]
         if a > 18:  # alae: wings reaching out to the SI joints, sweeping slightly back
             for s in (-1, 1):
-                parts.append(("c", (dx + s * 10, y - 0.25 * b), (dx + s * (a - 0.5 * b), y + 0.1 * b), 0.6 * b))
+                parts.append(
+                    (
+                        "c",
+                        (dx + s * 10, y - 0.25 * b),
+                        (dx + s * (a - 0.5 * b), y + 0.1 * b),
+                        0.6 * b,
+                    )
+                )
         self._bone(parts)
         self._ellipse(dx, y + 0.3 * b, min(0.22 * a, 7), 0.28 * b, T["csf"], tissue="csf", wobble=0)
         if a > 16:
             for s in (-1, 1):
-                self._ellipse(dx + s * min(0.42 * a, 16), y - 0.1 * b, 2.2, 2.2, T["csf"], tissue="csf", wobble=0)
+                self._ellipse(
+                    dx + s * min(0.42 * a, 16),
+                    y - 0.1 * b,
+                    2.2,
+                    2.2,
+                    T["csf"],
+                    tissue="csf",
+                    wobble=0,
+                )
 
     def _vessels(self):
         """Femoral then external iliac artery (flow void) and vein on each side."""
@@ -621,9 +683,17 @@ class _Renderer:
             r = lp["r"] * kz
             lx = w["dx"] + lp["x"] * max(self.a_cav - lp["r"], 0)
             ly = self.Yn(lp["y"])
-            content = (T["sv_fluid"], T["muscle"] * 1.6, 0.0)[lp["kind"]]
+            content = (T["sv_fluid"], T["bowel_content"], 0.0, T["bowel_wall"] * 1.2)[lp["kind"]]
             self._ellipse(lx, ly, r, r * 0.9, T["bowel_wall"], tissue="bowel_wall")
-            self._ellipse(lx, ly, r - 2, r * 0.9 - 2, content, tissue="bowel_content", tex=0.3 * (lp["kind"] == 1))
+            self._ellipse(
+                lx,
+                ly,
+                r - 2.5,
+                r * 0.9 - 2.5,
+                content,
+                tissue="bowel_content",
+                tex=0.4 * (lp["kind"] == 1),
+            )
 
     def _organ_z(self):
         c = self.case
@@ -644,13 +714,15 @@ class _Renderer:
         a = min(R * k, self.a_cav - 3)
         b = R * c["bl_aspect"] * k * self.sy
         front = self.Yn(-42)
-        rec = self._rectum_geometry()
+        rec = self.rec
         if rec is not None:  # the rectum behind flattens the bladder's back
             b = min(b, (rec[1] - rec[2] - 3 - front) / 2)
         if a > 1.5 and b > 1.5:
             wall = 1.5 + 2.5 * (1 - fill)
             y = front + b
-            self._ellipse(w["dx"], y, a, b, T["bladder_wall"], label=3, tissue="bladder_wall", wobble=0.6)
+            self._ellipse(
+                w["dx"], y, a, b, T["bladder_wall"], label=3, tissue="bladder_wall", wobble=0.6
+            )
             self._ellipse(w["dx"], y, a - wall, b - wall, T["urine"], tissue="urine", wobble=0.6)
 
     def _prostate(self):
@@ -658,7 +730,7 @@ class _Renderer:
         and, above it, the seminal vesicles."""
         c, z, T, dx = self.case, self.z, self.tone, self.week["dx"]
         pr_zc, pr_top = self._organ_z()
-        y_pr = self.Yn(-16)
+        y_pr = self.y_pr
         sv = _window(z, pr_top - 0.05, pr_top + 0.08, 0.03)
         if sv > 0:  # bow tie of convoluted fluid-filled tubes
             L = c["sv_len"] * sv
@@ -667,14 +739,15 @@ class _Renderer:
                 ww = self._win(cx, cy, L + 1, L + 1)
                 if ww is not None:
                     win, X, Y = ww
-                    d = _sd_ellipse(X, Y, cx, cy, L, c["sv_w"] * sv + 0.5, -s * c["sv_ang"]) + self.wb[win]
-                    lum = np.clip(self.tc[win] * 1.6 + 0.3, 0.0, 1.0)
-                    self._paint(win, d, T["sv_wall"] + (T["sv_fluid"] - T["sv_wall"]) * lum, 1, "sv_fluid")
-        kp = _ellipsoid(z, pr_zc, c["pr_h"] / 2)
-        if kp <= 0:
-            return
-        taper = 0.85 + 0.15 * (z - pr_zc) / (c["pr_h"] / 2)  # apex narrower than base
-        a, b = c["pr_lr"] / 2 * kp * taper, c["pr_ap"] / 2 * kp * taper * self.sy
+                    d = (
+                        _sd_ellipse(X, Y, cx, cy, L, c["sv_w"] * sv + 0.5, -s * c["sv_ang"])
+                        + self.wb[win]
+                    )
+                    lum = np.clip(self.tc[win] * 1.5 + 0.7, 0.0, 1.0)
+                    self._paint(
+                        win, d, T["sv_wall"] + (T["sv_fluid"] - T["sv_wall"]) * lum, 1, "sv_fluid"
+                    )
+        a, b = self.prostate_size()
         ww = self._win(dx, y_pr, a + 1, b + 1)
         if ww is None or min(a, b) <= 1:
             return
@@ -686,7 +759,19 @@ class _Renderer:
             tz = c["pr_tz"]
             dt = _sd_ellipse(X, Y, dx, y_pr - 0.22 * b, tz * a, tz * b * 0.9) + 0.8 * self.wb[win]
             self._paint(win, dt, T["tz"] * (1 + 0.3 * self.tc[win]), None, "tz")
-        self._paint(win, _sd_ellipse(X, Y, dx, y_pr - 0.3 * b, 1.3, 1.3), T["capsule"], None, "capsule")
+        self._paint(
+            win, _sd_ellipse(X, Y, dx, y_pr - 0.3 * b, 1.3, 1.3), T["capsule"], None, "capsule"
+        )
+
+    def prostate_size(self):
+        """LR and AP half-axes of the prostate here (0, 0 outside it)."""
+        c = self.case
+        pr_zc, _ = self._organ_z()
+        kp = _ellipsoid(self.z, pr_zc, c["pr_h"] / 2)
+        if kp <= 0:
+            return 0.0, 0.0
+        taper = 0.9 + 0.1 * (self.z - pr_zc) / (c["pr_h"] / 2)  # apex narrower than base
+        return c["pr_lr"] / 2 * kp * taper, c["pr_ap"] / 2 * kp * taper
 
     def _rectum_geometry(self):
         """(x, y, outer radius, lumen radius) of the rectum / anal canal here, None above it."""
@@ -696,9 +781,15 @@ class _Renderer:
             return None
         k = _window(z, -1, top, 0.05)
         canal = _ramp(fz - 0.16 - z, 0.0, 0.08)  # 1 in the anal canal
-        r = c["rec_r"] * w["rec_dist"] * _lerp(1.0, 0.55, canal) * _lerp(1, 0.8, _ramp(z, fz + 0.2, top)) * k
+        r = (
+            c["rec_r"]
+            * w["rec_dist"]
+            * _lerp(1.0, 0.55, canal)
+            * _lerp(1, 0.8, _ramp(z, fz + 0.2, top))
+            * k
+        )
         lumen = (r - 2.5) * (1 - canal) * _window(z, -1, top, 0.08)
-        y_low = self.Yn(max(c["fy"] + 14, -16 + 0.55 * c["pr_ap"] + 1)) + r
+        y_low = self.y_pr + 0.5 * c["pr_ap"] + 1.5 + r  # right behind the prostate
         y_high = self.y_sac - self.sac_b - r - 3
         y = _lerp(y_low, y_high, _ramp(z, fz, fz + 0.25))
         x = w["dx"] + c["rec_x"] - 10 * _ramp(z, fz + 0.25, top)
@@ -706,7 +797,7 @@ class _Renderer:
 
     def _rectum(self):
         """Dark wall, variable content, gas (signal void) under a flat level; mesorectal fascia."""
-        rec = self._rectum_geometry()
+        rec = self.rec
         if rec is None:
             return
         T, w, z = self.tone, self.week, self.z
@@ -722,17 +813,18 @@ class _Renderer:
         self._paint(win, d, T["rect_wall"], 4, "rect_wall")
         if lumen > 0.5:
             inner = d + (r - lumen)
-            self._paint(win, inner, w["rec_content"] * (1 + 0.35 * self.tc[win]), None, "rect_content")
+            self._paint(
+                win, inner, w["rec_content"] * (1 + 0.35 * self.tc[win]), None, "rect_content"
+            )
             gas = w["rec_gas"] * (0.55 + 0.45 * math.sin(9 * z + w["rec_phase"]))
             if gas > 0.05:  # supine: gas rises anteriorly above a flat gas-fluid level
                 level = y - lumen + 2 * lumen * gas
                 self._paint(win, np.maximum(inner, Y - level), 0.0, None, "air")
         k = _window(self.z, -1, self.case["fz"] - 0.24, 0.05)
         if k > 0:  # penile bulb, below the symphysis
-            self._ellipse(w["dx"], self.Yn(-39) + 10 * self.sy, 7 * k, 6 * k, T["bulb"], tissue="bulb")
-
-
-TISSUE_NAMES = ("background",) + tuple(sorted(set(TISSUES) | {"rect_content", "air", "bowel_content"}))
+            self._ellipse(
+                w["dx"], self.Yn(-39) + 10 * self.sy, 7 * k, 6 * k, T["bulb"], tissue="bulb"
+            )
 
 
 def _check_slice_args(slice_idx, n_slices, shape):
@@ -744,7 +836,16 @@ def _check_slice_args(slice_idx, n_slices, shape):
         raise ValueError(f"shape={tuple(shape)} must be 2-D with both sides >= 96, e.g. (256, 128)")
 
 
-def phantom_slice(case: dict, week: dict, slice_idx: int, n_slices: int = 60, shape=DEFAULT_SHAPE, rng=None, *, clean: bool = False):
+def phantom_slice(
+    case: dict,
+    week: dict,
+    slice_idx: int,
+    n_slices: int = 60,
+    shape=DEFAULT_SHAPE,
+    rng=None,
+    *,
+    clean: bool = False,
+):
     """One phantom slice: ``(image, label)``.
 
     image: `shape` float32, about [0, 1] (before the per-case ``case["scale"]``); label:
@@ -768,3 +869,214 @@ def tissue_slice(case: dict, week: dict, slice_idx: int, n_slices: int = 60, sha
     r.tissue = np.zeros((r.W, r.H), np.uint8)
     r.render(slice_idx, rng, clean=True)
     return _to_disk(r.tissue)
+
+
+# ------------------------------------------------------------------ the release layout
+
+
+def _disk_shape(canonical):
+    """On-disk (axis 0, axis 1) shape of a canonical (LR, AP) canvas."""
+    return tuple(reversed(canonical)) if SLICE_AXES[0] in ("AP", "PA") else tuple(canonical)
+
+
+def _params(n_train, n_validate, n_test, n_slices, seed) -> dict:
+    names = ("n_train", "n_validate", "n_test", "n_slices", "seed")
+    values = (n_train, n_validate, n_test, n_slices, seed)
+    for name, v in zip(names, values):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"phantom {name}={v!r} must be a non-negative integer")
+    if n_slices < 1 or n_train + n_validate + n_test < 1:
+        raise ValueError(
+            f"phantom needs n_slices >= 1 and at least one case-week (got {dict(zip(names, values))})"
+        )
+    return {k: int(v) for k, v in zip(names, values)}
+
+
+def _plan(p: dict) -> dict:
+    """Which cases and weeks go where, and which case-weeks carry the release's quirks.
+
+    Depends only on the parameters; every case-week then gets its own RNG, so the arrays do
+    not depend on generation order."""
+    rng = np.random.default_rng(np.random.SeedSequence([p["seed"], 0]))
+    weeks_per_case = {}
+    for split in SPLITS:
+        n, ks = p[f"n_{split}"], []
+        while sum(ks) < n:
+            ks.append(min(int(rng.integers(1, 6)), n - sum(ks)))  # a case has 1-5 weeks
+        weeks_per_case[split] = ks
+    n_cases = sum(len(k) for k in weeks_per_case.values())
+    if n_cases > 999:
+        raise ValueError(
+            f"{n_cases} cases do not fit the release's 3-digit case numbers; ask for fewer case-weeks"
+        )
+    # case numbers interleave across splits, as in the release, but never repeat
+    ids = [
+        int(i)
+        for i in rng.choice(
+            np.arange(1, min(999, n_cases * 3 // 2 + 1) + 1), n_cases, replace=False
+        )
+    ]
+    entries = []
+    for split in SPLITS:
+        take, ids = ids[: len(weeks_per_case[split])], ids[len(weeks_per_case[split]) :]
+        rows = []
+        for case, k in zip(sorted(take), weeks_per_case[split]):
+            for week in sorted(int(x) for x in rng.choice(7, k, replace=False)):
+                rows.append({"split": split, "case": case, "week": week})
+        n = len(rows)
+        wide = int(rng.integers(n)) if split == "train" and n >= 2 else -1
+        n_single = max(1, round(0.05 * n)) if n >= 4 else 0
+        single = set(int(i) for i in rng.choice(n, n_single, replace=False)) if n_single else set()
+        n_int16 = max(1, round(0.15 * n)) if n >= 2 else 0
+        int16 = set(int(i) for i in rng.choice(n, n_int16, replace=False)) if n_int16 else set()
+        for i, row in enumerate(rows):
+            row["shape"] = list(_disk_shape(WIDE_SHAPE if i == wide else DEFAULT_SHAPE))
+            row["singleton"] = i in single
+            row["dtype"] = "int16" if i in int16 else "float32"
+        entries += rows
+    return {"case_weeks": entries}
+
+
+def _case_rng(seed, case):
+    return np.random.default_rng(np.random.SeedSequence([seed, 1, case]))
+
+
+def _week_rng(seed, split, case, week):
+    return np.random.default_rng(np.random.SeedSequence([seed, 2, SPLITS.index(split), case, week]))
+
+
+def _header(dtype):
+    """A NIfTI-1 header with AFFINE and `dtype`, reused for every file (building the
+    qform/sform from an affine costs more than compressing a slice)."""
+    return nib.Nifti1Image(np.zeros((1, 1), dtype), AFFINE).header
+
+
+def _write_case_week(root, row, case, seed, n_slices):
+    """Sample the week, then render and save its slices; returns the week parameters."""
+    split, cid, wk = row["split"], row["case"], row["week"]
+    rng = _week_rng(seed, split, cid, wk)
+    week = sample_week(rng, case)
+    r = _Renderer(case, week, n_slices, row["shape"], rng)
+    scale, dtype = case["scale"], np.dtype(row["dtype"])
+    img_hdr, lab_hdr = _header(dtype), _header(np.uint8)
+    idir, ldir = image_dir(root, split), label_dir(root, split)
+    for s in range(n_slices):
+        img, lab = r.render(s, rng)
+        # scanner-like integer intensities at this case's scale (also gzips far faster)
+        arr = np.rint(_to_disk(img) * scale)
+        arr = np.clip(arr, 0, 32767).astype(dtype) if dtype == np.int16 else arr.astype(np.float32)
+        lab = _to_disk(lab)
+        if row["singleton"]:
+            arr, lab = arr[..., None], lab[..., None]
+        nib.save(nib.Nifti1Image(arr, None, header=img_hdr), str(idir / image_name(cid, wk, s)))
+        nib.save(nib.Nifti1Image(lab, None, header=lab_hdr), str(ldir / label_name(cid, wk, s)))
+    return week
+
+
+def write_phantom(
+    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True
+) -> Path:
+    """Generate the phantom release into `out_dir` (replacing an older phantom there).
+
+    Writes ``keras_slices_{split}/case_NNN_week_W_slice_S.nii.gz`` (image: float32 or int16,
+    (H, W) or (H, W, 1), per-case scale 200-4000) and ``keras_slices_seg_{split}/seg_...``
+    (uint8 labels 0..5) for n_train/n_validate/n_test case-weeks of `n_slices` slices, then
+    ``PHANTOM.json`` with every parameter. Built in a hidden sibling folder and renamed into
+    place at the end, so an interrupted run never looks complete. Deterministic in `seed`.
+    Returns `out_dir` as a Path."""
+    p = _params(n_train, n_validate, n_test, n_slices, seed)
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"phantom output {out} is a file; pass a folder path")
+    if out.is_dir() and any(out.iterdir()) and not (out / META_NAME).exists():
+        raise FileExistsError(
+            f"refusing to overwrite {out}: it is not empty and holds no {META_NAME}; pass a new or empty folder"
+        )
+    plan = _plan(p)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for split in SPLITS:
+            image_dir(tmp, split).mkdir(parents=True)
+            label_dir(tmp, split).mkdir(parents=True)
+        cases = {}
+        total = len(plan["case_weeks"]) * p["n_slices"]
+        with tqdm(total=total, desc="phantom", unit="slice", disable=not progress) as bar:
+            for row in plan["case_weeks"]:
+                key = f"{row['case']:03d}"
+                if key not in cases:
+                    cases[key] = sample_case(_case_rng(p["seed"], row["case"]))
+                row["params"] = _write_case_week(tmp, row, cases[key], p["seed"], p["n_slices"])
+                bar.update(p["n_slices"])
+        meta = {
+            "format": "hipgen-phantom",
+            "version": PHANTOM_VERSION,
+            "params": p,
+            "slice_axes": list(SLICE_AXES),
+            "pixel_mm": PIXEL_MM,
+            "slice_mm": SLICE_MM,
+            "label_names": list(LABEL_NAMES),
+            "cases": cases,
+            "case_weeks": plan["case_weeks"],
+        }
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
+        try:
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{os.getpid()}"
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except OSError:
+            if not _is_complete(out, p):  # another process may have just finished the same
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def phantom_meta(root) -> dict | None:
+    """The PHANTOM.json of a phantom folder, or None when absent or unreadable."""
+    try:
+        return json.loads((Path(root) / META_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_complete(root: Path, p: dict) -> bool:
+    meta = phantom_meta(root)
+    if not meta or meta.get("version") != PHANTOM_VERSION or meta.get("params") != p:
+        return False
+    if meta.get("slice_axes") != list(SLICE_AXES):
+        return False
+    for split in SPLITS:
+        want = p[f"n_{split}"] * p["n_slices"]
+        for folder, pattern in (
+            (image_dir(root, split), IMAGE_RE),
+            (label_dir(root, split), LABEL_RE),
+        ):
+            try:
+                have = sum(1 for e in os.scandir(folder) if pattern.match(e.name))
+            except OSError:
+                return False
+            if have != want:
+                return False
+    return True
+
+
+def ensure_phantom(
+    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True
+) -> Path:
+    """`out_dir` as a Path, holding a complete phantom with these parameters.
+
+    Reuses what is there when its PHANTOM.json matches (same parameters and phantom
+    version, all files present); otherwise (re)generates it with `write_phantom`."""
+    p = _params(n_train, n_validate, n_test, n_slices, seed)
+    out = Path(out_dir).expanduser().resolve()
+    if _is_complete(out, p):
+        return out
+    return write_phantom(out, **p, progress=progress)

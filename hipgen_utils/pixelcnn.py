@@ -19,9 +19,9 @@ Causality is built by padding and cropping (shifting) instead of masked weights:
   the right), there is no blind spot.
 
 The model is split into small methods (`embed`, `cond_biases`, `GatedLayer.vertical`,
-`GatedLayer.horizontal`, `head`) that work on any window of rows/columns, so the
-fast sampler in `hipgen_utils.sampling` runs the same modules row by row and
-`forward` runs them on the whole grid.
+`GatedLayer.horizontal` / `horizontal_flat`, `head`) that work on any window of rows or
+columns, so the fast sampler in `hipgen_utils.sampling` runs the same modules row by row
+(vertical) and position by position (horizontal), and `forward` runs them on the whole grid.
 """
 
 from __future__ import annotations
@@ -45,25 +45,24 @@ class GatedLayer(nn.Module):
     """One gated layer: a vertical and a horizontal stack step.
 
     Features are channels-last, (B, rows, cols, C), so that everything except the
-    vertical convolution is a `nn.Linear` on the last dim: on a single position (the
+    vertical convolution is a matrix product on the last dim: on a single position (the
     fast sampler's inner loop) a matmul is ~10x cheaper than a CPU convolution call.
     Inputs are pre-padded windows (the caller does the causal shift), so the same code
-    serves a whole grid (`GatedPixelCNN.forward`), one row, or one position.
+    serves a whole grid (`GatedPixelCNN.forward`), one row, or one position
+    (`horizontal_flat`, which `horizontal` calls).
     """
 
-    def __init__(
-        self, n_channels: int, kernel_size: int, first: bool, n_conditions: int, dropout: float
-    ):
+    def __init__(self, n_channels: int, kernel_size: int, n_conditions: int, dropout: float):
         super().__init__()
         c, a = n_channels, kernel_size // 2
-        self.first = first
         self.reach = a + 1  # rows (vertical) / columns (horizontal) each step looks at
         # vertical: a+1 rows, full kernel width; width padding is plain "same" padding
         self.v_conv = nn.Conv2d(c, 2 * c, (a + 1, kernel_size), padding=(0, a))
         self.v_to_h = nn.Linear(2 * c, 2 * c)
-        # horizontal: a (1, a+1) convolution, written as a linear map of the a+1 columns
-        self.h_conv = nn.Linear((a + 1) * c, 2 * c)
-        # one linear map gives both the residual update and the skip output
+        # horizontal: a (1, a+1) convolution, written as a linear map of the a+1 columns;
+        # no bias of its own: the link (which has one) is always added
+        self.h_conv = nn.Linear((a + 1) * c, 2 * c, bias=False)
+        # one linear map gives both the residual update and the skip output: [res | skip]
         self.h_out = nn.Linear(c, 2 * c)
         self.dropout = nn.Dropout(dropout)
         # class-conditional biases for the gate pre-activations: [vertical 2c | horizontal 2c]
@@ -90,26 +89,47 @@ class GatedLayer(nn.Module):
         return gate(pre), link
 
     def horizontal(
-        self,
-        window: torch.Tensor,
-        link: torch.Tensor,
-        h_in: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Horizontal step on positions to the left.
+        self, window: torch.Tensor, link: torch.Tensor, acc: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Horizontal step on positions to the left (grid form of `horizontal_flat`).
 
         window: (B, R, N + k//2, C) -- the causal input columns of N output columns, left-padded.
         link:   (B, R, N, 2C) vertical link (with conditioning) for the same positions.
-        h_in:   (B, R, N, C) this layer's input at the same positions (residual), or None for
-                the first layer (its input is the position's own code, which it must not see).
-        Returns (h_out (B, R, N, C), skip (B, R, N, C)).
+        acc:    (B, R, N, 2C) running sum [h | skip] of the layers below, or None (first layer).
+        Returns (B, R, N, 2C), see `horizontal_flat`.
         """
-        # (B, R, N, a+1, C) flattened to (a+1)*C; for a single position this is a view
+        # (B, R, N, a+1, C) -> (positions, (a+1)*C): column-major blocks of C, the same
+        # layout as the sampler's flat row buffer
         cols = window.unfold(2, self.reach, 1).transpose(-1, -2)
-        g = gate(self.h_conv(cols.reshape(*cols.shape[:3], -1)) + link)
+        shape = link.shape
+        flat = self.horizontal_flat(
+            cols.reshape(-1, cols.shape[-2] * cols.shape[-1]),
+            link.reshape(-1, shape[-1]),
+            None if acc is None else acc.reshape(-1, shape[-1]),
+        )
+        return flat.view(shape)
+
+    def horizontal_flat(
+        self, cols: torch.Tensor, link: torch.Tensor, acc: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Horizontal step for P positions given as matrices.
+
+        cols: (P, (k//2+1)*C) the a+1 input columns of each position, column by column.
+        link: (P, 2C) vertical link (with conditioning).
+        acc:  (P, 2C) running sum [h | skip] of the layers below, or None for the first layer.
+        Returns acc + h_out(gate(h_conv(cols) + link)): (P, 2C).
+
+        The residual stream h_i = h_{i-1} + res_i and the summed skips are both running
+        sums of the [res | skip] outputs, so they travel together: acc[:, :C] is this
+        layer's output h (the next layer's input), acc[:, C:] the skips so far. The first
+        layer has no residual input (its input is the position's own code, which it must
+        not pass on).
+        """
+        g = gate(torch.addmm(link, cols, self.h_conv.weight.t()))
         if self.training and self.dropout.p > 0:
             g = self.dropout(g)
-        res, skip = self.h_out(g).chunk(2, dim=-1)
-        return (res if h_in is None else h_in + res), skip
+        out = F.linear(g, self.h_out.weight, self.h_out.bias)
+        return out if acc is None else acc + out
 
 
 class GatedPixelCNN(nn.Module):
@@ -146,7 +166,9 @@ class GatedPixelCNN(nn.Module):
             or kernel_size < 3
             or kernel_size % 2 == 0
         ):
-            raise ValueError(f"GatedPixelCNN: kernel_size={kernel_size!r} must be an odd integer >= 3")
+            raise ValueError(
+                f"GatedPixelCNN: kernel_size={kernel_size!r} must be an odd integer >= 3"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"GatedPixelCNN: dropout={dropout!r} must be in [0, 1)")
         self.n_codes = n_codes
@@ -158,8 +180,7 @@ class GatedPixelCNN(nn.Module):
 
         self.embedding = nn.Embedding(n_codes, n_channels)
         self.layers = nn.ModuleList(
-            GatedLayer(n_channels, kernel_size, i == 0, n_conditions, dropout)
-            for i in range(n_layers)
+            GatedLayer(n_channels, kernel_size, n_conditions, dropout) for _ in range(n_layers)
         )
         self.out1 = nn.Linear(n_channels, n_channels)
         self.out2 = nn.Linear(n_channels, n_codes)
@@ -205,7 +226,9 @@ class GatedPixelCNN(nn.Module):
         try:
             t = torch.as_tensor(cond)
         except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"cond={_short(cond)} must be an int or a sequence/tensor of ints") from None
+            raise ValueError(
+                f"cond={_short(cond)} must be an int or a sequence/tensor of ints"
+            ) from None
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"cond={_short(cond)} must hold integers, got dtype {t.dtype}")
         if t.ndim == 0:
@@ -237,7 +260,10 @@ class GatedPixelCNN(nn.Module):
 
     def head(self, skip: torch.Tensor) -> torch.Tensor:
         """Summed skips (..., C) -> logits (..., n_codes): ReLU, 1x1, ReLU, 1x1."""
-        return self.out2(F.relu(self.out1(F.relu(skip))))
+        # functional calls: this runs once per position in the sampler, where module-call
+        # overhead is a large part of the cost
+        x = F.linear(F.relu(skip), self.out1.weight, self.out1.bias)
+        return F.linear(F.relu(x), self.out2.weight, self.out2.bias)
 
     # ---- full-grid pass ------------------------------------------------------------------
 
@@ -249,16 +275,15 @@ class GatedPixelCNN(nn.Module):
         H, W = x.shape[1:3]
         a = self.kernel_size // 2
         biases = self.cond_biases(cond)
-        v = h = x
-        skip = 0
+        v, acc = x, None
         for i, layer in enumerate(self.layers):
             s = 1 if i == 0 else 0  # first layer: shift by one so a position never sees itself
+            h = x if i == 0 else acc[..., : self.n_channels]
             v_win = F.pad(v, (0, 0, 0, 0, a + s, 0))[:, : H + a]  # rows r-a-s .. r-s for row r
             h_win = F.pad(h, (0, 0, a + s, 0))[:, :, : W + a]  # cols c-a-s .. c-s for col c
             v, link = layer.vertical(v_win, biases[i])
-            h, sk = layer.horizontal(h_win, link, None if i == 0 else h)
-            skip = skip + sk
-        return self.head(skip).permute(0, 3, 1, 2)
+            acc = layer.horizontal(h_win, link, acc)
+        return self.head(acc[..., self.n_channels :]).permute(0, 3, 1, 2)
 
     def forward(self, codes: torch.Tensor, cond=None) -> torch.Tensor:
         """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W)."""

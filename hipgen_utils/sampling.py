@@ -13,12 +13,17 @@ Why `sample` is fast: the vertical stack at row r only depends on rows < r, so i
 computed once per row, and each layer keeps only the last k//2+1 rows of its input
 (a rolling window). Within a row only the horizontal stack runs, one column at a time,
 on a window of k//2+1 columns per layer, batched over the n samples. Both samplers call
-the model's own modules (`GatedLayer.vertical`, `GatedLayer.horizontal`, `head`), the same
-ones `forward` uses.
+the model's own modules (`GatedLayer.vertical`, `GatedLayer.horizontal_flat`, `head`),
+the same ones `forward` uses.
+
+On the CPU the fast sampler runs single-threaded (the thread count is restored after):
+its work is thousands of tiny sequential ops that extra threads cannot speed up, and on a
+busy machine OpenMP threads waiting for each other made it ~10x slower.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Sequence
@@ -50,15 +55,19 @@ def sample(
     top_k:       None or 0 = off, else 1..K: sample only among the k most likely codes.
     seed:        seeds a CPU torch.Generator; same seed -> same samples.
     condition:   None (unconditional prior), an int for all samples, or n ints (slice positions).
-    prefix:      None, or an int tensor (n or 1, k, W) of codes: the first k rows are kept
+    prefix:      None, or an int tensor/array (n or 1, k, W) of codes: the first k rows are kept
                  as given (completion of a real image) and only rows k.. are sampled.
     shape:       (H, W) of the code grid, e.g. (64, 32) for 256x128 images.
     device:      where to compute; default the prior's device (the prior is moved there for the
                  call and moved back after).
     progress:    show a tqdm bar over rows.
     Returns (n, H, W) int64 codes in [0, K) on the CPU.
+    On the CPU this runs with one torch thread (restored after); see the module docstring.
     """
-    return _run(_fast_rows, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, None)
+    return _run(
+        _fast_rows, prior, n, temperature=temperature, top_k=top_k, seed=seed, condition=condition,
+        prefix=prefix, shape=shape, device=device, progress=progress,
+    )  # fmt: skip
 
 
 def sample_naive(
@@ -81,22 +90,44 @@ def sample_naive(
           are left as 0. Useful for timing a few rows and extrapolating.
     Returns (n, H, W) int64 codes on the CPU.
     """
-    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0):
+    if rows is not None and (
+        isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0
+    ):
         raise ValueError(f"rows={rows!r} must be None or an integer >= 0")
-    return _run(_naive_rows, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, rows)
+    return _run(
+        _naive_rows, prior, n, temperature=temperature, top_k=top_k, seed=seed, condition=condition,
+        prefix=prefix, shape=shape, device=device, progress=progress, rows=rows,
+    )  # fmt: skip
 
 
 # ---- shared front end ----------------------------------------------------------------------
 
 
-def _run(rows_fn, prior, n, temperature, top_k, seed, condition, prefix, shape, device, progress, stop):
+def _run(
+    fill_rows,
+    prior,
+    n,
+    *,
+    temperature,
+    top_k,
+    seed,
+    condition,
+    prefix,
+    shape,
+    device,
+    progress,
+    rows=None,
+):
+    """Validate the arguments, draw the uniforms, and let `fill_rows` fill the code grid."""
     if not isinstance(prior, GatedPixelCNN):
         raise TypeError(f"prior must be a GatedPixelCNN, got {type(prior).__name__}")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n={n!r} must be an integer >= 1 (number of samples)")
     n = int(n)
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
-        math.isfinite(temperature) and temperature > 0
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not (math.isfinite(temperature) and temperature > 0)
     ):
         raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
     K = prior.n_codes
@@ -117,15 +148,25 @@ def _run(rows_fn, prior, n, temperature, top_k, seed, condition, prefix, shape, 
     codes = torch.zeros(n, H, W, dtype=torch.long)
     start = 0
     if prefix is not None:
-        if not torch.is_tensor(prefix) or prefix.ndim != 3 or prefix.dtype.is_floating_point or prefix.dtype == torch.bool:
-            desc = f"{tuple(prefix.shape)} {prefix.dtype} tensor" if torch.is_tensor(prefix) else type(prefix).__name__
-            raise ValueError(f"prefix must be an int tensor (n or 1, k, W), got a {desc}")
+        if not torch.is_tensor(prefix):
+            try:  # numpy arrays / nested lists of codes
+                prefix = torch.as_tensor(prefix)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(
+                    f"prefix must be an int tensor (n or 1, k, W), got {type(prefix).__name__}"
+                ) from None
+        if prefix.ndim != 3 or prefix.dtype.is_floating_point or prefix.dtype == torch.bool:
+            raise ValueError(
+                f"prefix must be an int tensor (n or 1, k, W), got shape {tuple(prefix.shape)} {prefix.dtype}"
+            )
         if prefix.shape[0] not in (1, n) or prefix.shape[1] > H or prefix.shape[2] != W:
             raise ValueError(
                 f"prefix has shape {tuple(prefix.shape)}; expected ({n} or 1, k <= {H}, {W}) for n={n}, shape=({H}, {W})"
             )
         if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= K):
-            raise ValueError(f"prefix codes span {int(prefix.min())}..{int(prefix.max())}; valid codes are 0..{K - 1}")
+            raise ValueError(
+                f"prefix codes span {int(prefix.min())}..{int(prefix.max())}; valid codes are 0..{K - 1}"
+            )
         start = prefix.shape[1]
         codes[:, :start] = prefix.to("cpu", torch.long)
 
@@ -134,26 +175,52 @@ def _run(rows_fn, prior, n, temperature, top_k, seed, condition, prefix, shape, 
     u = torch.rand(n, H, W, generator=gen, dtype=torch.float64)
 
     home = next(prior.parameters()).device
-    device = home if device is None else torch.device(device)
+    try:
+        device = home if device is None else torch.device(device)
+    except (TypeError, RuntimeError):
+        raise ValueError(
+            f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+        ) from None
+    # the draw is done in float64 (exact ties between fast and naive are then even less
+    # likely), except on Apple's MPS, which has no float64
+    u = u.to(device, torch.float32 if device.type == "mps" else torch.float64)
+    prior.check_cond(condition, n)  # fail before touching the model
     was_training = prior.training
     prior.to(device).eval()
     try:
-        cond = prior.check_cond(condition, n)
+        cond = prior.check_cond(condition, n)  # on the model's (new) device
         codes_d = codes.to(device)
-        with torch.no_grad():
-            rows_fn(prior, codes_d, u.to(device), cond, start, temperature, top_k, progress, stop)
+        threads = _one_cpu_thread(device) if fill_rows is _fast_rows else contextlib.nullcontext()
+        with torch.no_grad(), threads:
+            fill_rows(prior, codes_d, u, cond, start, temperature, top_k, progress, rows)
         return codes_d.cpu()
     finally:
         prior.train(was_training)
         prior.to(home)
 
 
-def _draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-    """Inverse-CDF draw: logits (n, K), u (n,) float64 in [0, 1) -> (n,) int64 codes.
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Run the block with torch.set_num_threads(1) on the CPU; restore the count after."""
+    old = torch.get_num_threads()
+    if device.type != "cpu" or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
-    top_k=1 gives the argmax (greedy).
+
+def _draw(
+    logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None
+) -> torch.Tensor:
+    """Inverse-CDF draw: logits (n, K), u (n,) float in [0, 1) -> (n,) int64 codes.
+
+    Computed in u's dtype. top_k=1 gives the argmax (greedy).
     """
-    z = logits.double() / temperature
+    z = logits.to(u.dtype) / temperature
     if top_k is not None and top_k < z.shape[-1]:
         kth = z.topk(top_k, dim=-1).values[:, -1:]
         z = z.masked_fill(z < kth, float("-inf"))
@@ -168,17 +235,17 @@ def _draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int 
 # ---- the two algorithms (fill `codes` in place from row `start`) ------------------------------
 
 
-def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, stop):
+def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows):
     n, H, W = codes.shape
-    end = H if stop is None else min(H, start + stop)
+    end = H if rows is None else min(H, start + rows)
     for r in tqdm(range(start, end), desc="sampling (naive)", disable=not progress):
         for c in range(W):
             logits = prior.forward_embedded(prior.embed(codes), cond)[:, :, r, c]
             codes[:, r, c] = _draw(logits, u[:, r, c], temperature, top_k)
 
 
-def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, stop=None):
-    # `stop` is only used by the naive sampler
+def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=None):
+    # `rows` (stop early) is only offered by the naive sampler
     n, H, W = codes.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
@@ -193,19 +260,21 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, stop=
             if i > 0:
                 v_win[i] = torch.cat([v_win[i][:, 1:], v], dim=1)
             v, link = layer.vertical(v_win[i], biases[i])
-            links.append(link)
+            links.append(link[:, 0].unbind(1))  # W views (n, 2C), one per column
         if r >= start:
-            # horizontal stack, one column at a time, on row r only; h_buf[i] is layer i's
-            # input row, left-padded (a+1 zeros for layer 0, so column c sees c-a-1 .. c-1)
-            h_buf = [w.new_zeros(n, 1, W + a + (i == 0), C) for i in range(L)]
+            # horizontal stack on row r only, one column at a time. h_buf[i] is layer i's
+            # input row flattened to (n, cols * C), left-padded with zero columns (a+1 for
+            # layer 0, so column c sees c-a-1 .. c-1): the a+1 columns a position needs
+            # are then one contiguous slice, already in `horizontal_flat`'s layout.
+            h_buf = [w.new_zeros(n, (W + a + (i == 0)) * C) for i in range(L)]
             for c in range(W):
-                h, skip = None, 0
+                acc = None
                 for i, layer in enumerate(prior.layers):
-                    window = h_buf[i][:, :, c : c + a + 1]
-                    h, sk = layer.horizontal(window, links[i][:, :, c : c + 1], h)
-                    skip = skip + sk
+                    acc = layer.horizontal_flat(
+                        h_buf[i][:, c * C : (c + a + 1) * C], links[i][c], acc
+                    )
                     if i + 1 < L:
-                        h_buf[i + 1][:, :, c + a] = h[:, :, 0]
-                codes[:, r, c] = _draw(prior.head(skip)[:, 0, 0], u[:, r, c], temperature, top_k)
-                h_buf[0][:, 0, c + a + 1] = prior.embed(codes[:, r, c])
+                        h_buf[i + 1][:, (c + a) * C : (c + a + 1) * C] = acc[:, :C]
+                codes[:, r, c] = _draw(prior.head(acc[:, C:]), u[:, r, c], temperature, top_k)
+                h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(codes[:, r, c])
         v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(codes[:, r : r + 1])], dim=1)

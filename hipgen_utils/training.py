@@ -56,7 +56,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (the quantiser keeps float32 inside); a no-op elsewhere."""
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -69,6 +69,19 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     if n < batch_size:  # tiny sets: repeat to a full batch
         perm = np.resize(perm, batch_size)
     return np.sort(perm[k * batch_size : (k + 1) * batch_size])
+
+
+def random_crops(images, idx, crop: int, seed: int, step: int) -> np.ndarray:
+    """(len(idx), crop, crop) patches of images[idx] at offsets drawn from (seed, step).
+
+    Offsets are multiples of 4 so patches stay aligned with the 4x4-pixel code grid."""
+    h, w = images.shape[1:]
+    if crop % 4 or not 4 <= crop <= min(h, w):
+        raise ValueError(f"crop={crop} must be a multiple of 4 between 4 and {min(h, w)} (0 = whole slices)")
+    rng = np.random.default_rng([seed, step, 1])
+    ys = rng.integers(0, (h - crop) // 4 + 1, len(idx)) * 4
+    xs = rng.integers(0, (w - crop) // 4 + 1, len(idx)) * 4
+    return np.stack([images[i, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)])
 
 
 def _val_subset(n: int, k: int) -> np.ndarray:
@@ -161,7 +174,12 @@ def train_vqvae(
     model.train()
     bar = tqdm(range(step, cfg.n_updates), desc="VQ-VAE", disable=not progress, initial=step, total=cfg.n_updates)
     for step in bar:
-        x = _to_batch(train_images, batch_indices(n_train, cfg.batch_size, cfg.seed, step), device)
+        idx = batch_indices(n_train, cfg.batch_size, cfg.seed, step)
+        if cfg.crop:
+            patches = random_crops(train_images, idx, cfg.crop, cfg.seed, step)
+            x = _to_batch(patches, slice(None), device)
+        else:
+            x = _to_batch(train_images, idx, device)
         with autocast(device):
             x_hat, vq = model(x)
         recon = F.mse_loss(x_hat.float(), x)
@@ -236,7 +254,7 @@ def load_vqvae(run_dir, device="cpu"):
 
 
 @torch.no_grad()
-def bits_per_code(prior, codes, conds, device, batch_size=64) -> float:
+def bits_per_code(prior, codes, conds, device="cpu", batch_size=64) -> float:
     """Mean cross-entropy (bits) of the prior on (N, h, w) codes; conds (N,) or None."""
     was_training = prior.training
     prior.eval()

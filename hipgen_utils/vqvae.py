@@ -394,7 +394,8 @@ def _batched(model, arrays, fn, out, batch_size, device, progress, desc, in_dtyp
     model.eval()
     try:
         for s in tqdm(range(0, len(arrays), batch_size), desc=desc, disable=not progress):
-            chunk = np.ascontiguousarray(arrays[s : s + batch_size], dtype=in_dtype)
+            # np.array copies: a slice of a read-only memmap must not reach torch.from_numpy
+            chunk = np.array(arrays[s : s + batch_size], dtype=in_dtype)
             result = fn(torch.from_numpy(chunk).to(dev))
             out[s : s + len(chunk)] = result.cpu().numpy()
     finally:

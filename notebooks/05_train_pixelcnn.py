@@ -77,7 +77,7 @@ print(
 plotting.show_and_save(plotting.plot_prior_history(history, unigram), ctx.figure("05_prior_bits_per_code"))
 
 # %%
-test_bits = training.bits_per_code(prior, grids["codes_test"], grids["slice_test"] if prior.n_conditions else None, "cpu")
+test_bits = training.bits_per_code(prior, grids["codes_test"], grids["slice_test"] if prior.n_conditions else None)
 test_unigram = metrics.unigram_bits_per_code(grids["codes_train"], grids["codes_test"], grids["n_embeddings"])
 print(f"test: prior {test_bits:.3f} bits/code, unigram {test_unigram:.3f} -> ratio {test_bits / test_unigram:.2f}")
 print(f"checkpoint: {ctx.run / 'pixelcnn.pt'}")

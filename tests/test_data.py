@@ -19,15 +19,15 @@ from hipgen_utils.data import BadFileError, DataError
 
 
 def _count_reads(monkeypatch):
-    """Count NIfTI opens made by the data module (serial decoding path)."""
+    """Count NIfTI files the data module opens (serial decoding path)."""
     calls = []
-    real = nib.load
+    real = data._open_nifti
 
-    def counting(path, *a, **k):
+    def counting(path):
         calls.append(str(path))
-        return real(path, *a, **k)
+        return real(path)
 
-    monkeypatch.setattr(data.nib, "load", counting)
+    monkeypatch.setattr(data, "_open_nifti", counting)
     return calls
 
 
@@ -106,6 +106,12 @@ def test_read_singleton_and_dtype_kept(tmp_path):
     out = data.read_nifti_slice(p)
     assert out.shape == (256, 128) and out.dtype == np.int16
     np.testing.assert_array_equal(out, img)
+    # uncompressed .nii and NIfTI-2 (the slow nib.load path) read the same pixels
+    p1 = write_nifti(tmp_path / "a.nii", img)
+    p2 = tmp_path / "b.nii.gz"
+    nib.save(nib.Nifti2Image(img, np.eye(4)), str(p2))
+    for p in (p1, p2):
+        np.testing.assert_array_equal(data.read_nifti_slice(p), img)
 
 
 def _bad_files(tmp_path):
@@ -117,6 +123,14 @@ def _bad_files(tmp_path):
     p = tmp_path / "case_001_week_0_slice_0.nii.gz"
     p.write_bytes(blob[: len(blob) // 2])
     out["truncated"] = (p, "corrupt or truncated")
+    p = tmp_path / "case_001_week_0_slice_6.nii.gz"
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2 : len(blob) // 2 + 64] = bytes(64)
+    p.write_bytes(bytes(flipped))
+    out["corrupt"] = (p, "corrupt or truncated")
+    p = tmp_path / "case_001_week_0_slice_7.nii"
+    p.write_bytes(np.random.default_rng(4).bytes(4000))
+    out["random_nii"] = (p, "not a NIfTI file")
     p = tmp_path / "case_001_week_0_slice_1.nii.gz"
     p.write_bytes(np.random.default_rng(2).bytes(4000))
     out["random"] = (p, "not a gzip file")
@@ -136,7 +150,9 @@ def _bad_files(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("kind", ["truncated", "random", "not_nifti", "volume", "nan", "empty"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "corrupt", "random", "random_nii", "not_nifti", "volume", "nan", "empty"]
+)
 def test_bad_files_give_one_line_naming_the_file(tmp_path, kind):
     path, words = _bad_files(tmp_path)[kind]
     with pytest.raises(BadFileError) as e:
@@ -170,6 +186,10 @@ def test_harmonise_labels_stay_integer(mode):
     out = data.harmonise(lab, (256, 128), mode, is_label=True)
     assert out.shape == (256, 128) and out.dtype == np.int16
     assert set(np.unique(out)) <= set(np.unique(lab)) and len(np.unique(out)) == 6
+    # only 0 and 5 in, so any interpolation would show up as 1..4 at the edges
+    two = np.where(lab > 2, 5, 0).astype(np.uint8)
+    out = data.harmonise(two, (256, 128), mode, is_label=True)
+    assert out.dtype == np.uint8 and set(np.unique(out)) == {0, 5}
 
 
 @pytest.mark.parametrize("dtype,scale", [(np.int16, 4000.0), (np.float64, 1e7), (np.uint8, 255.0)])
@@ -273,10 +293,15 @@ def test_skip_bad_counts_and_lists(make_hipmri):
     # rows of a skip-compacted cache still line up with their files
     for i, p in enumerate(s.paths):
         np.testing.assert_array_equal(s.images[i], data.normalise(data.read_nifti_slice(p)))
-    # the cached reload reports the same skips
+    # the cached reload reports the same skips; without skip_bad it still refuses
     with pytest.warns(UserWarning, match="skipped 4 of 7"):
         again = data.load_split(root, "test", skip_bad=True, progress=False)
     assert again.skipped == s.skipped
+    (folder / "readme.md").unlink()
+    with pytest.warns(UserWarning, match="skipped 3 of 6"):
+        data.load_split(root, "test", skip_bad=True, progress=False)
+    with pytest.raises(BadFileError, match=r"slice_1\.nii\.gz: constant image.*skip_bad=True$"):
+        data.load_split(root, "test", progress=False)
 
 
 def test_missing_label_and_bad_label_values(make_hipmri):
@@ -293,17 +318,37 @@ def test_missing_label_and_bad_label_values(make_hipmri):
     assert len(s) == 1 and any("outside the integers 0..5 (found 7)" in r for _, r in s.skipped)
 
 
+def test_orphan_labels_reported_and_duplicates_caught(make_hipmri):
+    root = make_hipmri(n_case_weeks={"train": 1}, n_slices=2)
+    orphan = root / "keras_slices_seg_train/seg_050_week_0_slice_0.nii.gz"
+    write_nifti(orphan, np.zeros((256, 128), np.uint8))
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):  # not a failure, but not silent
+        s = data.load_split(root, "train", cache=False, progress=False)
+    assert len(s) == 2 and s.skipped == [(str(orphan), data._ORPHAN)]
+    img = root / "keras_slices_train/case_001_week_0_slice_1.nii.gz"
+    write_nifti(str(img)[: -len(".gz")], data.read_nifti_slice(img))  # same slice as .nii
+    with pytest.raises(
+        BadFileError,
+        match=r"slice_1\.nii\.gz: duplicate slice \(same case/week/slice as case_001_week_0_slice_1\.nii\)",
+    ):
+        data.load_split(root, "train", progress=False)
+    with pytest.warns(UserWarning, match="skipped 2 of 3"):
+        s = data.load_split(root, "train", skip_bad=True, cache=False, progress=False)
+    assert len(s) == 2 and s.images.shape == (2, 256, 128)
+
+
 def test_cache_hit_does_not_decode(make_hipmri, monkeypatch):
     root = make_hipmri(n_case_weeks={"validate": 1})
-    first = data.load_split(root, "validate", progress=False)
+    first = data.load_split(root, "validate", skip_bad=True, progress=False)
     assert isinstance(first.images, np.memmap) and not first.images.flags.writeable
 
     def boom(*a, **k):
         raise AssertionError("decoded a file on a cache hit")
 
     monkeypatch.setattr(data.nib, "load", boom)
+    monkeypatch.setattr(data, "_open_nifti", boom)
     monkeypatch.setattr(data, "read_nifti_slice", boom)
-    second = data.load_split(root, "validate", progress=False)
+    second = data.load_split(root, "validate", progress=False)  # skip_bad shares the entry
     np.testing.assert_array_equal(np.asarray(first.images), np.asarray(second.images))
     np.testing.assert_array_equal(np.asarray(first.labels), np.asarray(second.labels))
     assert second.paths == first.paths and second.raw_shapes == first.raw_shapes

@@ -10,6 +10,15 @@ from hipgen_utils.config import PixelCNNConfig, get_profile
 from hipgen_utils.pixelcnn import GatedPixelCNN, bits_per_code
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra threads cost more than they save on a small shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _model(seed=0, dtype=torch.float64, **kw):
     torch.manual_seed(seed)
     kw = {"n_codes": 5, "n_channels": 16, "n_layers": 2, "kernel_size": 3, **kw}
@@ -54,11 +63,14 @@ def test_causality_is_exact_and_has_no_blind_spot(H, W, kernel_size, n_layers, n
             assert not grad[1].any(), "samples in a batch must not influence each other"
             # the position itself and everything after it in raster order: exactly zero
             assert not seen[raster >= r * W + c].any(), f"({r},{c}) sees itself or a later position"
+            # above-right: the blind spot of plain masked convolutions
+            if r >= 1 and c + 1 < W:
+                assert seen[r - 1, c + 1], f"({r},{c}) does not see above-right"
             # earlier positions: nonzero exactly on the receptive field
             expected = _expected_dependence(H, W, r, c, R)
-            assert torch.equal(seen, expected), f"({r},{c}): got {seen.int().tolist()}, expected {expected.int().tolist()}"
-    # the field includes the above-right positions that plain masked convolutions miss
-    assert _expected_dependence(H, W, 2, 1, R)[1, 2]
+            assert torch.equal(seen, expected), (
+                f"({r},{c}): got {seen.int().tolist()}, expected {expected.int().tolist()}"
+            )
 
 
 @pytest.mark.parametrize("H, W", [(64, 32), (32, 64), (3, 7)])
@@ -77,7 +89,18 @@ def test_first_position_depends_only_on_condition():
     a = torch.randint(0, 5, (1, 4, 6))
     b = torch.randint(0, 5, (1, 4, 6))
     la, lb = m(a, cond=2), m(b, cond=2)
-    assert torch.allclose(la[..., 0, 0], lb[..., 0, 0], atol=0, rtol=0)
+    assert not torch.equal(a, b) and torch.equal(la[..., 0, 0], lb[..., 0, 0])
+    assert not torch.equal(la[..., 0, 0], m(a, cond=1)[..., 0, 0])
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(0)
+    m = GatedPixelCNN(5, n_channels=8, n_layers=2, kernel_size=3, dropout=0.5)
+    codes = torch.randint(0, 5, (2, 4, 6))
+    m.train()
+    assert not torch.equal(m(codes), m(codes))
+    m.eval()
+    assert torch.equal(m(codes), m(codes))
 
 
 def test_conditioning_changes_logits_and_accepts_int_or_tensor():
@@ -128,7 +151,12 @@ def test_bad_codes_and_bad_hyperparameters():
 def test_from_config():
     cfg = get_profile("ci").pixelcnn
     m = GatedPixelCNN.from_config(cfg, n_codes=32)
-    assert (m.n_codes, m.n_channels, m.n_layers, m.kernel_size) == (32, cfg.n_channels, cfg.n_layers, cfg.kernel_size)
+    assert (m.n_codes, m.n_channels, m.n_layers, m.kernel_size) == (
+        32,
+        cfg.n_channels,
+        cfg.n_layers,
+        cfg.kernel_size,
+    )
     assert m.n_conditions == cfg.n_slices and cfg.conditional
     m = GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=1, conditional=False), 16)
     assert m.n_conditions == 0 and m.layers[0].cond is None
@@ -151,12 +179,12 @@ def test_learns_a_deterministic_pattern():
     m = GatedPixelCNN(K, n_channels=16, n_layers=2, kernel_size=3)
     r, c = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     codes = torch.stack([(r + 2 * c + s) % K for s in range(K)])  # 4 shifted copies
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(m.parameters(), lr=2e-2)
     start = bits_per_code(m(codes), codes).item()
-    for _ in range(150):
+    for _ in range(30):
         loss = bits_per_code(m(codes), codes)
         opt.zero_grad()
         loss.backward()
         opt.step()
     # only the very first position is unpredictable: (1/24) * 2 bits ~ 0.08 bits/code
-    assert start > 1.5 and loss.item() < 0.3
+    assert start > 1.5 and loss.item() < 0.2

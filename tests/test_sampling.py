@@ -1,0 +1,168 @@
+"""Sampling: the fast sampler equals the naive one, seeding, top-k, prefixes, errors."""
+
+import pytest
+import torch
+
+from hipgen_utils.pixelcnn import GatedPixelCNN
+from hipgen_utils.sampling import sample, sample_naive
+
+K = 7
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra threads cost more than they save on a small shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3):
+    torch.manual_seed(seed)
+    m = GatedPixelCNN(
+        K, n_channels=12, n_layers=n_layers, kernel_size=kernel_size, n_conditions=n_conditions
+    )
+    if n_conditions:
+        for layer in m.layers:  # make the conditioning matter
+            torch.nn.init.normal_(layer.cond.weight, std=0.5)
+    # float64 so that fast and naive logits agree to ~1e-15 and no draw can flip
+    return m.double().eval()
+
+
+@pytest.mark.parametrize(
+    "n_conditions, condition, shape, kwargs",
+    [
+        (0, None, (6, 5), {"temperature": 0.7}),
+        (0, None, (4, 7), {"temperature": 1.6, "top_k": 3}),
+        (4, [0, 3, 1], (6, 5), {"top_k": 4}),
+        (4, 2, (5, 6), {"temperature": 1.3}),
+    ],
+)
+def test_fast_equals_naive(n_conditions, condition, shape, kwargs):
+    m = _model(n_conditions)
+    fast = sample(m, 3, seed=5, condition=condition, shape=shape, **kwargs)
+    naive = sample_naive(m, 3, seed=5, condition=condition, shape=shape, **kwargs)
+    assert torch.equal(fast, naive)
+    assert len(torch.unique(fast)) > 2  # really sampled, not a constant grid
+
+
+def test_fast_equals_naive_kernel5_and_rows_limit():
+    m = _model(kernel_size=5, n_layers=2)
+    fast = sample(m, 2, seed=1, shape=(5, 6))
+    assert torch.equal(fast, sample_naive(m, 2, seed=1, shape=(5, 6)))
+    part = sample_naive(m, 2, seed=1, shape=(5, 6), rows=2)
+    assert torch.equal(part[:, :2], fast[:, :2]) and not part[:, 2:].any()
+
+
+def test_output_dtype_shape_range_and_device():
+    m = _model()
+    out = sample(m, 4, shape=(3, 8), device="cpu")
+    assert out.dtype == torch.int64 and out.shape == (4, 3, 8) and out.device.type == "cpu"
+    assert out.min() >= 0 and out.max() < K
+
+
+def test_seeding():
+    m = _model()
+    a = sample(m, 2, seed=3, shape=(4, 5))
+    assert torch.equal(a, sample(m, 2, seed=3, shape=(4, 5)))
+    assert not torch.equal(a, sample(m, 2, seed=4, shape=(4, 5)))
+    # sample i does not depend on how many are drawn (uniforms are drawn sample by sample)
+    assert torch.equal(a[:1], sample(m, 1, seed=3, shape=(4, 5)))
+
+
+@pytest.mark.parametrize("n_conditions, condition", [(0, None), (4, [1, 2])])
+def test_top_k_1_is_greedy_argmax(n_conditions, condition):
+    m = _model(n_conditions)
+    codes = sample(m, 2, top_k=1, temperature=1.7, seed=9, condition=condition, shape=(5, 6))
+    # teacher-forced check: every code is the argmax of the logits given the codes before it
+    with torch.no_grad():
+        assert torch.equal(m(codes, condition).argmax(1), codes)
+    # and a different seed makes no difference
+    assert torch.equal(codes, sample(m, 2, top_k=1, seed=10, condition=condition, shape=(5, 6)))
+
+
+def test_distribution_at_first_position_matches_temperature_and_top_k():
+    # the first position's distribution is softmax(logits / T) restricted to the top k
+    m = _model()
+    with torch.no_grad():
+        logits = m(torch.zeros(1, 1, 1, dtype=torch.long))[0, :, 0, 0]
+    T, k, n = 0.8, 3, 4000
+    z = logits / T
+    keep = z.topk(k).indices
+    p = torch.zeros(K, dtype=torch.float64)
+    p[keep] = torch.softmax(z[keep], 0)
+    counts = torch.bincount(
+        sample(m, n, temperature=T, top_k=k, shape=(1, 1)).flatten(), minlength=K
+    )
+    freq = counts.double() / n
+    assert counts[p == 0].sum() == 0  # codes outside the top k never appear
+    sigma = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 5 * sigma + 1e-12).all(), (freq, p)
+
+
+def test_prefix_rows_are_kept_and_the_rest_is_sampled():
+    m = _model(4)
+    g = torch.Generator().manual_seed(0)
+    prefix = torch.randint(0, K, (1, 2, 5), generator=g)
+    out = sample(m, 3, seed=2, condition=1, prefix=prefix, shape=(6, 5))
+    assert torch.equal(out[:, :2], prefix.expand(3, -1, -1))
+    assert torch.equal(out, sample_naive(m, 3, seed=2, condition=1, prefix=prefix, shape=(6, 5)))
+    # greedy completion continues from the prefix: argmax given the prefix, rows 2..
+    greedy = sample(m, 1, top_k=1, condition=1, prefix=prefix, shape=(6, 5))
+    with torch.no_grad():
+        assert torch.equal(m(greedy, 1).argmax(1)[:, 2:], greedy[:, 2:])
+    # per-sample prefixes, given as a numpy array; a full-height prefix samples nothing
+    per = torch.randint(0, K, (3, 6, 5), generator=g)
+    assert torch.equal(sample(m, 3, condition=[0, 1, 2], prefix=per.numpy(), shape=(6, 5)), per)
+
+
+def test_thread_count_is_restored():
+    torch.set_num_threads(2)  # the autouse fixture restores the original count afterwards
+    sample(_model(), 1, shape=(2, 3))
+    assert torch.get_num_threads() == 2
+
+
+def test_mode_is_restored_and_model_untouched():
+    m = _model().train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    sample(m, 1, shape=(2, 3))
+    assert m.training and all(mod.training for mod in m.modules())
+    m.eval()
+    sample_naive(m, 1, shape=(2, 3))
+    assert not m.training
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_bad_arguments_raise_one_line_value_errors():
+    m, mc = _model(), _model(4)
+    cases = [
+        (m, {"temperature": 0}, "temperature=0"),
+        (m, {"temperature": -1.0}, "temperature=-1.0"),
+        (m, {"temperature": float("nan")}, "temperature=nan"),
+        (m, {"temperature": float("inf")}, "temperature=inf"),
+        (m, {"top_k": -1}, "top_k=-1"),
+        (m, {"top_k": K + 1}, f"top_k={K + 1}.*1..{K}"),
+        (m, {"top_k": 2.5}, "top_k=2.5"),
+        (m, {"condition": 1}, "unconditional"),
+        (mc, {}, "0..3"),
+        (mc, {"condition": 4}, "cond=4.*0..3"),
+        (mc, {"condition": [0, 1]}, "3 ints"),
+        (m, {"prefix": torch.zeros(1, 2, 4, dtype=torch.long)}, r"prefix has shape \(1, 2, 4\)"),
+        (m, {"prefix": torch.full((1, 1, 5), K)}, f"0..{K - 1}"),
+        (m, {"prefix": torch.zeros(1, 1, 5)}, "int tensor"),
+        (m, {"shape": (0, 5)}, "shape"),
+        (m, {"device": "auto"}, "device='auto'"),
+    ]
+    for model, kwargs, needle in cases:
+        kwargs = {"shape": (3, 5), **kwargs}
+        for fn in (sample, sample_naive):
+            with pytest.raises(ValueError, match=needle) as e:
+                fn(model, 3, **kwargs)
+            assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="n=0"):
+        sample(m, 0)
+    m.train()
+    with pytest.raises(ValueError):
+        sample(m, 1, condition=3, shape=(2, 2))
+    assert m.training  # restored even when sampling fails
