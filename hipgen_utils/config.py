@@ -63,6 +63,7 @@ class VQVAEConfig:
     n_updates: int = 5000
     learning_rate: float = 3e-4
     log_interval: int = 50
+    lr_schedule: str = "cosine"  # "cosine" (decay to 0 over n_updates) or "constant"
     crop: int = 0  # train on random crop x crop patches (0 = whole slices); the model is convolutional
     val_images: int = 128  # validation images scored at each log step
     seed: int = 0
@@ -118,14 +119,15 @@ def _profiles() -> dict[str, Config]:
         vqvae=VQVAEConfig(
             n_hiddens=64,
             n_residual_hiddens=32,
-            n_embeddings=256,
-            batch_size=16,
-            n_updates=1500,
+            n_embeddings=512,
+            batch_size=32,
+            crop=64,  # 64x64 patches: ~8x more updates per CPU second than whole slices
+            learning_rate=1e-3,
+            n_updates=1800,
             log_interval=100,
             val_images=64,
-            dead_after=50,
         ),
-        pixelcnn=PixelCNNConfig(n_channels=64, n_layers=10, epochs=15, batch_size=32),
+        pixelcnn=PixelCNNConfig(n_channels=32, n_layers=8, kernel_size=5, epochs=3, learning_rate=2e-3),
         sample=SampleConfig(n_eval_samples=64),
     )
     ci = Config(

@@ -149,7 +149,11 @@ def _scan(folder: Path) -> list[tuple[str, int, int, bool]]:
         for e in it:
             if e.name.startswith("."):  # .DS_Store, ._foo, editor swap files
                 continue
-            st = e.stat()
+            try:
+                st = e.stat()
+            except OSError:  # dangling symlink, vanished file: reported by _index_folder
+                out.append((e.name, -1, 0, False))
+                continue
             out.append((e.name, st.st_size, st.st_mtime_ns, e.is_file()))
     out.sort()
     return out
@@ -159,10 +163,12 @@ def _index_folder(folder: Path, kind: str, entries, skipped) -> dict[tuple, str]
     """Map (case, week, slice) -> path for one folder; bad names raise or go to `skipped`."""
     found: dict[tuple, str] = {}
     prefix = str(folder) + os.sep  # plain strings: pathlib costs ~0.5 s over 25k names
-    for name, _size, _mtime, is_file in entries:
+    for name, size, _mtime, is_file in entries:
         path = prefix + name
         reason = None
-        if not is_file:
+        if size < 0:
+            reason = "cannot stat the file (a dangling link?)"
+        elif not is_file:
             reason = "unexpected folder inside a split folder"
         elif not name.endswith(_NIFTI_SUFFIXES):
             reason = "not a NIfTI file name"
@@ -252,12 +258,17 @@ def _open_nifti(path: str):
     Fast path for single-file NIfTI-1 (the release): read and gunzip the whole file in
     one go, parse the 348-byte header with nibabel and let the header read the voxels
     from memory. ``nib.load`` gives the same array but sniffs the format, builds an image
-    and streams through GzipFile in small reads: ~5x slower per slice, and decoding ~25k
+    and streams through GzipFile in small reads: ~3x slower per slice, and decoding ~25k
     small files is all a cold load does. Anything else (NIfTI-2, Analyze, other names,
     unrecognised bytes) goes through ``nib.load`` and its errors."""
     if path.endswith(_NIFTI_SUFFIXES):
-        with open(path, "rb") as f:
-            blob = f.read()
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except OSError as e:  # permissions, a dangling link: not a corrupt file
+            raise BadFileError(
+                path, f"cannot read file ({type(e).__name__}: {e.strerror})"
+            ) from None
         if not blob:
             raise BadFileError(path, "empty file (0 bytes); re-copy it from the release")
         if path.endswith(".gz"):
@@ -455,10 +466,13 @@ def _decode_chunk(args):
 
 
 def _decode_all(infos, shape, mode, norm, skip_bad, workers, progress, desc, dst):
-    """Decode every slice into dst['images'][i] / dst['labels'][i]; returns per-file meta:
-    (raw shape, dtype, min, max, label values) or (path, reason) for a skipped file."""
+    """Decode every slice into dst['images'][i] / dst['labels'][i].
+
+    Returns (meta, bad): meta[i] = (raw shape, dtype, min, max, label values), or None for
+    a skipped file, whose (path, reason) is in bad[i]."""
     n = len(infos)
-    meta = [None] * n
+    meta: list = [None] * n
+    bad: dict[int, tuple[str, str]] = {}
     pool = workers > 1 and n >= _POOL_MIN_FILES
     on_disk = all(isinstance(v, np.memmap) for v in dst.values())
     out = {k: v.filename for k, v in dst.items()} if pool and on_disk else None
@@ -469,9 +483,9 @@ def _decode_all(infos, shape, mode, norm, skip_bad, workers, progress, desc, dst
     bar = tqdm(total=n, desc=desc, unit="slice", disable=not progress, leave=False)
 
     def take(results):
-        for i, res, bad in results:
+        for i, res, why in results:
             if res is None:
-                meta[i] = bad
+                bad[i] = why
                 continue
             img, lab, *rest = res
             if img is not None:  # else the worker wrote it into the memmap already
@@ -494,7 +508,7 @@ def _decode_all(infos, shape, mode, norm, skip_bad, workers, progress, desc, dst
                 take(_decode_chunk(c))
     finally:
         bar.close()
-    return meta
+    return meta, bad
 
 
 def _cache_key(root: Path, split, fingerprint, shape, mode, norm) -> str:
@@ -626,9 +640,11 @@ def load_split(
         dst = {"images": np.empty((n, *shape), np.float32)}
         if has_labels:
             dst["labels"] = np.empty((n, *shape), np.uint8)
-        meta = _decode_all(infos, shape, resize_mode, norm, skip_bad, workers, progress, desc, dst)
-        keep = [i for i, m in enumerate(meta) if not isinstance(m, tuple)]
-        doc = _meta_doc(infos, meta, keep, skipped, has_labels, split, root)
+        meta, bad = _decode_all(
+            infos, shape, resize_mode, norm, skip_bad, workers, progress, desc, dst
+        )
+        keep = [i for i, m in enumerate(meta) if m is not None]
+        doc = _meta_doc(infos, meta, keep, skipped + list(bad.values()), has_labels, split, root)
         _check_some_left(doc, root, split)
         if len(keep) < n:
             dst = {k: v[keep] for k, v in dst.items()}
@@ -644,9 +660,11 @@ def load_split(
         dst = {"images": _open_npy(tmp / "images.npy", np.float32, (n, *shape))}
         if has_labels:
             dst["labels"] = _open_npy(tmp / "labels.npy", np.uint8, (n, *shape))
-        meta = _decode_all(infos, shape, resize_mode, norm, skip_bad, workers, progress, desc, dst)
-        keep = [i for i, m in enumerate(meta) if not isinstance(m, tuple)]
-        doc = _meta_doc(infos, meta, keep, skipped, has_labels, split, root)
+        meta, bad = _decode_all(
+            infos, shape, resize_mode, norm, skip_bad, workers, progress, desc, dst
+        )
+        keep = [i for i, m in enumerate(meta) if m is not None]
+        doc = _meta_doc(infos, meta, keep, skipped + list(bad.values()), has_labels, split, root)
         _check_some_left(doc, root, split)
         for name in list(dst):
             arr = dst.pop(name)
@@ -687,7 +705,6 @@ def _check_some_left(doc, root, split):
 
 def _meta_doc(infos, meta, keep, skipped, has_labels, split, root) -> dict:
     """Everything but the pixel arrays, JSON-ready (also the cache's meta.json)."""
-    bad = [list(m) for m in meta if isinstance(m, tuple)]
     good = [infos[i] for i in keep]
     rows = [meta[i] for i in keep]
     return {
@@ -702,7 +719,7 @@ def _meta_doc(infos, meta, keep, skipped, has_labels, split, root) -> dict:
         "raw_dtypes": [r[1] for r in rows],
         "raw_min": [r[2] for r in rows],
         "raw_max": [r[3] for r in rows],
-        "skipped": [list(s) for s in skipped] + bad,
+        "skipped": [list(s) for s in skipped],
         "has_labels": has_labels,
         "label_values": sorted({v for r in rows for v in r[4]}) if has_labels else None,
     }

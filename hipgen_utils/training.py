@@ -84,6 +84,17 @@ def random_crops(images, idx, crop: int, seed: int, step: int) -> np.ndarray:
     return np.stack([images[i, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)])
 
 
+def scheduled_lr(base: float, schedule: str, step: int, total: int) -> float:
+    """Learning rate at update `step`: constant, or cosine-decayed from `base` to 0 at `total`.
+
+    A pure function of the step, so a resumed run continues the same schedule."""
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise ValueError(f"lr_schedule={schedule!r} is not supported; use 'cosine' or 'constant'")
+
+
 def _val_subset(n: int, k: int) -> np.ndarray:
     """`k` evenly spread indices (covers all slice positions, fixed across log steps)."""
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
@@ -150,6 +161,9 @@ def train_vqvae(
 
     path = Path(run_dir) / VQVAE_FILE
     device = pick_device(cfg.device)
+    scheduled_lr(cfg.learning_rate, cfg.lr_schedule, 0, cfg.n_updates)  # a bad name fails now
+    if cfg.crop:
+        random_crops(train_images, np.zeros(1, int), cfg.crop, cfg.seed, 0)  # so does a bad crop
     torch.manual_seed(cfg.seed)
     model = VQVAE.from_config(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
@@ -180,6 +194,8 @@ def train_vqvae(
             x = _to_batch(patches, slice(None), device)
         else:
             x = _to_batch(train_images, idx, device)
+        for group in opt.param_groups:
+            group["lr"] = scheduled_lr(cfg.learning_rate, cfg.lr_schedule, step, cfg.n_updates)
         with autocast(device):
             x_hat, vq = model(x)
         recon = F.mse_loss(x_hat.float(), x)

@@ -47,6 +47,9 @@ root = data.resolve_data_dir(cfg.data.data_dir, cfg.data)
 info = data.describe(root)
 print(f"data root: {root}")
 for split, d in info["splits"].items():
+    if "error" in d:
+        print(f"{split:9s} {d['error']}")
+        continue
     print(
         f"{split:9s} {d['n_files']:6d} files, {d['n_case_weeks']:3d} case-weeks | shapes {d['shapes']} | "
         f"dtypes {d['dtypes']} | raw intensity [{d['intensity_range'][0]:.3g}, {d['intensity_range'][1]:.3g}] | "
@@ -59,7 +62,7 @@ for split, d in info["splits"].items():
 # harmonises everything to 256×128 (anti-aliased resize by default, centre-crop as an option).
 
 # %%
-census = {s: d["shapes"] for s, d in info["splits"].items()}
+census = {s: d["shapes"] for s, d in info["splits"].items() if "shapes" in d}
 odd = {s: {k: v for k, v in c.items() if k != "256x128"} for s, c in census.items()}
 print("not 256x128:", {s: c for s, c in odd.items() if c} or "none")
 plotting.show_and_save(plotting.plot_shape_census(census), ctx.figure("01_shape_census"))

@@ -94,6 +94,10 @@ def test_stray_files_raise_or_are_skipped(make_hipmri):
     skipped = []
     assert len(data.list_split(root, "train", skipped=skipped)) == 4
     assert skipped == [(str(folder / "notes.txt"), "not a NIfTI file name")]
+    (folder / "case_009_week_0_slice_0.nii.gz").symlink_to(folder / "gone.nii.gz")
+    skipped = []
+    assert len(data.list_split(root, "train", skipped=skipped)) == 4
+    assert "dangling link" in dict(skipped)[str(folder / "case_009_week_0_slice_0.nii.gz")]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -392,6 +396,11 @@ def test_cache_false_and_process_pool_agree(make_hipmri, monkeypatch):
     (root / "keras_slices_train/case_001_week_1_slice_1.nii.gz").write_bytes(b"junk")
     with pytest.raises(BadFileError, match="case_001_week_1_slice_1"):  # raised across processes
         data.load_split(root, "train", progress=False, workers=2)
+    with pytest.warns(UserWarning, match="skipped 1 of 6"):
+        skipped = data.load_split(root, "train", skip_bad=True, progress=False, workers=2)
+    rows = [i for i in range(6) if i != 4]  # case 1 week 1 slice 1 is row 4
+    np.testing.assert_array_equal(skipped.images, plain.images[rows])
+    np.testing.assert_array_equal(skipped.labels, plain.labels[rows])
 
 
 def test_bad_settings_are_one_line_errors(make_hipmri):

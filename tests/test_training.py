@@ -64,16 +64,48 @@ def test_vqvae_checkpoint_carries_config_and_loads_weights_only(tmp_path):
     assert torch.equal(model.encode(x), again.encode(x))
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path):
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    import hipgen_utils.training as T
+
     imgs = _images()
-    full, _ = train_vqvae(_vq_cfg(), imgs, imgs[:8], tmp_path / "a", progress=False)
-    train_vqvae(_vq_cfg(n_updates=3), imgs, imgs[:8], tmp_path / "b", progress=False)
-    resumed, hist = train_vqvae(
-        _vq_cfg(), imgs, imgs[:8], tmp_path / "b", resume=True, progress=False
-    )
+    full, _ = train_vqvae(_vq_cfg(crop=16), imgs, imgs[:8], tmp_path / "a", progress=False)
+
+    real = T.batch_indices
+
+    def crash_at_4(n, bs, seed, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(n, bs, seed, step)
+
+    monkeypatch.setattr(T, "batch_indices", crash_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_vqvae(_vq_cfg(crop=16), imgs, imgs[:8], tmp_path / "b", progress=False)
+    monkeypatch.setattr(T, "batch_indices", real)
+    assert load_checkpoint(tmp_path / "b" / "vqvae.pt")["step"] == 3
+    resumed, hist = train_vqvae(_vq_cfg(crop=16), imgs, imgs[:8], tmp_path / "b", resume=True, progress=False)
     assert hist["step"] == [3.0, 6.0]
     for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def test_cosine_schedule_and_crops():
+    from hipgen_utils.training import random_crops, scheduled_lr
+
+    assert scheduled_lr(1e-3, "cosine", 0, 100) == 1e-3
+    assert scheduled_lr(1e-3, "cosine", 50, 100) == pytest.approx(5e-4)
+    assert scheduled_lr(1e-3, "cosine", 100, 100) == pytest.approx(0.0)
+    assert scheduled_lr(1e-3, "constant", 99, 100) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule='step'"):
+        scheduled_lr(1e-3, "step", 0, 10)
+    imgs = np.arange(3 * 32 * 16, dtype=np.float32).reshape(3, 32, 16)
+    a = random_crops(imgs, np.array([0, 2]), 8, seed=0, step=5)
+    assert a.shape == (2, 8, 8) and np.array_equal(a, random_crops(imgs, np.array([0, 2]), 8, seed=0, step=5))
+    # each patch is a contiguous window of its own image, at an offset aligned to the code grid
+    for patch, i in zip(a, (0, 2)):
+        y, x = np.argwhere(imgs[i] == patch[0, 0])[0]
+        assert y % 4 == 0 and x % 4 == 0 and np.array_equal(imgs[i, y : y + 8, x : x + 8], patch)
+    with pytest.raises(ValueError, match="crop=6 must be a multiple of 4"):
+        random_crops(imgs, np.array([0]), 6, seed=0, step=0)
 
 
 def test_same_seed_same_model_different_seed_differs(tmp_path):
@@ -95,16 +127,16 @@ def test_resume_with_other_architecture_is_one_line(tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     imgs = _images()
-    train_vqvae(_vq_cfg(n_updates=3), imgs, imgs[:8], tmp_path, progress=False)
+    train_vqvae(_vq_cfg(n_updates=2, log_interval=2), imgs, imgs[:8], tmp_path, progress=False)
     before = load_checkpoint(tmp_path / "vqvae.pt")
     bad = imgs.copy()
     bad[:] = np.nan
     with pytest.raises(
-        TrainingStopped, match="non-finite loss at update 3.*kept the last good checkpoint"
+        TrainingStopped, match="non-finite loss at update 2.*kept the last good checkpoint"
     ):
         train_vqvae(_vq_cfg(), bad, imgs[:8], tmp_path, resume=True, progress=False)
     after = load_checkpoint(tmp_path / "vqvae.pt")
-    assert after["step"] == before["step"] == 3
+    assert after["step"] == before["step"] == 2
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path):
