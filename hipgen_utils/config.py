@@ -78,6 +78,7 @@ class PixelCNNConfig:
     n_layers: int = 15
     kernel_size: int = 5
     conditional: bool = True  # condition on slice position (0..n_slices-1)
+    positional: bool = True  # gate biases from the (row, col) position in the grid
     n_slices: int = 60
     dropout: float = 0.0
     batch_size: int = 32

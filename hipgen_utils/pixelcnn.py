@@ -34,6 +34,21 @@ from torch import nn
 
 from hipgen_utils.config import PixelCNNConfig
 
+POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
+
+
+def position_features(H: int, W: int, device=None) -> torch.Tensor:
+    """(H, W, 4 * POS_FREQS) fixed sin/cos features of the normalised row and column.
+
+    Slices are roughly aligned (the body sits in the middle), so "where am I" carries
+    much of the layout; zero padding alone tells a PixelCNN only near the borders."""
+    freqs = math.pi * 2.0 ** torch.arange(POS_FREQS, dtype=torch.float32, device=device)
+    r = torch.linspace(0, 1, H, device=device)[:, None] * freqs  # (H, F)
+    c = torch.linspace(0, 1, W, device=device)[:, None] * freqs  # (W, F)
+    fr = torch.cat([r.sin(), r.cos()], -1)[:, None].expand(H, W, -1)
+    fc = torch.cat([c.sin(), c.cos()], -1)[None].expand(H, W, -1)
+    return torch.cat([fr, fc], -1)
+
 
 def gate(x: torch.Tensor) -> torch.Tensor:
     """Gated activation tanh(a) * sigmoid(b), with a, b the two halves of the last dim."""
@@ -52,7 +67,9 @@ class GatedLayer(nn.Module):
     (`horizontal_flat`, which `horizontal` calls).
     """
 
-    def __init__(self, n_channels: int, kernel_size: int, n_conditions: int, dropout: float):
+    def __init__(
+        self, n_channels: int, kernel_size: int, n_conditions: int, dropout: float, n_pos: int = 0
+    ):
         super().__init__()
         c, a = n_channels, kernel_size // 2
         self.reach = a + 1  # rows (vertical) / columns (horizontal) each step looks at
@@ -67,6 +84,8 @@ class GatedLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         # class-conditional biases for the gate pre-activations: [vertical 2c | horizontal 2c]
         self.cond = nn.Embedding(n_conditions, 4 * c) if n_conditions else None
+        # position-dependent gate biases from fixed Fourier features of (row, col)
+        self.pos = nn.Linear(n_pos, 4 * c, bias=False) if n_pos else None
 
     def vertical(
         self, window: torch.Tensor, bias: torch.Tensor | None = None
@@ -150,6 +169,7 @@ class GatedPixelCNN(nn.Module):
         kernel_size: int = 5,
         n_conditions: int = 0,
         dropout: float = 0.0,
+        positional: bool = False,
     ):
         super().__init__()
         for name, value, low in (
@@ -177,10 +197,12 @@ class GatedPixelCNN(nn.Module):
         self.kernel_size = kernel_size
         self.n_conditions = n_conditions
         self.dropout = dropout
+        self.positional = bool(positional)
 
         self.embedding = nn.Embedding(n_codes, n_channels)
+        n_pos = 4 * POS_FREQS if positional else 0
         self.layers = nn.ModuleList(
-            GatedLayer(n_channels, kernel_size, n_conditions, dropout) for _ in range(n_layers)
+            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos) for _ in range(n_layers)
         )
         self.out1 = nn.Linear(n_channels, n_channels)
         self.out2 = nn.Linear(n_channels, n_codes)
@@ -195,6 +217,7 @@ class GatedPixelCNN(nn.Module):
             kernel_size=cfg.kernel_size,
             n_conditions=cfg.n_slices if cfg.conditional else 0,
             dropout=cfg.dropout,
+            positional=cfg.positional,
         )
 
     def receptive_field(self) -> int:
@@ -245,14 +268,28 @@ class GatedPixelCNN(nn.Module):
             )
         return t.to(device=self.embedding.weight.device, dtype=torch.long)
 
-    def cond_biases(self, cond: torch.Tensor | None) -> list:
-        """Per layer gate biases (B, 1, 1, 4C) [vertical | horizontal], or None each.
+    def cond_biases(self, cond: torch.Tensor | None, shape=None) -> list:
+        """Per layer gate biases [vertical | horizontal] (4C channels last), or None each.
 
-        cond: a checked (B,) int64 tensor from `check_cond`, or None.
+        cond: a checked (B,) int64 tensor from `check_cond`, or None. shape: the (H, W) grid,
+        needed by a positional model. The biases are (B, 1, 1, 4C) for the condition alone,
+        (1, H, W, 4C) for position alone, (B, H, W, 4C) for both. They never depend on codes,
+        so causality is untouched.
         """
-        if cond is None:
-            return [None] * self.n_layers
-        return [layer.cond(cond)[:, None, None] for layer in self.layers]
+        out = []
+        feats = None
+        if self.positional:
+            if shape is None:
+                raise ValueError("a positional PixelCNN needs the grid shape (H, W) for its biases")
+            w = self.embedding.weight
+            feats = position_features(*shape, device=w.device).to(w.dtype)
+        for layer in self.layers:
+            b = None if cond is None else layer.cond(cond)[:, None, None]
+            if feats is not None:
+                p = layer.pos(feats).unsqueeze(0)
+                b = p if b is None else b + p
+            out.append(b)
+        return out
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, H, W) int64 codes -> (B, H, W, C) float embeddings (channels-last)."""
@@ -274,7 +311,7 @@ class GatedPixelCNN(nn.Module):
         """
         H, W = x.shape[1:3]
         a = self.kernel_size // 2
-        biases = self.cond_biases(cond)
+        biases = self.cond_biases(cond, (H, W))
         v, acc = x, None
         for i, layer in enumerate(self.layers):
             s = 1 if i == 0 else 0  # first layer: shift by one so a position never sees itself

@@ -249,7 +249,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     n, H, W = codes.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
-    biases = prior.cond_biases(cond)
+    biases = prior.cond_biases(cond, (H, W))
     # rolling vertical input windows (channels-last): layer i's input rows r-a-s .. r-s
     # (s=1 for layer 0, whose input is the codes themselves)
     v_win = [w.new_zeros(n, a + 1, W, C) for _ in range(L)]
@@ -259,7 +259,10 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
         for i, layer in enumerate(prior.layers):
             if i > 0:
                 v_win[i] = torch.cat([v_win[i][:, 1:], v], dim=1)
-            v, link = layer.vertical(v_win[i], biases[i])
+            b = biases[i]
+            if b is not None and b.shape[1] > 1:  # positional biases: this row's
+                b = b[:, r : r + 1]
+            v, link = layer.vertical(v_win[i], b)
             links.append(link[:, 0].unbind(1))  # W views (n, 2C), one per column
         if r >= start:
             # horizontal stack on row r only, one column at a time. h_buf[i] is layer i's

@@ -34,7 +34,7 @@ VQVAE_ARCH_KEYS = (
     "n_hiddens", "n_residual_hiddens", "n_residual_layers", "embedding_dim", "n_embeddings",
     "beta", "codebook",
 )  # fmt: skip
-PRIOR_ARCH_KEYS = ("n_channels", "n_layers", "kernel_size", "conditional", "n_slices", "dropout")
+PRIOR_ARCH_KEYS = ("n_channels", "n_layers", "kernel_size", "conditional", "positional", "n_slices", "dropout")
 
 
 class TrainingStopped(RuntimeError):

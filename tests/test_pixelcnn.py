@@ -41,11 +41,12 @@ def _expected_dependence(H, W, r, c, R):
 
 
 @pytest.mark.parametrize(
-    "H, W, kernel_size, n_layers, n_conditions",
-    [(7, 5, 3, 2, 0), (5, 8, 3, 2, 3), (5, 8, 5, 1, 0), (7, 5, 5, 2, 0)],
+    "H, W, kernel_size, n_layers, n_conditions, positional",
+    [(7, 5, 3, 2, 0, False), (5, 8, 3, 2, 3, False), (5, 8, 5, 1, 0, False), (7, 5, 5, 2, 0, False),
+     (7, 5, 3, 2, 3, True)],  # fmt: skip
 )
-def test_causality_is_exact_and_has_no_blind_spot(H, W, kernel_size, n_layers, n_conditions):
-    m = _model(kernel_size=kernel_size, n_layers=n_layers, n_conditions=n_conditions)
+def test_causality_is_exact_and_has_no_blind_spot(H, W, kernel_size, n_layers, n_conditions, positional):
+    m = _model(kernel_size=kernel_size, n_layers=n_layers, n_conditions=n_conditions, positional=positional)
     R = m.receptive_field()
     assert R == 1 + n_layers * (kernel_size // 2)
     g = torch.Generator().manual_seed(1)
@@ -91,6 +92,20 @@ def test_first_position_depends_only_on_condition():
     la, lb = m(a, cond=2), m(b, cond=2)
     assert not torch.equal(a, b) and torch.equal(la[..., 0, 0], lb[..., 0, 0])
     assert not torch.equal(la[..., 0, 0], m(a, cond=1)[..., 0, 0])
+
+
+def test_positional_biases_depend_on_position_not_codes():
+    m = _model(positional=True)
+    for layer in m.layers:  # make the positional biases matter
+        torch.nn.init.normal_(layer.pos.weight, std=0.5)
+    codes = torch.zeros(1, 12, 12, dtype=torch.long)  # the same code everywhere
+    logits = m(codes)
+    # identical inputs and receptive fields clear of the borders: only position can differ
+    assert not torch.allclose(logits[0, :, 6, 5], logits[0, :, 7, 6])
+    plain = _model(positional=False)(codes)
+    assert torch.allclose(plain[0, :, 6, 5], plain[0, :, 7, 6])
+    with pytest.raises(ValueError, match="needs the grid shape"):
+        m.cond_biases(None)
 
 
 def test_dropout_only_in_training():

@@ -18,11 +18,15 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3):
+def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3, positional=False):
     torch.manual_seed(seed)
     m = GatedPixelCNN(
-        K, n_channels=12, n_layers=n_layers, kernel_size=kernel_size, n_conditions=n_conditions
-    )
+        K, n_channels=12, n_layers=n_layers, kernel_size=kernel_size, n_conditions=n_conditions,
+        positional=positional,
+    )  # fmt: skip
+    if positional:
+        for layer in m.layers:  # make the positional biases matter
+            torch.nn.init.normal_(layer.pos.weight, std=0.5)
     if n_conditions:
         for layer in m.layers:  # make the conditioning matter
             torch.nn.init.normal_(layer.cond.weight, std=0.5)
@@ -37,10 +41,13 @@ def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3):
         (0, None, (4, 7), {"temperature": 1.6, "top_k": 3}),
         (4, [0, 3, 1], (6, 5), {"top_k": 4}),
         (4, 2, (5, 6), {"temperature": 1.3}),
+        (4, [0, 3, 1], (6, 5), {"positional": True}),
+        (0, None, (7, 4), {"positional": True, "temperature": 0.8}),
     ],
 )
 def test_fast_equals_naive(n_conditions, condition, shape, kwargs):
-    m = _model(n_conditions)
+    kwargs = dict(kwargs)
+    m = _model(n_conditions, positional=kwargs.pop("positional", False))
     fast = sample(m, 3, seed=5, condition=condition, shape=shape, **kwargs)
     naive = sample_naive(m, 3, seed=5, condition=condition, shape=shape, **kwargs)
     assert torch.equal(fast, naive)
