@@ -94,6 +94,17 @@ def make_hipmri(tmp_path):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: extra threads cost more than they save on a small shared CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def nifti_writer():
     """`write_nifti(path, array, dtype=None) -> Path` for tests that add odd files."""
     return write_nifti

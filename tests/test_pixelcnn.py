@@ -9,14 +9,7 @@ import torch.nn.functional as F
 from hipgen_utils.config import PixelCNNConfig, get_profile
 from hipgen_utils.pixelcnn import GatedPixelCNN, bits_per_code
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads cost more than they save on a small shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed=0, dtype=torch.float64, **kw):

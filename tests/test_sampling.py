@@ -9,13 +9,7 @@ from hipgen_utils.sampling import sample, sample_naive
 K = 7
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads cost more than they save on a small shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3, positional=False):
