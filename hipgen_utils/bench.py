@@ -23,7 +23,8 @@ def print_table(title: str, header: list[str], rows: list[list]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     line = "  ".join("-" * w for w in widths)
     text = "\n".join(
-        [title, "  ".join(h.ljust(w) for h, w in zip(header, widths)), line]
+        row.rstrip()
+        for row in [title, "  ".join(h.ljust(w) for h, w in zip(header, widths)), line]
         + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
     )
     print(text, flush=True)
@@ -104,14 +105,22 @@ def bench_vqvae(args):
     steps = 3 if args.quick else 10
     rows = []
     for name, cfg in (("demo", demo.vqvae), ("full", full.vqvae)):
-        rows.append([f"train {name} (batch {cfg.batch_size})", _train_throughput(cfg, steps)])
+        shape = (cfg.crop, cfg.crop) if cfg.crop else (256, 128)
+        what = f"train {name}: batch {cfg.batch_size} x {shape[0]}x{shape[1]}"
+        rows.append([what, _train_throughput(cfg, steps, shape)])
+    rows.append(["train demo model on whole 256x128 slices", _train_throughput(replace(demo.vqvae, crop=0), steps)])
     model = VQVAE.from_config(demo.vqvae).eval()
     imgs = np.random.default_rng(0).random((64, 256, 128), dtype=np.float32)
     codes, enc_s = _timed(encode_images, model, imgs)
     _, dec_s = _timed(decode_codes, model, codes)
     rows += [["encode demo", len(imgs) / enc_s], ["decode demo", len(imgs) / dec_s]]
-    print_table(f"hipgen bench vqvae: throughput on {torch.get_num_threads()} CPU threads", ["what", "images/s"], rows)
+    print_table(
+        f"hipgen bench vqvae: throughput on {torch.get_num_threads()} CPU threads (images or patches per second)",
+        ["what", "images/s"], rows,
+    )  # fmt: skip
 
+    if getattr(args, "no_ablation", False):
+        return
     # ablation at the demo budget: EMA + dead-code restart vs plain codebook loss, no restart
     cfg_data = demo.data
     splits = load_splits(cfg_data, progress=False)

@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=("data", "vqvae", "sample"))
     s.add_argument("--profile", choices=C.PROFILE_NAMES, default="demo")
     s.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run of the benchmark)")
+    s.add_argument("--no_ablation", action="store_true", help="vqvae: throughput only, skip the ablation")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("notebooks", help="execute the notebooks in order into RUN/notebooks/")
