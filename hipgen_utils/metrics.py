@@ -147,6 +147,16 @@ def reconstruction_summary(ssim, psnr) -> dict:
 # ----------------------------------------------------------------------------- code baselines
 
 
+def perplexity(counts) -> float:
+    """2 ** entropy (bits) of a code-usage histogram (K,): the effective number of codes used
+    (K for uniform use, 1 for a single code)."""
+    c = np.asarray(counts, dtype=np.float64).reshape(-1)
+    if c.size == 0 or c.sum() <= 0:
+        raise ValueError("code counts are all zero: nothing was encoded")
+    p = c[c > 0] / c.sum()
+    return float(2.0 ** -(p * np.log2(p)).sum())
+
+
 def code_entropy_bits(codes, n_codes: int) -> float:
     """Entropy (bits) of the histogram of ``codes`` (any shape, ints in [0, n_codes)).
 

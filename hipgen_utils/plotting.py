@@ -22,7 +22,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from scipy.stats import entropy
+
+from hipgen_utils.metrics import perplexity
 
 LABEL_NAMES = ("background", "body", "bones", "bladder", "rectum", "prostate")
 LABEL_COLOURS = ("#000000", "#56b4e9", "#f0e442", "#009e73", "#d55e00", "#cc79a7")
@@ -128,14 +129,6 @@ def code_colormap(n_codes: int, seed: int = 0) -> ListedColormap:
     colours = plt.get_cmap("nipy_spectral")(np.linspace(0.03, 0.97, max(n_codes, 1)))
     colours = colours[np.random.default_rng(seed).permutation(len(colours))]
     return ListedColormap(colours, name=f"codes{n_codes}")
-
-
-def perplexity(counts) -> float:
-    """2**entropy (bits) of the code-usage distribution: the effective number of codes used."""
-    c = _np(counts).astype(np.float64).reshape(-1)
-    if c.sum() <= 0:
-        raise ValueError("code counts are all zero: nothing was encoded")
-    return float(2.0 ** entropy(c, base=2))
 
 
 # --------------------------------------------------------------------------- basics

@@ -29,6 +29,7 @@ from hipgen_utils.checkpoints import (
     load_checkpoint,
 )
 from hipgen_utils.config import PixelCNNConfig, VQVAEConfig
+from hipgen_utils.metrics import perplexity as code_perplexity
 
 VQVAE_ARCH_KEYS = (
     "n_hiddens", "n_residual_hiddens", "n_residual_layers", "embedding_dim", "n_embeddings",
@@ -216,8 +217,7 @@ def train_vqvae(
         if done % cfg.log_interval == 0 or done == cfg.n_updates:
             val = validate_vqvae(model, val_images, val_idx, device)
             # over all batches since the last log step, not one batch (perplexity depends on size)
-            probs = usage / usage.sum()
-            perplexity = float(torch.exp(-(probs * (probs + 1e-12).log()).sum()))
+            perplexity = code_perplexity(usage.numpy())
             codes_used = int((usage > 0).sum())
             tr = sums / counted
             for key, value in (

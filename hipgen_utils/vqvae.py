@@ -20,11 +20,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from hipgen_utils.metrics import perplexity
 
 CODEBOOK_MODES = ("ema", "loss")
 
@@ -484,5 +485,5 @@ def codebook_usage(codes, n_embeddings: int) -> dict:
     return {
         "counts": counts,
         "codes_used": int((counts > 0).sum()),
-        "perplexity": float(2.0 ** scipy.stats.entropy(counts, base=2)),
+        "perplexity": perplexity(counts),
     }
