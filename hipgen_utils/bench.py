@@ -153,7 +153,7 @@ def bench_sample(args):
     """16 samples with the demo prior: fast vs naive (naive timed on a few rows, extrapolated)."""
     from hipgen_utils.checkpoints import PRIOR_FILE
     from hipgen_utils.pixelcnn import GatedPixelCNN
-    from hipgen_utils.sampling import sample, sample_naive
+    from hipgen_utils.sampling import one_cpu_thread, sample, sample_naive
     from hipgen_utils.training import load_prior
 
     demo = C.get_profile("demo")
@@ -170,12 +170,9 @@ def bench_sample(args):
     cond = torch.arange(n) % max(prior.n_conditions, 1) if prior.n_conditions else None
     fast, fast_s = _timed(sample, prior, n, seed=0, condition=cond, shape=shape)
     again = sample(prior, n, seed=0, condition=cond, shape=shape)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the fast sampler runs single-threaded on CPU: compare like with like
-    try:
+    # the fast sampler runs single-threaded on the CPU: time naive the same way
+    with one_cpu_thread(torch.device("cpu")):
         naive, naive_s = _timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows)
-    finally:
-        torch.set_num_threads(threads)
     naive_full = naive_s / naive_rows * shape[0]
     same_rows = bool(torch.equal(fast[:, :naive_rows], naive[:, :naive_rows]))
     print(f"{source}; both samplers on 1 CPU thread; grid {shape[0]}x{shape[1]}, K={prior.n_codes}")

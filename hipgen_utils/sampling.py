@@ -190,7 +190,7 @@ def _run(
     try:
         cond = prior.check_cond(condition, n)  # on the model's (new) device
         codes_d = codes.to(device)
-        threads = _one_cpu_thread(device) if fill_rows is _fast_rows else contextlib.nullcontext()
+        threads = one_cpu_thread(device) if fill_rows is _fast_rows else contextlib.nullcontext()
         with torch.no_grad(), threads:
             fill_rows(prior, codes_d, u, cond, start, temperature, top_k, progress, rows)
         return codes_d.cpu()
@@ -200,7 +200,7 @@ def _run(
 
 
 @contextlib.contextmanager
-def _one_cpu_thread(device: torch.device):
+def one_cpu_thread(device: torch.device):
     """Run the block with torch.set_num_threads(1) on the CPU; restore the count after."""
     old = torch.get_num_threads()
     if device.type != "cpu" or old == 1:

@@ -101,8 +101,9 @@ def _val_subset(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
-def _to_batch(images, idx, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images[idx], dtype=np.float32)).unsqueeze(1).to(device)
+def _to_batch(images, device) -> torch.Tensor:
+    """(B, H, W) array (numpy or memmap rows) -> (B, 1, H, W) float32 tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
 
 
 def _restore(model, opt, ckpt, wanted: dict, keys, path):
@@ -130,7 +131,7 @@ def validate_vqvae(model, images, idx, device, batch_size=32) -> dict:
     model.eval()
     recon, emb, ssims = [], [], []
     for s in range(0, len(idx), batch_size):
-        x = _to_batch(images, idx[s : s + batch_size], device)
+        x = _to_batch(images[idx[s : s + batch_size]], device)
         with autocast(device):
             x_hat, vq = model(x)
         x_hat = x_hat.float()
@@ -190,11 +191,8 @@ def train_vqvae(
     bar = tqdm(range(step, cfg.n_updates), desc="VQ-VAE", disable=not progress, initial=step, total=cfg.n_updates)
     for step in bar:
         idx = batch_indices(n_train, cfg.batch_size, cfg.seed, step)
-        if cfg.crop:
-            patches = random_crops(train_images, idx, cfg.crop, cfg.seed, step)
-            x = _to_batch(patches, slice(None), device)
-        else:
-            x = _to_batch(train_images, idx, device)
+        batch = random_crops(train_images, idx, cfg.crop, cfg.seed, step) if cfg.crop else train_images[idx]
+        x = _to_batch(batch, device)
         for group in opt.param_groups:
             group["lr"] = scheduled_lr(cfg.learning_rate, cfg.lr_schedule, step, cfg.n_updates)
         with autocast(device):
@@ -319,9 +317,6 @@ def train_pixelcnn(
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
     total_steps = cfg.epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
-    )
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
     step = 0
     if resume and path.exists():
@@ -329,7 +324,6 @@ def train_pixelcnn(
         if ckpt.get("vqvae_id") != vqvae_id:
             raise CheckpointError(f"{path}: prior was trained on another VQ-VAE's codes; retrain without --resume")
         step, history = _restore(prior, opt, ckpt, asdict(cfg), PRIOR_ARCH_KEYS, path)
-        sched.load_state_dict(ckpt["scheduler"])
         print(f"resuming {path} at epoch {step // per_epoch}/{cfg.epochs}")
 
     start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
@@ -340,6 +334,8 @@ def train_pixelcnn(
         idx = batch_indices(len(train_codes), cfg.batch_size, cfg.seed, step)
         c = torch.as_tensor(train_codes[idx], dtype=torch.long, device=device)
         y = None if train_cond is None else torch.as_tensor(train_cond[idx], device=device)
+        for group in opt.param_groups:
+            group["lr"] = scheduled_lr(cfg.learning_rate, "cosine", step, total_steps)
         with autocast(device):
             logits = prior(c, y)
         loss = F.cross_entropy(logits.float(), c)
@@ -352,7 +348,6 @@ def train_pixelcnn(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
-        sched.step()
         running += loss.item() / math.log(2)
         seen += 1
         if (step + 1) % cfg.log_interval == 0:
@@ -372,7 +367,6 @@ def train_pixelcnn(
                     "kind": "pixelcnn",
                     "model": prior.state_dict(),
                     "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
                     "config": asdict(cfg),
                     "n_codes": n_codes,
                     "vqvae_id": vqvae_id,

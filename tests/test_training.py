@@ -181,3 +181,26 @@ def test_pixelcnn_rejects_slices_beyond_its_conditioning(tmp_path):
     cfg = replace(C.get_profile("ci").pixelcnn, n_slices=2, epochs=1, batch_size=4, device="cpu")
     with pytest.raises(ValueError, match="slice index 3 in the data but the prior has n_slices=2"):
         train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
+
+
+def test_pixelcnn_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    import hipgen_utils.training as T
+
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=4, epochs=2, batch_size=4, device="cpu")
+    full, _ = train_pixelcnn(cfg, _codes(), 8, tmp_path / "a", vqvae_id="abc", progress=False)
+    real = T.batch_indices
+
+    def crash_at_5(n, bs, seed, step):
+        if step == 5:  # one epoch is 4 updates: the epoch-1 checkpoint exists by now
+            raise KeyboardInterrupt
+        return real(n, bs, seed, step)
+
+    monkeypatch.setattr(T, "batch_indices", crash_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_pixelcnn(cfg, _codes(), 8, tmp_path / "b", vqvae_id="abc", progress=False)
+    monkeypatch.setattr(T, "batch_indices", real)
+    assert load_checkpoint(tmp_path / "b" / "pixelcnn.pt")["step"] == 4
+    resumed, hist = train_pixelcnn(cfg, _codes(), 8, tmp_path / "b", vqvae_id="abc", resume=True, progress=False)
+    assert hist["epoch"] == [1.0, 2.0]
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
