@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - set up .venv and run all six notebooks on the phantom (demo profile, CPU minutes)"
 	@echo "make test   - set up .venv and run lint, unit tests and the notebooks (ci profile, nbmake)"
 	@echo "make sync   - regenerate notebooks/*.ipynb (no outputs) from the py:percent sources"
-	@echo "make bench  - print the data, vqvae and sampling benchmark tables"
+	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"
 	@echo "make notebooks PROFILE=full - run the notebooks with another profile"
 
 setup: $(STAMP)
@@ -53,6 +53,7 @@ sync: setup
 bench: setup
 	$(PY) -m hipgen_utils bench data
 	$(PY) -m hipgen_utils bench vqvae
+	$(PY) -m hipgen_utils bench prior
 	$(PY) -m hipgen_utils bench sample
 
 clean:

@@ -1,4 +1,4 @@
-"""Benchmarks (`hipgen bench data|vqvae|sample`): each prints a table.
+"""Benchmarks (`hipgen bench data|vqvae|prior|sample`): each prints a table.
 
 Timings on shared machines are noisy: compare ratios within one run, not across runs.
 """
@@ -142,6 +142,64 @@ def bench_vqvae(args):
         f"ablation at the demo budget ({budget.n_updates} updates, batch {budget.batch_size}, "
         f"K={budget.n_embeddings}), test split of the demo data",
         ["codebook", "updates", "train_s", "ssim_mean", "psnr_mean", "codes_used", "perplexity"],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- prior
+
+
+def _prior_throughput(cfg: C.PixelCNNConfig, n_codes: int, batch: int, bf16: bool, nll: bool, steps: int) -> float:
+    """Training updates of the prior on random 64x32 grids; returns grids per second.
+    nll=False is the plain loss cross_entropy(forward(c), c) on (B, K, H, W) logits."""
+    import torch.nn.functional as F
+
+    from hipgen_utils.pixelcnn import GatedPixelCNN
+
+    torch.manual_seed(0)
+    prior = GatedPixelCNN.from_config(cfg, n_codes).train()
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
+    codes = torch.randint(0, n_codes, (batch, 64, 32))
+    cond = torch.randint(0, cfg.n_slices, (batch,)) if cfg.conditional else None
+    for i in range(steps + 1):
+        if i == 1:  # first step is warm-up
+            t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = prior.nll(codes, cond) if nll else F.cross_entropy(prior(codes, cond).float(), codes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def bench_prior(args):
+    """Training throughput of the demo prior: loss layout, bf16 autocast, batch size."""
+    from hipgen_utils.training import cpu_has_bf16
+
+    demo = C.get_profile("demo")
+    cfg, k = demo.pixelcnn, demo.vqvae.n_embeddings
+    steps = 2 if args.quick else 6
+    native = cpu_has_bf16()
+    variants = [
+        (32, False, False, "plain loss on (B, K, H, W) logits, float32 (the previous demo setting)"),
+        (32, False, True, "nll on channels-last logits, float32"),
+        (32, True, True, "nll, bf16 autocast"),
+        (cfg.batch_size, False, True, "nll, float32"),
+        (cfg.batch_size, True, True, "nll, bf16 autocast (the demo setting)"),
+    ]
+    rows, base = [], None
+    for batch, bf16, nll, what in variants:
+        if bf16 and not native:
+            rows.append([batch, what, "skipped: no native bf16 on this CPU", "", ""])
+            continue
+        gps = _prior_throughput(cfg, k, batch, bf16, nll, steps)
+        base = base or gps
+        rows.append([batch, what, gps, gps / batch, gps / base])
+    print(f"demo prior: {cfg.n_channels} channels, {cfg.n_layers} layers, kernel {cfg.kernel_size}, K={k}, "
+          f"64x32 grids; {torch.get_num_threads()} CPU threads; native bf16: {native}")  # fmt: skip
+    print_table(
+        "hipgen bench prior: training throughput (a CPU prior lacks updates more than grids per update)",
+        ["batch", "variant", "grids/s", "updates/s", "x first row"],
         rows,
     )
 

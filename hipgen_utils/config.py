@@ -83,6 +83,7 @@ class PixelCNNConfig:
     dropout: float = 0.0
     batch_size: int = 32
     epochs: int = 40
+    cpu_bf16: bool = True  # train in bf16 autocast on CPUs with native bf16 (~2x); CUDA always uses bf16
     learning_rate: float = 1e-3
     log_interval: int = 50
     seed: int = 0
@@ -98,6 +99,7 @@ class SampleConfig:
     top_k: int = 0  # 0 = no top-k truncation
     seed: int = 0
     n_eval_samples: int = 256  # samples scored against train/test images
+    n_sweep_samples: int = 128  # samples per temperature in 06_sample's temperature sweep
 
 
 @dataclass
@@ -128,8 +130,11 @@ def _profiles() -> dict[str, Config]:
             log_interval=100,
             val_images=64,
         ),
-        pixelcnn=PixelCNNConfig(n_channels=32, n_layers=8, kernel_size=5, epochs=3, learning_rate=2e-3),
-        sample=SampleConfig(n_eval_samples=64),
+        # small batches: on a CPU, updates (not grids per update) are what the prior lacks;
+        # 1800 updates of 8 grids reach ~0.56x the unigram bits where 135 of 32 gave ~0.77x
+        pixelcnn=PixelCNNConfig(
+            n_channels=32, n_layers=8, kernel_size=5, batch_size=8, epochs=10, learning_rate=2e-3
+        ),
     )
     ci = Config(
         "ci",
@@ -150,7 +155,7 @@ def _profiles() -> dict[str, Config]:
             n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=2, batch_size=8,
             log_interval=2,
         ),
-        sample=SampleConfig(n_samples=4, n_eval_samples=8),
+        sample=SampleConfig(n_samples=4, n_eval_samples=8, n_sweep_samples=8),
     )
     return {"full": full, "demo": demo, "ci": ci}
 

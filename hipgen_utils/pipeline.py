@@ -103,6 +103,31 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     return summary, {"samples": samples, "sample_codes": sample_codes, "unigram": uni}
 
 
+def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7, 0.8, 0.9, 1.0), *,
+                      n_samples=64, seed=0, device="cpu", progress=False) -> list[dict]:  # fmt: skip
+    """Measured sample quality at each temperature: one dict per temperature with
+    "temperature" and the `metrics.sample_quality` keys (Fréchet distance with its floor and
+    ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at every
+    temperature, so the rows differ only in the temperature."""
+    from hipgen_utils.metrics import sample_quality, sample_unigram_codes
+    from hipgen_utils.vqvae import decode_codes
+
+    temps = [float(t) for t in temperatures]
+    if not temps or min(temps) <= 0:
+        raise ValueError(f"temperature_sweep: temperatures {temps} must be a non-empty list of values > 0")
+    k = codes["n_embeddings"]
+    h, w = codes["codes_train"].shape[1:]
+    cond = slice_conditions(prior, n_samples, codes["slice_test"], seed)
+    uni = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], n_samples, (h, w), k, seed=seed), device=device)
+    train, test = np.asarray(splits["train"].images), np.asarray(splits["test"].images)
+    rows = []
+    for t in temps:
+        _, images = generate(prior, vqvae, n_samples, temperature=t, seed=seed, condition=cond,
+                             shape=(h, w), device=device, progress=progress)  # fmt: skip
+        rows.append({"temperature": t, **sample_quality(images, train, test, uni, seed=seed)})
+    return rows
+
+
 def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
                  n_samples=64, seed=0, progress=False) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict: reconstruction metrics on `split`, plus the prior's

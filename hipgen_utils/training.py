@@ -55,10 +55,25 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (the quantiser keeps float32 inside); a no-op elsewhere."""
-    if torch.device(device).type == "cuda":
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; read from /proc/cpuinfo).
+
+    Elsewhere CPU bf16 is emulated and slower than float32, so it is not used."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA (the quantiser keeps float32 inside); on a CPU only when
+    `cpu_bf16` is asked for and the CPU has native bf16; a no-op elsewhere."""
+    kind = torch.device(device).type
+    if kind == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if kind == "cpu" and cpu_bf16 and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -277,8 +292,7 @@ def bits_per_code(prior, codes, conds, device="cpu", batch_size=64) -> float:
         c = torch.as_tensor(np.asarray(codes[s : s + batch_size]), dtype=torch.long, device=device)
         y = None if conds is None else torch.as_tensor(np.asarray(conds[s : s + batch_size]), device=device)
         with autocast(device):
-            logits = prior(c, y)
-        total += F.cross_entropy(logits.float(), c, reduction="sum").item()
+            total += prior.nll(c, y, reduction="sum").item()
         count += c.numel()
     prior.train(was_training)
     return total / count / math.log(2)
@@ -326,6 +340,10 @@ def train_pixelcnn(
         step, history = _restore(prior, opt, ckpt, asdict(cfg), PRIOR_ARCH_KEYS, path)
         print(f"resuming {path} at epoch {step // per_epoch}/{cfg.epochs}")
 
+    if progress:
+        amp = isinstance(autocast(device, cpu_bf16=cfg.cpu_bf16), torch.autocast)
+        print(f"PixelCNN on {device} ({'bf16 autocast' if amp else 'float32'}): {total_steps} updates "
+              f"of {cfg.batch_size} grids ({cfg.epochs} epochs of {len(train_codes)})")  # fmt: skip
     start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     prior.train()
     bar = tqdm(range(step, total_steps), desc="PixelCNN", disable=not progress, initial=step, total=total_steps)
@@ -336,9 +354,8 @@ def train_pixelcnn(
         y = None if train_cond is None else torch.as_tensor(train_cond[idx], device=device)
         for group in opt.param_groups:
             group["lr"] = scheduled_lr(cfg.learning_rate, "cosine", step, total_steps)
-        with autocast(device):
-            logits = prior(c, y)
-        loss = F.cross_entropy(logits.float(), c)
+        with autocast(device, cpu_bf16=cfg.cpu_bf16):
+            loss = prior.nll(c, y)
         if not torch.isfinite(loss):
             raise TrainingStopped(
                 f"non-finite loss at update {step}; kept the last good checkpoint {path}; "

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from hipgen_utils.cli import main as cli_main
+
 SPLITS = ("train", "validate", "test")
 # Case numbers per split start here so the splits never share a case (as in the release).
 _CASE_BASE = {"train": 1, "validate": 100, "test": 200}
@@ -108,3 +110,70 @@ def one_torch_thread():
 def nifti_writer():
     """`write_nifti(path, array, dtype=None) -> Path` for tests that add odd files."""
     return write_nifti
+
+
+# a tiny end-to-end run (VQ-VAE + prior + codes) trained through the CLI, shared by
+# test_cli.py and test_pipeline.py
+TINY_VQ = [
+    "--profile",
+    "ci",
+    "--n_updates",
+    "4",
+    "--log_interval",
+    "2",
+    "--batch_size",
+    "4",
+    "--device",
+    "cpu",
+]
+TINY_PRIOR = [
+    "--profile",
+    "ci",
+    "--epochs",
+    "1",
+    "--batch_size",
+    "4",
+    "--n_slices",
+    "4",
+    "--device",
+    "cpu",
+]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A data folder and a run dir with a VQ-VAE and a prior, trained through the CLI."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("cache")
+    mp.setenv("HIPGEN_CACHE", str(cache))
+    root = tmp_path_factory.mktemp("hipmri")
+    rng = np.random.default_rng(0)
+    for split, base in (("train", 1), ("validate", 100), ("test", 200)):
+        for s in range(4):
+            img = smooth_image(rng)
+            write_nifti(
+                root / f"keras_slices_{split}" / f"case_{base:03d}_week_0_slice_{s}.nii.gz", img
+            )
+            write_nifti(
+                root / f"keras_slices_seg_{split}" / f"seg_{base:03d}_week_0_slice_{s}.nii.gz",
+                label_from(img),
+            )
+    run_dir = tmp_path_factory.mktemp("run")
+    assert (
+        cli_main(
+            [
+                "train",
+                "--mode",
+                "vq_vae",
+                "--data_dir",
+                str(root),
+                "--run_dir",
+                str(run_dir),
+                *TINY_VQ,
+            ]
+        )
+        == 0
+    )
+    assert cli_main(["train", "--mode", "pixelcnn", "--run_dir", str(run_dir), *TINY_PRIOR]) == 0
+    yield root, run_dir
+    mp.undo()

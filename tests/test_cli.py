@@ -8,77 +8,11 @@ import pytest
 
 from hipgen_utils.cli import main
 
-TINY_VQ = [
-    "--profile",
-    "ci",
-    "--n_updates",
-    "4",
-    "--log_interval",
-    "2",
-    "--batch_size",
-    "4",
-    "--device",
-    "cpu",
-]
-TINY_PRIOR = [
-    "--profile",
-    "ci",
-    "--epochs",
-    "1",
-    "--batch_size",
-    "4",
-    "--n_slices",
-    "4",
-    "--device",
-    "cpu",
-]
-
 
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A data folder and a run dir with a VQ-VAE and a prior, trained through the CLI."""
-    mp = pytest.MonkeyPatch()
-    cache = tmp_path_factory.mktemp("cache")
-    mp.setenv("HIPGEN_CACHE", str(cache))
-    from conftest import label_from, smooth_image, write_nifti
-
-    root = tmp_path_factory.mktemp("hipmri")
-    rng = np.random.default_rng(0)
-    for split, base in (("train", 1), ("validate", 100), ("test", 200)):
-        for s in range(4):
-            img = smooth_image(rng)
-            write_nifti(
-                root / f"keras_slices_{split}" / f"case_{base:03d}_week_0_slice_{s}.nii.gz", img
-            )
-            write_nifti(
-                root / f"keras_slices_seg_{split}" / f"seg_{base:03d}_week_0_slice_{s}.nii.gz",
-                label_from(img),
-            )
-    run_dir = tmp_path_factory.mktemp("run")
-    assert (
-        main(
-            [
-                "train",
-                "--mode",
-                "vq_vae",
-                "--data_dir",
-                str(root),
-                "--run_dir",
-                str(run_dir),
-                *TINY_VQ,
-            ]
-        )
-        == 0
-    )
-    assert main(["train", "--mode", "pixelcnn", "--run_dir", str(run_dir), *TINY_PRIOR]) == 0
-    yield root, run_dir
-    mp.undo()
 
 
 def test_info_json(trained, capsys):

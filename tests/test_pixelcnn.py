@@ -196,3 +196,17 @@ def test_learns_a_deterministic_pattern():
         opt.step()
     # only the very first position is unpredictable: (1/24) * 2 bits ~ 0.08 bits/code
     assert start > 1.5 and loss.item() < 0.2
+
+
+@pytest.mark.parametrize("n_conditions", [0, 5])
+def test_nll_matches_cross_entropy_of_forward(n_conditions):
+    torch.manual_seed(0)
+    m = GatedPixelCNN(16, n_channels=8, n_layers=2, kernel_size=3, n_conditions=n_conditions,
+                      positional=True)  # fmt: skip
+    codes = torch.randint(0, 16, (3, 6, 4))
+    cond = torch.tensor([0, 4, 2]) if n_conditions else None
+    ref = F.cross_entropy(m(codes, cond), codes, reduction="none")
+    assert m.nll(codes, cond).item() == pytest.approx(ref.mean().item(), rel=1e-6)
+    assert m.nll(codes, cond, reduction="sum").item() == pytest.approx(ref.sum().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="valid codes are 0..15"):
+        m.nll(codes + 16, cond)
