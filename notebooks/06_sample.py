@@ -133,6 +133,10 @@ plotting.show_and_save(
 #   the fraction above 0.95 (near-copies of training slices);
 # * Fréchet distance to the test images: samples, training images (floor), unigram
 #   images (ceiling).
+#
+# The Fréchet distance compares the mean and covariance of hand-crafted features; a small
+# structure that is missing everywhere (on the phantom, with the `demo` prior: the bones)
+# barely moves it. Judge the grids above by eye as well.
 
 # %%
 report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=SEED)
