@@ -135,7 +135,7 @@ plotting.show_and_save(
 #   images (ceiling).
 #
 # The Fréchet distance compares the mean and covariance of hand-crafted features; a small
-# structure that is missing everywhere (on the phantom, with the `demo` prior: the bones)
+# structure that is missing everywhere (on the phantom, with the `demo` prior: femoral heads)
 # barely moves it. Judge the grids above by eye as well.
 
 # %%
