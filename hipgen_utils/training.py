@@ -10,6 +10,7 @@ good checkpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import asdict
@@ -55,8 +56,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; read from /proc/cpuinfo).
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; read from /proc/cpuinfo
+    once per process: `autocast` asks on every training step).
 
     Elsewhere CPU bf16 is emulated and slower than float32, so it is not used."""
     try:
