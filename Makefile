@@ -9,7 +9,15 @@ NB_SRC := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 NB_IPY := $(NB_SRC:.py=.ipynb)
 PROFILE ?= demo
 
-.PHONY: setup demo test unit nbtest lint sync notebooks bench clean help
+.PHONY: setup demo test unit nbtest lint sync notebooks lab browser-test bench clean help
+
+# Jupyter looks here first for kernels: "python3" is this clone's .venv (its kernel.json runs
+# the Python that starts it), never a user-wide kernel another clone installed.
+JUPYTER_ENV := JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter
+# the system's Chromium for `make browser-test` (Playwright downloads nothing)
+CHROMIUM ?= $(firstword $(shell command -v chromium chromium-browser google-chrome 2>/dev/null))
+# run directory the browser test reads notebooks 01-05's results from (made when missing)
+BROWSER_RUN_DIR ?= runs/ci-browser
 
 help:
 	@echo "make demo   - set up .venv and run all six notebooks on the phantom (demo profile, CPU minutes)"
@@ -17,6 +25,8 @@ help:
 	@echo "make sync   - regenerate notebooks/*.ipynb (no outputs) from the py:percent sources"
 	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"
 	@echo "make notebooks PROFILE=full - run the notebooks with another profile"
+	@echo "make lab PROFILE=ci - open the notebooks in JupyterLab (this .venv's Python; profile: demo unless given)"
+	@echo "make browser-test - JupyterLab in headless Chromium: run notebook 06 (ci) and move its sliders"
 
 setup: $(STAMP)
 
@@ -24,7 +34,6 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --user --name hipgen --display-name "hipgen (.venv)" >/dev/null
 	touch $(STAMP)
 
 demo: setup
@@ -37,18 +46,35 @@ notebooks: setup
 test: setup
 	rm -rf runs/ci
 	$(PY) -m ruff check .
-	HIPGEN_PROFILE=ci $(PY) -m pytest tests
-	HIPGEN_PROFILE=ci $(PY) -m pytest --nbmake --nbmake-timeout=900 $(NB_IPY)
+	HIPGEN_PROFILE=ci $(PY) -m pytest tests --ignore=tests/browser
+	HIPGEN_PROFILE=ci $(JUPYTER_ENV) $(PY) -m pytest --nbmake --nbmake-timeout=300 $(NB_IPY)
+	$(MAKE) --no-print-directory browser-test BROWSER_RUN_DIR=runs/ci
 
 unit: setup
-	HIPGEN_PROFILE=ci $(PY) -m pytest tests
+	HIPGEN_PROFILE=ci $(PY) -m pytest tests --ignore=tests/browser
 
 lint: setup
 	$(PY) -m ruff check .
 
-# the .py is the source: rewrite each paired .ipynb from it, without outputs
+# the .py is the source: rewrite each paired .ipynb from it, without outputs; cell ids are
+# kept (unchanged cells) or derived from the cell, so a clean tree stays clean
 sync: setup
-	$(VENV)/bin/jupytext --to ipynb $(NB_SRC)
+	$(PY) -m hipgen_utils.notebooks sync $(NB_SRC)
+
+# JupyterLab on notebooks/ with this .venv's kernel; saving strips outputs from the .ipynb
+lab: setup
+	@echo "JupyterLab: profile $(PROFILE) (HIPGEN_PROFILE=$(PROFILE); make lab PROFILE=ci|demo|full), kernel $(CURDIR)/$(PY)"
+	HIPGEN_PROFILE=$(PROFILE) $(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
+		--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+browser-test: setup
+	@if [ -z "$(CHROMIUM)" ]; then \
+		echo "browser test skipped: no chromium on PATH (Debian: apt-get install chromium)"; \
+	else \
+		HIPGEN_PROFILE=ci CHROMIUM="$(CHROMIUM)" HIPGEN_BROWSER_RUN_DIR="$(BROWSER_RUN_DIR)" \
+			$(JUPYTER_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/browser; \
+	fi
 
 bench: setup
 	$(PY) -m hipgen_utils bench data
@@ -57,4 +83,4 @@ bench: setup
 	$(PY) -m hipgen_utils bench sample
 
 clean:
-	rm -rf runs/ci .pytest_cache .ruff_cache
+	rm -rf runs/ci runs/ci-browser .pytest_cache .ruff_cache

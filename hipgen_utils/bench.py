@@ -173,8 +173,16 @@ def _prior_throughput(cfg: C.PixelCNNConfig, n_codes: int, batch: int, bf16: boo
 
 
 def bench_prior(args):
-    """Training throughput of the demo prior: loss layout, bf16 autocast, batch size."""
+    """Training throughput of the demo prior: loss layout, bf16 autocast, batch size.
+    With --compare: the prior variants at the same time budget (`compare_priors`)."""
     from hipgen_utils.training import cpu_has_bf16
+
+    if getattr(args, "compare", False):
+        compare_priors(
+            getattr(args, "run_dir", None), getattr(args, "budget_s", None), getattr(args, "variants", None),
+            args.profile, getattr(args, "out", None), judge=not getattr(args, "no_judge", False),
+        )  # fmt: skip
+        return
 
     demo = C.get_profile("demo")
     cfg, k = demo.pixelcnn, demo.vqvae.n_embeddings
@@ -245,3 +253,170 @@ def bench_sample(args):
             [f"fast == naive on first {naive_rows} rows", "", str(same_rows), ""],
         ],
     )
+    if args.quick:
+        return
+    # the global-context switches (issue 9) on a demo-sized prior: timing does not depend on
+    # the weights, so untrained ones do; same conditions, the fast sampler only
+    rows = []
+    for name, switches in COMPARE_VARIANTS.items():
+        torch.manual_seed(0)
+        variant = GatedPixelCNN.from_config(replace(demo.pixelcnn, **switches), demo.vqvae.n_embeddings).eval()
+        vcond = torch.arange(n) % variant.n_conditions if variant.n_conditions else None
+        _, secs = _timed(sample, variant, n, seed=0, condition=vcond, shape=shape)
+        rows.append([name, n, secs, str(switches or "")])
+    print_table(
+        f"fast sampler per prior variant (untrained demo-sized: {demo.pixelcnn.n_channels} channels, "
+        f"{demo.pixelcnn.n_layers} layers; target <= 3 s for 16 on a 2-core CPU)",
+        ["variant", "samples", "seconds", "switches"],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- prior --compare
+
+# the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior
+COMPARE_VARIANTS = {
+    "baseline": {},
+    "attention": {"attn_layers": 1},  # every earlier position
+    "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
+    "ap": {"order": "ap"},
+    "dilated": {"v_dilation": 8},
+    "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
+}
+JUDGE_COLUMNS = (
+    "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
+    "completion_ssim", "completion_ssim_mirror", "anatomy_gap",
+)  # fmt: skip
+
+
+def _default_budget(run) -> float:
+    """The wall time the run's own prior trained for (its checkpoint's history)."""
+    from hipgen_utils.checkpoints import PRIOR_FILE, load_checkpoint
+
+    try:
+        return float(load_checkpoint(run / PRIOR_FILE, "pixelcnn")["history"]["seconds"][-1])
+    except (FileNotFoundError, KeyError, IndexError, RuntimeError):
+        raise C.ConfigError(
+            f"no trained prior in {run} to take the time budget from; pass --budget_s SECONDS"
+        ) from None
+
+
+def _judge():
+    """hipgen_utils.judge.judge_prior when it exists, else None."""
+    try:
+        from hipgen_utils import judge
+    except ImportError:
+        return None
+    return getattr(judge, "judge_prior", None)
+
+
+def compare_priors(
+    run_dir=None,
+    budget_s: float | None = None,
+    variants=None,
+    profile: str = "demo",
+    out_dir=None,
+    judge: bool = True,
+    n_sample: int = 16,
+) -> list[dict]:
+    """Train each prior variant on the run's codes for the same wall-clock budget and score it.
+
+    run_dir: holds vqvae.pt and codes.npz (default runs/<profile>); budget_s: training seconds
+    per variant (default: what the run's own pixelcnn.pt took); variants: names of
+    COMPARE_VARIANTS or "name=key:value,key:value" (default all); out_dir: keep each variant's
+    checkpoint in out_dir/<name>/ (default a temporary folder). Each variant is the profile's
+    prior with its switches, trained by `train_pixelcnn` with max_seconds = budget (the cosine
+    schedule fitted to it). Prints one table and returns its rows as dicts: test bits/code and
+    the ratio to the unigram, seconds to sample `n_sample` (fast sampler, CPU), training
+    seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists."""
+    from pathlib import Path
+
+    from hipgen_utils.checkpoints import state_fingerprint
+    from hipgen_utils.codes import load_codes
+    from hipgen_utils.metrics import unigram_bits_per_code
+    from hipgen_utils.pipeline import load_splits, slice_conditions
+    from hipgen_utils.sampling import sample
+    from hipgen_utils.training import bits_per_code, load_vqvae, train_pixelcnn
+
+    run = Path(run_dir) if run_dir is not None else C.REPO_ROOT / "runs" / C.profile_name(profile)
+    vqvae, vckpt = load_vqvae(run)
+    vid = state_fingerprint(vqvae.state_dict())
+    codes = load_codes(run, vid)
+    budget = float(budget_s) if budget_s is not None else _default_budget(run)
+    if budget <= 0:
+        raise C.ConfigError(f"--budget_s {budget:g} must be > 0 seconds")
+    chosen = _parse_variants(variants)
+    cfg0 = C.get_profile(profile)
+    k = codes["n_embeddings"]
+    unigram = unigram_bits_per_code(codes["codes_train"], codes["codes_test"], k)
+    judge_fn = _judge() if judge else None
+    splits = data_cfg = None
+    if judge_fn is not None:
+        data_cfg = vckpt.get("extra", {}).get("data")
+        splits = load_splits(C.from_dict(C.DataConfig, data_cfg or {}), ("train", "test"), progress=False)
+    shape = tuple(codes["codes_train"].shape[1:])
+    print(f"comparing {len(chosen)} prior variants on {run} ({len(codes['codes_train'])} training grids "
+          f"{shape[0]}x{shape[1]}, K={k}); {budget:.0f} s of training each, {torch.get_num_threads()} "
+          f"CPU threads; profile {profile} prior: {cfg0.pixelcnn.n_channels} channels, "
+          f"{cfg0.pixelcnn.n_layers} layers; judge: {'yes' if judge_fn else 'not available'}", flush=True)  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hipgen-compare-") as tmp:
+        base = Path(out_dir) if out_dir is not None else Path(tmp)
+        for name, switches in chosen.items():
+            cfg = replace(cfg0.pixelcnn, **switches, epochs=100_000, max_seconds=budget)
+            where = base / name
+            where.mkdir(parents=True, exist_ok=True)
+            prior, hist = train_pixelcnn(cfg, codes, k, where, vqvae_id=vid, overwrite=True, progress=False)
+            prior = prior.cpu().eval()
+            cond = codes["slice_test"] if prior.n_conditions else None
+            bits = bits_per_code(prior, codes["codes_test"], cond)
+            sc = slice_conditions(prior, n_sample, codes["slice_test"], seed=0)
+            _, sample_s = _timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape)
+            row = {
+                "variant": name, "switches": switches, "test_bits": bits, "x_unigram": bits / unigram,
+                "sample_s": sample_s, "train_s": float(hist["seconds"][-1]), "updates": int(hist["step"][-1]),
+            }  # fmt: skip
+            if judge_fn is not None:
+                try:
+                    summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg)
+                    row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
+                except Exception as e:  # the judge is optional here: say why, keep the table
+                    print(f"judge failed on {name}: {type(e).__name__}: {e}", flush=True)
+            rows.append(row)
+            print(f"  {name}: {row['updates']} updates in {row['train_s']:.0f} s, test bits {bits:.3f} "
+                  f"({bits / unigram:.3f}x unigram)", flush=True)  # fmt: skip
+    cols = ["variant", "test_bits", "x_unigram", "sample_s", "train_s", "updates"]
+    cols += [c for c in JUDGE_COLUMNS if any(c in r for r in rows)]
+    print_table(
+        f"hipgen bench prior --compare: {budget:.0f} s of training per variant; unigram {unigram:.3f} "
+        f"bits/code; sample_s = {n_sample} samples, fast sampler, 1 CPU thread",
+        cols,
+        [[r.get(c, "") for c in cols] for r in rows],
+    )
+    for r in rows:
+        print(f"  {r['variant']}: {r['switches'] or 'the profile prior as it is'}")
+    if out_dir is not None:
+        import json
+
+        (Path(out_dir) / "compare.json").write_text(json.dumps({"budget_s": budget, "unigram_bits": unigram, "rows": rows}, indent=1))
+    return rows
+
+
+def _parse_variants(variants) -> dict:
+    """Names of COMPARE_VARIANTS, or 'name=key:value,key:value' (values as on the CLI)."""
+    if not variants:
+        return dict(COMPARE_VARIANTS)
+    out = {}
+    for v in variants:
+        name, _, spec = str(v).partition("=")
+        if not spec:
+            if name not in COMPARE_VARIANTS:
+                raise C.ConfigError(
+                    f"unknown prior variant {name!r}; choose from {', '.join(COMPARE_VARIANTS)} or give name=key:value,..."
+                )
+            out[name] = COMPARE_VARIANTS[name]
+            continue
+        pairs = dict(p.split(":", 1) for p in spec.split(",") if ":" in p)
+        over = C.override(C.PixelCNNConfig(), **pairs)  # type-checked like CLI flags
+        out[name] = {key: getattr(over, key) for key in pairs}
+    return out

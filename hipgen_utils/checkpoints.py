@@ -27,6 +27,9 @@ PRODUCER = {
 }
 
 
+RETRAIN_HINT = "retrain with --overwrite, or RETRAIN = True in its notebook (the file is moved aside, not deleted)"
+
+
 class MissingStepError(FileNotFoundError):
     """An artefact an earlier pipeline step writes is missing (message says which step to run)."""
 
@@ -66,11 +69,9 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a truncated/corrupt/foreign file
-        raise CheckpointError(
-            f"{path}: not a readable hipgen checkpoint ({type(e).__name__}); delete it and retrain"
-        ) from None
+        raise CheckpointError(f"{path}: not a readable hipgen checkpoint ({type(e).__name__}); {RETRAIN_HINT}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{path}: not a hipgen checkpoint (no model/config); delete it and retrain")
+        raise CheckpointError(f"{path}: not a hipgen checkpoint (no model/config); {RETRAIN_HINT}")
     if kind is not None and ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     return ckpt
@@ -86,7 +87,3 @@ def state_fingerprint(state_dict: dict) -> str:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
-
-def config_mismatch(saved: dict, wanted: dict, keys) -> list[str]:
-    """Names `k: saved -> wanted` for the architecture fields that differ."""
-    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]

@@ -3,23 +3,29 @@
     hipgen phantom  --out DIR [--case_weeks TRAIN [VALIDATE TEST]] [--n_slices 60] [--seed 0]
     hipgen info     --data_dir DIR [--json] [--skip_bad]
     hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
-                    [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume]
+                    [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume | --overwrite]
     hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
     hipgen predict  --run_dir RUN [--n 16] [--temperature 1.0] [--top_k K] [--seed 0] [--slice S]
-                    --out PATH [--format png|nii]
+                    --out PATH [--format png|nii] [--overwrite]
     hipgen bench    data|vqvae|prior|sample [--profile demo]
+    hipgen bench    prior --compare [--budget_s S] [--variants baseline attention ...]
     hipgen notebooks [--profile demo] [--only 02 03]   (execute notebooks into RUN/notebooks)
 
 Config fields are overridden with `--field value` (the same names as the notebooks'
-parameters cell and the dataclasses in hipgen_utils.config). Errors print one line.
+parameters cell and the dataclasses in hipgen_utils.config). Errors print one line and
+exit 2 (see the README's "Errors"): a bad value, a trained run that would be replaced
+without --overwrite, a --resume whose settings differ, a run directory in use by another
+process, a missing/unreadable/mismatched artefact, bad data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -108,39 +114,53 @@ def cmd_info(args):
 
 
 def cmd_train(args):
-    from hipgen_utils.pipeline import load_splits
+    """Train holding RUN's lock for the whole command (data, codes, training): a second
+    `train` on the same run directory is refused in one line naming this one's pid."""
+    from hipgen_utils.rundir import run_lock
 
-    mode = args.mode
-    cfg = build_config(args, mode)
+    cfg = build_config(args, args.mode)
+    if args.resume and args.overwrite:
+        raise C.ConfigError("--resume and --overwrite exclude each other; pick one")
     run = C.run_dir(cfg.profile, args.run_dir)
-    print(f"profile {cfg.profile}, run directory {run}")
-    if mode == "vq_vae":
-        from hipgen_utils.training import train_vqvae
+    with run_lock(run):
+        print(f"profile {cfg.profile}, run directory {run}")
+        (_train_vqvae if args.mode == "vq_vae" else _train_prior)(args, cfg, run)
 
-        splits = load_splits(cfg.data, ("train", "validate"))
-        print(f"training VQ-VAE on {len(splits['train'])} slices: {asdict(cfg.vqvae)}")
-        _, hist = train_vqvae(
-            cfg.vqvae, splits["train"].images, splits["validate"].images, run, resume=args.resume,
-            extra={"data": asdict(cfg.data), "profile": cfg.profile},
-        )  # fmt: skip
-        if hist["val_ssim"]:
-            print(f"done: {int(hist['step'][-1])} updates, validation SSIM {hist['val_ssim'][-1]:.4f}")
-    else:
-        from hipgen_utils.checkpoints import state_fingerprint
-        from hipgen_utils.codes import codes_are_current, extract_codes, load_codes
-        from hipgen_utils.training import load_vqvae, pick_device, train_pixelcnn
 
-        device = pick_device(cfg.pixelcnn.device)
-        vqvae, vckpt = load_vqvae(run, device)
-        vid = state_fingerprint(vqvae.state_dict())
-        if not codes_are_current(run, vid):
-            data_cfg = _data_from_checkpoint(vckpt, args)
-            print("extracting codes with the trained VQ-VAE ...")
-            extract_codes(vqvae, load_splits(data_cfg), run, device=device)
-        codes = load_codes(run, vid)
-        _, hist = train_pixelcnn(cfg.pixelcnn, codes, codes["n_embeddings"], run, vqvae_id=vid, resume=args.resume)
-        if hist["val_bits"]:
-            print(f"done: {int(hist['epoch'][-1])} epochs, validation bits/code {hist['val_bits'][-1]:.4f}")
+def _train_vqvae(args, cfg, run):
+    from hipgen_utils.pipeline import load_splits
+    from hipgen_utils.training import train_vqvae
+
+    splits = load_splits(cfg.data, ("train", "validate"))
+    print(f"training VQ-VAE on {len(splits['train'])} slices: {asdict(cfg.vqvae)}")
+    _, hist = train_vqvae(
+        cfg.vqvae, splits["train"].images, splits["validate"].images, run, resume=args.resume,
+        overwrite=args.overwrite, extra={"data": asdict(cfg.data), "profile": cfg.profile},
+    )  # fmt: skip
+    if hist["val_ssim"]:
+        print(f"done: {int(hist['step'][-1])} updates, validation SSIM {hist['val_ssim'][-1]:.4f}")
+
+
+def _train_prior(args, cfg, run):
+    """Extract the codes when missing, stale or unreadable (safe: they are a pure function
+    of the VQ-VAE and the data), then train the prior."""
+    from hipgen_utils.checkpoints import CODES_FILE, state_fingerprint
+    from hipgen_utils.codes import codes_are_current, extract_codes, load_codes
+    from hipgen_utils.pipeline import load_splits
+    from hipgen_utils.training import load_vqvae, pick_device, train_pixelcnn
+
+    device = pick_device(cfg.pixelcnn.device)
+    vqvae, vckpt = load_vqvae(run, device)
+    vid = state_fingerprint(vqvae.state_dict())
+    if not codes_are_current(run, vid):
+        why = "from another VQ-VAE or unreadable" if (run / CODES_FILE).exists() else "missing"
+        print(f"{run / CODES_FILE} {why}: extracting codes with the trained VQ-VAE ...")
+        extract_codes(vqvae, load_splits(_data_from_checkpoint(vckpt, args)), run, device=device)
+    codes = load_codes(run, vid)
+    _, hist = train_pixelcnn(cfg.pixelcnn, codes, codes["n_embeddings"], run, vqvae_id=vid,
+                             resume=args.resume, overwrite=args.overwrite)  # fmt: skip
+    if hist["val_bits"]:
+        print(f"done: {int(hist['epoch'][-1])} epochs, validation bits/code {hist['val_bits'][-1]:.4f}")
 
 
 def _data_from_checkpoint(vckpt: dict, args) -> C.DataConfig:
@@ -151,10 +171,22 @@ def _data_from_checkpoint(vckpt: dict, args) -> C.DataConfig:
     return data
 
 
+def _json_safe(x):
+    """NaN/inf (e.g. a Dice of a class absent everywhere) -> null: strict JSON for jq and friends."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def cmd_evaluate(args):
     from hipgen_utils.pipeline import evaluate_run
     from hipgen_utils.training import load_vqvae, pick_device
 
+    _check_sampling(args, args.n_samples, 2, MAX_EVALUATE, "--n_samples")
     run = Path(args.run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist; train first (hipgen train --mode vq_vae --run_dir {run})")
@@ -162,17 +194,73 @@ def cmd_evaluate(args):
     data_cfg = _data_from_checkpoint(vckpt, args)
     result = evaluate_run(
         run, data_cfg, args.split, pick_device(args.device), n_samples=args.n_samples, seed=args.seed,
-        progress=not args.json,
+        progress=not args.json, judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy,
     )  # fmt: skip
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(_json_safe(result)))
     else:
-        width = max(map(len, result))
-        for k, v in result.items():
+        flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
+        width = max(map(len, flat))
+        for k, v in flat.items():
             print(f"{k:{width}s}  {v:.4f}" if isinstance(v, float) else f"{k:{width}s}  {v}")
+        nested = [k for k, v in result.items() if isinstance(v, dict)]
+        if nested:
+            print(f"(per-class tables {', '.join(nested)}: see --json)")
+
+
+MAX_PREDICT = 256  # samples per `predict` call (a 16x16 grid; about 0.5 GB at most on a CPU)
+MAX_EVALUATE = 4096  # samples scored by `evaluate`
+
+
+def _check_sampling(args, n, low, high, flag):
+    """Refuse bad sampling arguments in one line before any model is loaded."""
+    if not low <= n <= high:
+        raise C.ConfigError(f"{flag} {n} is out of range; use {low}..{high} (more: run again with another --seed)")
+    if args.seed < 0:
+        raise C.ConfigError(f"--seed {args.seed} must be >= 0")
+    C.check_device(args.device)
+
+
+def _png_out(out) -> tuple[Path, str]:
+    """The PNG path for --out (".png" appended when it does not end so) and a note saying so."""
+    p = Path(out)
+    if p.is_dir():
+        raise C.ConfigError(f"--out {p} is a folder; give a file name, or --format nii to write NIfTI files into it")
+    if p.suffix.lower() == ".png":
+        return p, ""
+    return p.with_name(p.name + ".png"), f" (.png added to --out {p})"
+
+
+def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
+    """The folder for --format nii and its earlier samples: refused when it is a file, or
+    holds samples (two runs' files would mix) unless --overwrite; those are deleted once the
+    new samples are drawn."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise C.ConfigError(f"--out {p} is a file; --format nii writes one .nii.gz per sample into a folder")
+    old = sorted(p.glob("sample_*.nii.gz")) if p.is_dir() else []
+    if old and not overwrite:
+        raise C.ConfigError(
+            f"--out {p} already holds {len(old)} samples; pass --overwrite to replace them, or choose a new folder"
+        )
+    return p, old
 
 
 def cmd_predict(args):
+    _check_sampling(args, args.n, 1, MAX_PREDICT, "--n")
+    if args.temperature != args.temperature or not 0 < args.temperature < float("inf"):
+        raise C.ConfigError(f"--temperature {args.temperature} must be a finite number > 0")
+    if args.top_k is not None and args.top_k < 0:
+        raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
+    if args.format == "png":
+        out, note = _png_out(args.out)
+        _predict(args, out, note=note)
+    else:
+        out, old = _nii_out(args.out, args.overwrite)
+        _predict(args, out, replaced=old)
+
+
+def _predict(args, out: Path, note: str = "", replaced=()):
     import torch
 
     from hipgen_utils.checkpoints import state_fingerprint
@@ -199,12 +287,16 @@ def cmd_predict(args):
         condition=cond, shape=shape, device=device,
     )  # fmt: skip
     if args.format == "nii":
-        paths = write_nifti_samples(images, args.out)
-        print(f"wrote {len(paths)} NIfTI samples to {args.out}")
+        for f in replaced:  # --overwrite: the earlier samples, removed only now
+            f.unlink(missing_ok=True)
+        if replaced:
+            print(f"--overwrite: removed {len(replaced)} earlier samples from {out}")
+        paths = write_nifti_samples(images, out)
+        print(f"wrote {len(paths)} NIfTI samples to {out}")
     else:
         titles = None if cond is None else [f"slice {int(s)}" for s in cond]
-        out = save_figure(plot_samples(images, titles=titles, suptitle=f"T={args.temperature}, seed={args.seed}"), args.out)
-        print(f"wrote {out}")
+        out = save_figure(plot_samples(images, titles=titles, suptitle=f"T={args.temperature}, seed={args.seed}"), out)
+        print(f"wrote {out}{note}")
 
 
 def cmd_bench(args):
@@ -246,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data_dir")
     s.add_argument("--run_dir")
     s.add_argument("--profile", choices=C.PROFILE_NAMES)
-    s.add_argument("--resume", action="store_true", help="continue the checkpoint in --run_dir")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the checkpoint in --run_dir with the same settings (only n_updates/epochs may grow)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="start again: the run's checkpoint and the files computed from it move to RUN/replaced-<time>/")
     _add_overrides(s, C.VQVAEConfig, C.PixelCNNConfig, C.DataConfig)
     s.set_defaults(func=cmd_train)
 
@@ -255,20 +350,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data_dir")
     s.add_argument("--split", default="test", choices=("train", "validate", "test"))
     s.add_argument("--json", action="store_true", help="print one JSON line")
-    s.add_argument("--n_samples", type=int, default=256, help="samples scored for sample quality (more: a steadier Fréchet distance)")
+    s.add_argument("--n_samples", type=int, default=256,
+                   help=f"samples scored for sample quality, 2..{MAX_EVALUATE} (more: a steadier Fréchet distance)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--profile", help="profile whose judge settings (segmenter size, slices scored) to use")
+    s.add_argument("--no_anatomy", action="store_true",
+                   help="skip the anatomy judge (segmenter, completion scores, anatomy_gap)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")
     s.add_argument("--run_dir", required=True)
-    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--n", type=int, default=16, help=f"number of samples, 1..{MAX_PREDICT}")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--top_k", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--slice", type=int, default=None, help="slice position to condition on")
-    s.add_argument("--out", required=True, help="PNG path, or a folder with --format nii")
+    s.add_argument("--out", required=True,
+                   help="png: the grid's file (replaced if it exists; '.png' is appended when the name "
+                        "does not end in it, and the printed path says so). nii: a folder, created if "
+                        "needed, that gets sample_000.nii.gz ...; a folder already holding samples is "
+                        "refused unless --overwrite (so two runs' samples never mix)")
     s.add_argument("--format", choices=("png", "nii"), default="png")
+    s.add_argument("--overwrite", action="store_true", help="nii: delete the folder's earlier samples first")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_predict)
 
@@ -277,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=C.PROFILE_NAMES, default="demo")
     s.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run of the benchmark)")
     s.add_argument("--no_ablation", action="store_true", help="vqvae: throughput only, skip the ablation")
+    s.add_argument("--compare", action="store_true",
+                   help="prior: train the prior variants (attention, ap order, dilation, ...) for the same time and score them")
+    s.add_argument("--budget_s", type=float, help="prior --compare: training seconds per variant (default: the run's prior's)")
+    s.add_argument("--run_dir", help="prior --compare: the run with vqvae.pt and codes.npz (default runs/<profile>)")
+    s.add_argument("--variants", nargs="+", help="prior --compare: names (baseline attention attention_pooled ap dilated combined) or name=key:value,...")
+    s.add_argument("--out", help="prior --compare: keep each variant's checkpoint and compare.json here")
+    s.add_argument("--no_judge", action="store_true", help="prior --compare: skip the judge's columns")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("notebooks", help="execute the notebooks in order into RUN/notebooks/")
@@ -288,9 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors():
     from hipgen_utils.checkpoints import CheckpointError, MissingStepError
+    from hipgen_utils.notebooks import NotebookFailed
+    from hipgen_utils.rundir import RunBusyError
     from hipgen_utils.training import TrainingStopped
 
-    errors = [C.ConfigError, CheckpointError, MissingStepError, TrainingStopped, FileNotFoundError, ValueError]
+    errors = [C.ConfigError, CheckpointError, MissingStepError, TrainingStopped, RunBusyError,
+              NotebookFailed, FileNotFoundError, ValueError]  # fmt: skip
     try:
         from hipgen_utils.data import DataError
 
@@ -300,10 +414,17 @@ def _expected_errors():
     return tuple(errors)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (skipped files, resized slices) as one `hipgen: warning: ...` line, not two."""
+    print(f"hipgen: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args.func(args)
     except _expected_errors() as e:
         if os.environ.get("HIPGEN_DEBUG"):
             raise

@@ -8,13 +8,22 @@ samples) and ``n_embeddings``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from hipgen_utils.checkpoints import CODES_FILE, CheckpointError, missing, state_fingerprint
+from hipgen_utils.checkpoints import (
+    CODES_FILE,
+    PRODUCER,
+    CheckpointError,
+    missing,
+    state_fingerprint,
+)
+from hipgen_utils.rundir import run_lock
 
 CODE_SPLITS = ("train", "validate", "test")
 
@@ -26,13 +35,35 @@ def extract_codes(model, splits: dict, run_dir, *, device="cpu", batch_size=64, 
     out = {
         "vqvae_id": np.array(state_fingerprint(model.state_dict())),
         "n_embeddings": np.array(model.quantizer.n_embeddings),
+        "source_id": np.array(source_fingerprint(splits)),
     }
     for name, s in splits.items():
         out[f"codes_{name}"] = encode_images(model, s.images, batch_size=batch_size, device=device, progress=progress)
         for key in ("case", "week", "slice"):
             out[f"{key}_{name}"] = np.asarray(getattr(s, key), dtype=np.int64)
     path = Path(run_dir) / CODES_FILE
-    fd, tmp = tempfile.mkstemp(prefix="codes.", suffix=".npz", dir=path.parent)
+    with run_lock(run_dir):  # one writer per run directory
+        _write_npz(path, out)
+    return path
+
+
+def source_fingerprint(splits: dict) -> str:
+    """A short hash of the slices that were encoded (files and a sample of their decoded
+    pixels, which depend on the normalisation): with the VQ-VAE's fingerprint it says
+    whether a prior's training grids are the same ones, without trusting float
+    arithmetic to reproduce the grids bit for bit."""
+    h = hashlib.sha1()
+    for name, s in sorted(splits.items()):
+        step = max(1, len(s.images) // 16)
+        h.update(json.dumps([name, list(getattr(s, "paths", [])), list(s.images.shape)]).encode())
+        h.update(np.ascontiguousarray(s.images[::step]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _write_npz(path: Path, out: dict):
+    """np.savez_compressed to a temp file beside `path`, then rename (atomic)."""
+    # np.savez wants a .npz name; ".tmp.npz" lets rundir.remove_temp_files find it after a kill
+    fd, tmp = tempfile.mkstemp(prefix=CODES_FILE + ".", suffix=".tmp.npz", dir=path.parent)
     os.close(fd)
     try:
         np.savez_compressed(tmp, **out)
@@ -40,20 +71,29 @@ def extract_codes(model, splits: dict, run_dir, *, device="cpu", batch_size=64, 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def load_codes(run_dir, vqvae_id: str | None = None) -> dict:
     """The arrays of run_dir/codes.npz as a dict (``vqvae_id`` as str, ``n_embeddings`` as int).
 
-    Raises MissingStepError when absent, CheckpointError when extracted with another VQ-VAE."""
+    Raises MissingStepError when absent, CheckpointError (one line naming the file and what
+    rebuilds it) when unreadable or extracted with another VQ-VAE."""
     path = Path(run_dir) / CODES_FILE
     if not path.is_file():
         raise missing(path)
-    with np.load(path) as z:
-        d = {k: z[k] for k in z.files}
-    d["vqvae_id"] = str(d["vqvae_id"])
-    d["n_embeddings"] = int(d["n_embeddings"])
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+        d["vqvae_id"] = str(d["vqvae_id"])
+        d["n_embeddings"] = int(d["n_embeddings"])
+        if "source_id" in d:
+            d["source_id"] = str(d["source_id"])
+        if "codes_train" not in d:  # a file without grids is as useless as a broken one
+            raise KeyError("codes_train")
+    except Exception as e:  # BadZipFile, ValueError (not a zip or pickled), KeyError, OSError, EOFError
+        raise CheckpointError(
+            f"{path}: not a readable codes file ({type(e).__name__}); rebuild it with {PRODUCER[CODES_FILE]}"
+        ) from None
     if vqvae_id is not None and d["vqvae_id"] != vqvae_id:
         raise CheckpointError(
             f"{path}: codes were extracted with another VQ-VAE; rerun notebooks/04_extract_codes"

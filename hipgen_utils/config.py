@@ -27,6 +27,60 @@ class ConfigError(ValueError):
     """A bad profile name, override key or value (message is one line)."""
 
 
+# ---- validation: the dataclasses check themselves on construction (so `override`, the
+# CLI flags and the notebooks' parameters cell all refuse a bad value the same way, in one
+# line, before any work) instead of failing later with a ZeroDivisionError or a traceback.
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device(name) -> str:
+    """`name` if it names a device `training.pick_device` understands, else ConfigError."""
+    ok = isinstance(name, str) and (
+        name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
+    )
+    if not ok:
+        raise ConfigError(f"device={name!r} is not a device; use {DEVICES}")
+    return name
+
+
+def _number(obj, name):
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), -float("inf")):
+        raise ConfigError(f"{name}={v!r} must be a finite number")
+    return v
+
+
+def _at_least(obj, low, *names):
+    for name in names:
+        if _number(obj, name) < low:
+            raise ConfigError(f"{name}={getattr(obj, name)!r} must be >= {low}")
+
+
+def _positive(obj, *names):
+    for name in names:
+        if not _number(obj, name) > 0:
+            raise ConfigError(f"{name}={getattr(obj, name)!r} must be > 0")
+
+
+def _fraction(obj, *names):
+    for name in names:
+        if not 0 <= _number(obj, name) < 1:
+            raise ConfigError(f"{name}={getattr(obj, name)!r} must be in [0, 1)")
+
+
+def _one_of(obj, name, choices):
+    if getattr(obj, name) not in choices:
+        raise ConfigError(f"{name}={getattr(obj, name)!r} is not supported; use one of {', '.join(choices)}")
+
+
+def _multiple_of_4(obj, name, zero_ok=False):
+    v = getattr(obj, name)
+    if not (zero_ok and v == 0) and (v < 4 or v % 4):
+        extra = " (0 = off)" if zero_ok else ""
+        raise ConfigError(f"{name}={v!r} must be a multiple of 4, at least 4{extra}: the code grid is 1/4 of it")
+
+
 @dataclass
 class DataConfig:
     """Where the slices come from and how they are prepared."""
@@ -43,6 +97,14 @@ class DataConfig:
     phantom_test: int = 9
     phantom_slices: int = 60
     phantom_seed: int = 0
+
+    def __post_init__(self):
+        _multiple_of_4(self, "height")
+        _multiple_of_4(self, "width")
+        _one_of(self, "resize_mode", ("resize", "crop"))
+        _one_of(self, "norm", ("robust", "minmax", "zscore"))
+        _at_least(self, 1, "phantom_train", "phantom_slices")
+        _at_least(self, 0, "phantom_validate", "phantom_test", "phantom_seed")
 
 
 @dataclass
@@ -69,6 +131,20 @@ class VQVAEConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self):
+        _at_least(self, 2, "n_hiddens", "n_embeddings")
+        if self.n_hiddens % 2:
+            raise ConfigError(f"n_hiddens={self.n_hiddens!r} must be even (the encoder halves it)")
+        _at_least(self, 1, "n_residual_hiddens", "embedding_dim", "dead_after", "batch_size", "n_updates",
+                  "log_interval", "val_images")  # fmt: skip
+        _at_least(self, 0, "n_residual_layers", "beta", "seed")
+        _positive(self, "learning_rate")
+        _fraction(self, "ema_decay")
+        _one_of(self, "codebook", ("ema", "loss"))
+        _one_of(self, "lr_schedule", ("cosine", "constant"))
+        _multiple_of_4(self, "crop", zero_ok=True)
+        check_device(self.device)
+
 
 @dataclass
 class PixelCNNConfig:
@@ -79,8 +155,17 @@ class PixelCNNConfig:
     kernel_size: int = 5
     conditional: bool = True  # condition on slice position (0..n_slices-1)
     positional: bool = True  # gate biases from the (row, col) position in the grid
-    n_slices: int = 60
+    n_slices: int = 60  # replaced in training by the data's max slice index + 1 (kept in the checkpoint)
     dropout: float = 0.0
+    # global context (each a switch; the defaults are today's model, and what an old
+    # checkpoint without these fields loads as):
+    order: str = "lr"  # sampling order: "lr" rows along left-right (grid 64x32), "ap" rows anterior->posterior (grid transposed)
+    v_dilation: int = 1  # vertical stack row dilations cycle 1, 2, 4, .., v_dilation (a power of 2; 1 = off)
+    attn_layers: int = 0  # causal self-attention blocks on the horizontal stream (0 = off), spread over the gated layers
+    attn_heads: int = 2
+    attn_dim: int = 0  # query/key/value width of each attention block (0 = n_channels)
+    attn_pool: int = 1  # 1: attend to every earlier position; b: to the means of completed b x b blocks (b**2x cheaper)
+    max_seconds: float = 0.0  # stop training after this many seconds, the cosine schedule fitted to it (0 = no limit)
     batch_size: int = 32
     epochs: int = 40
     cpu_bf16: bool = True  # train in bf16 autocast on CPUs with native bf16 (~2x); CUDA always uses bf16
@@ -88,6 +173,15 @@ class PixelCNNConfig:
     log_interval: int = 50
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        _at_least(self, 1, "n_channels", "n_layers", "n_slices", "batch_size", "epochs", "log_interval")
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size={self.kernel_size!r} must be an odd number >= 3")
+        _fraction(self, "dropout")
+        _positive(self, "learning_rate")
+        _at_least(self, 0, "seed")
+        check_device(self.device)
 
 
 @dataclass
@@ -101,6 +195,41 @@ class SampleConfig:
     n_eval_samples: int = 256  # samples scored against train/test images
     n_sweep_samples: int = 128  # samples per temperature in 06_sample's temperature sweep
 
+    def __post_init__(self):
+        _at_least(self, 1, "n_samples", "n_sweep_samples")
+        _at_least(self, 2, "n_eval_samples")  # a Fréchet distance needs a covariance
+        _positive(self, "temperature")
+        _at_least(self, 0, "top_k", "seed")
+
+
+@dataclass
+class JudgeConfig:
+    """The anatomy judge: a small U-Net segmenter trained on the data's labels, and how much
+    it scores (see hipgen_utils.segmenter and hipgen_utils.judge)."""
+
+    seg_base_channels: int = 16  # U-Net width at full resolution (x2 per level)
+    seg_levels: int = 3  # downsamplings (the slice sides must divide by 2**levels)
+    seg_scale: int = 2  # the U-Net sees slices block-averaged by this factor (logits upsampled back)
+    seg_patch: int = 96  # square training patches, in full-size pixels (0 = whole slices)
+    seg_batch_size: int = 8
+    seg_n_updates: int = 600
+    seg_learning_rate: float = 3e-3
+    seg_bf16: bool = True  # train under bf16 autocast on CPUs with native bf16 (~2x); CUDA always
+    trust_dice: float = 0.85  # a class is trusted where the segmenter's test Dice reaches this
+    n_completion: int = 64  # test slices completed (seeded subset; all when fewer)
+    completion_seeds: int = 2  # completions per slice
+    n_anatomy: int = 256  # at most this many images per compared set (samples, train, unigram, test)
+    seed: int = 0
+
+    def __post_init__(self):
+        _at_least(self, 1, "seg_base_channels", "seg_levels", "seg_scale", "seg_batch_size", "seg_n_updates",
+                  "n_completion", "completion_seeds")  # fmt: skip
+        _at_least(self, 0, "seg_patch", "seed")
+        _at_least(self, 2, "n_anatomy")
+        _positive(self, "seg_learning_rate")
+        if not 0 < _number(self, "trust_dice") <= 1:
+            raise ConfigError(f"trust_dice={self.trust_dice!r} must be in (0, 1]")
+
 
 @dataclass
 class Config:
@@ -109,6 +238,7 @@ class Config:
     vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
     pixelcnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,16 +277,24 @@ def _profiles() -> dict[str, Config]:
             embedding_dim=8,
             n_embeddings=32,
             batch_size=8,
-            n_updates=20,
-            log_interval=10,
+            # a few hundred updates on 64x64 patches (seconds): enough for visible
+            # reconstructions and samples, so the ci figures and sliders show something
+            crop=64,
+            learning_rate=2e-3,
+            n_updates=300,
+            log_interval=50,
             val_images=8,
             dead_after=5,
         ),
         pixelcnn=PixelCNNConfig(
-            n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=2, batch_size=8,
-            log_interval=2,
+            n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=5, batch_size=8,
+            log_interval=10,
         ),
         sample=SampleConfig(n_samples=4, n_eval_samples=8, n_sweep_samples=8),
+        judge=JudgeConfig(
+            seg_base_channels=8, seg_patch=64, seg_batch_size=4, seg_n_updates=40,
+            n_completion=8, n_anatomy=12,
+        ),
     )
     return {"full": full, "demo": demo, "ci": ci}
 

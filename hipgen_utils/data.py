@@ -50,7 +50,7 @@ N_CLASSES = len(LABEL_NAMES)
 RESIZE_MODES = ("resize", "crop")
 NORMS = ("robust", "minmax", "zscore")
 # Bump when the decoding/normalisation code changes so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: decode failures are recorded and re-tried, never trusted
 
 _NAME_RE = re.compile(r"^(case|seg)_(\d+)_week_(\d+)_slice_(\d+)\.nii(?:\.gz)?$")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -615,12 +615,15 @@ def load_split(
 
     key = _cache_key(root, split, fingerprint, shape, resize_mode, norm)
     cdir = config.cache_dir() / "slices" / key
+    if cache and (cdir / "meta.json").is_file() and _failures_fixed(cdir, shape, resize_mode, norm):
+        _discard(cdir)  # a file that failed before (e.g. permission denied) reads now
     if cache and (cdir / "meta.json").is_file():
         sset = _load_cached(cdir, root)
         bad = [(p, r) for p, r in sset.skipped if r != _ORPHAN]
         if bad and not skip_bad:  # cached by a skip_bad=True load; a fresh load would raise
             raise BadFileError(bad[0][0], bad[0][1] + "; remove it or pass skip_bad=True")
         _summarise_skipped(sset.skipped, n_files, split)
+        _warn_resized(sset, shape, resize_mode)
         return sset
 
     if has_labels:  # a split with labels needs one for every image
@@ -650,6 +653,7 @@ def load_split(
             dst = {k: v[keep] for k, v in dst.items()}
         sset = _from_doc(doc, dst["images"], dst.get("labels"), root)
         _summarise_skipped(sset.skipped, n_files, split)
+        _warn_resized(sset, shape, resize_mode)
         return sset
 
     # Decode straight into .npy memmaps in a private temp dir, then publish it with one
@@ -688,7 +692,54 @@ def load_split(
         raise
     sset = _load_cached(cdir, root)
     _summarise_skipped(sset.skipped, n_files, split)
+    _warn_resized(sset, shape, resize_mode)
     return sset
+
+
+def _failures_fixed(cdir: Path, shape, mode, norm) -> bool:
+    """Whether a file that failed to decode when this cache entry was written decodes now.
+
+    The key (names, sizes, mtimes) does not change when a file's permissions are fixed or a
+    copy finishes, so failures are re-tried on every cache hit, never trusted."""
+    try:
+        failed = json.loads((cdir / "meta.json").read_text()).get("failed", [])
+    except (OSError, ValueError):
+        return True  # unreadable metadata: decode afresh
+    for case, week, sl, path, label_path in failed:
+        try:
+            _decode_one(SliceInfo(case, week, sl, path, label_path), shape, mode, norm)
+        except BadFileError:
+            continue
+        return True
+    return False
+
+
+def _discard(cdir: Path):
+    """Remove a stale cache entry (renamed first, so no reader sees half of it)."""
+    trash = cdir.with_name(f".tmp-stale-{cdir.name}-{os.getpid()}")
+    try:
+        os.rename(cdir, trash)
+    except OSError:
+        return  # another process removed it already
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _warn_resized(sset: SliceSet, shape, mode):
+    """One warning line when slices were not `shape` on disk (e.g. 256x144, 512x256): they
+    were resized or centre-cropped to it, which changes what the model sees."""
+    odd = Counter(
+        "x".join(map(str, core))
+        for core in (tuple(d for d in s if d != 1) for s in sset.raw_shapes)
+        if core != tuple(shape)
+    )
+    if odd:
+        how = "resized" if mode == "resize" else "centre-cropped/padded"
+        shapes = ", ".join(f"{n} of {s}" for s, n in odd.most_common())
+        warnings.warn(
+            f"{image_folder(sset.split)}: {sum(odd.values())} of {len(sset)} slices are not "
+            f"{shape[0]}x{shape[1]} on disk ({shapes}) and were {how} to it",
+            stacklevel=3,
+        )
 
 
 def _open_npy(path, dtype, shape):
@@ -722,6 +773,8 @@ def _meta_doc(infos, meta, keep, skipped, has_labels, split, root) -> dict:
         "skipped": [list(s) for s in skipped],
         "has_labels": has_labels,
         "label_values": sorted({v for r in rows for v in r[4]}) if has_labels else None,
+        # files that failed to decode, re-tried on every cache hit (see _failures_fixed)
+        "failed": [[i.case, i.week, i.slice, i.path, i.label_path] for i, m in zip(infos, meta) if m is None],
     }
 
 

@@ -6,6 +6,7 @@ modules that hold the logic, so a notebook cell and a CLI command run the same c
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,10 @@ def load_splits(data_cfg: DataConfig | None = None, splits=SPLITS, progress=True
     }
 
 
-def reconstruction_report(model, images, device="cpu", progress=False) -> tuple[dict, dict]:
-    """Reconstruct (N, H, W) images; returns (summary, per_image) where per_image has
-    ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,), ``codes`` (N, h, w)."""
+def reconstruction_report(model, images, device=None, progress=False) -> tuple[dict, dict]:
+    """Reconstruct (N, H, W) images (device=None: the model's own); returns (summary, per_image)
+    where per_image has ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,),
+    ``codes`` (N, h, w)."""
     from hipgen_utils.metrics import psnr_per_image, reconstruction_summary, ssim_per_image
     from hipgen_utils.vqvae import codebook_usage, decode_codes, encode_images
 
@@ -50,18 +52,24 @@ def reconstruction_report(model, images, device="cpu", progress=False) -> tuple[
 
 def slice_conditions(prior, n: int, slices: np.ndarray | None, seed: int = 0):
     """Conditions for `n` samples: drawn from `slices` (the data's slice positions) when the
-    prior is conditional, else None."""
+    prior is conditional, else None. Only positions the prior was trained on
+    (0..n_conditions-1) are drawn: others in `slices` are left out; with none left, or no
+    `slices`, the draw is uniform over 0..n_conditions-1."""
     if not getattr(prior, "n_conditions", 0):
         return None
     rng = np.random.default_rng(seed)
-    pool = np.arange(prior.n_conditions) if slices is None or len(slices) == 0 else np.asarray(slices)
+    pool = np.asarray([] if slices is None else slices).astype(np.int64).reshape(-1)
+    pool = pool[(pool >= 0) & (pool < prior.n_conditions)]
+    if len(pool) == 0:
+        pool = np.arange(prior.n_conditions)
     return torch.as_tensor(rng.choice(pool, size=n), dtype=torch.long)
 
 
 def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=None,
-             prefix=None, shape=(64, 32), device="cpu", progress=False):  # fmt: skip
+             prefix=None, shape=(64, 32), device=None, progress=False):  # fmt: skip
     """Sample `n` (h, w) code grids from the prior and decode them:
-    (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1])."""
+    (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1]). device=None: each model's
+    own device. `prefix`: see `sampling.sample` / `sampling.keep_first`."""
     from hipgen_utils.sampling import sample
     from hipgen_utils.vqvae import decode_codes
 
@@ -73,7 +81,7 @@ def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=
 
 
 def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, temperature=1.0,
-                 seed=0, device="cpu", progress=False) -> tuple[dict, dict]:  # fmt: skip
+                 seed=0, device=None, progress=False) -> tuple[dict, dict]:  # fmt: skip
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
@@ -104,7 +112,7 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
 
 
 def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7, 0.8, 0.9, 1.0), *,
-                      n_samples=64, seed=0, device="cpu", progress=False) -> list[dict]:  # fmt: skip
+                      n_samples=64, seed=0, device=None, progress=False) -> list[dict]:  # fmt: skip
     """Measured sample quality at each temperature: one dict per temperature with
     "temperature" and the `metrics.sample_quality` keys (Fréchet distance with its floor and
     ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at every
@@ -129,9 +137,12 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
 
 
 def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
-                 n_samples=64, seed=0, progress=False) -> dict:  # fmt: skip
+                 n_samples=64, seed=0, progress=False, judge_cfg=None, anatomy=True) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict: reconstruction metrics on `split`, plus the prior's
-    bits per code and sample quality when run_dir holds a prior."""
+    bits per code and sample quality when run_dir holds a prior, plus (``anatomy=True``) the
+    anatomy judge's keys (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion
+    scores, anatomy_gap, segmenter-feature Fréchet distance; the segmenter is trained and
+    cached in run_dir when missing)."""
     from hipgen_utils.checkpoints import PRIOR_FILE, state_fingerprint
     from hipgen_utils.codes import load_codes
     from hipgen_utils.training import load_prior, load_vqvae
@@ -150,6 +161,19 @@ def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
         summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, seed=seed, device=device)
         result.update(summary)
+        if anatomy:
+            from dataclasses import asdict
+
+            from hipgen_utils.judge import judge_prior
+
+            if "train" not in splits:
+                splits["train"] = load_splits(data_cfg, ("train",), progress=progress)["train"]
+            def log(msg):  # stdout may be --json's single line
+                print(msg, file=sys.stderr)
+
+            verdict, _ = judge_prior(prior, vqvae, codes, splits, run_dir, judge_cfg, asdict(data_cfg),
+                                     device=device, progress=progress, log=log)  # fmt: skip
+            result.update(verdict)
     return result
 
 

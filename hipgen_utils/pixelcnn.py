@@ -18,10 +18,34 @@ Causality is built by padding and cropping (shifting) instead of masked weights:
   1x1 convolution. Because the vertical stack covers whole rows above (also to
   the right), there is no blind spot.
 
+Switches for context over the whole slice (all off by default; see `PixelCNNConfig`):
+
+* ``order="ap"``: the model works on the transposed grid, so its rows run
+  anterior->posterior and left/right partners share a row. `forward`, `nll` and the
+  samplers still take and return image-layout grids (B, H, W); the transposition is
+  internal (`to_internal` / `internal_shape`).
+* ``v_dilation``: the vertical convolutions of successive layers look at rows spaced
+  1, 2, 4, .., v_dilation apart (cycled), so the vertical stack reaches
+  1 + (k//2) * sum(dilations) rows up (the whole 64-row grid for 8 layers up to 8).
+* ``attn_layers``: causal self-attention blocks (PixelSNAIL-style) on the horizontal
+  stream, each after a gated layer: every position attends to every position up to and
+  including itself in sampling order. Including itself is safe: the horizontal stream at
+  a position never contains that position's code (the first layer is "mask A" and every
+  later step only mixes positions <= p, each of which saw only codes < itself). So every
+  earlier code reaches a position but one: the previous line's last code, which no stream
+  carries before the next line starts, unless the convolutions reach it (within
+  n_layers * k//2 columns); a line later it is in the attended streams too.
+  Queries and keys get the fixed Fourier position features. Pre-norm, residual, and, like
+  a gated layer, one output map gives both the residual update and a skip.
+* ``attn_pool=b``: the attention's keys/values are the means over b x b blocks, and a
+  position attends to the blocks complete before it (plus a learned null key): a coarse
+  grid of (rows/b) x (cols/b) keys, b**2 times cheaper to train and sample.
+
 The model is split into small methods (`embed`, `cond_biases`, `GatedLayer.vertical`,
-`GatedLayer.horizontal` / `horizontal_flat`, `head`) that work on any window of rows or
-columns, so the fast sampler in `hipgen_utils.sampling` runs the same modules row by row
-(vertical) and position by position (horizontal), and `forward` runs them on the whole grid.
+`GatedLayer.horizontal` / `horizontal_flat`, `AttentionBlock.step`, `head`) that work on
+any window of rows or columns, so the fast sampler in `hipgen_utils.sampling` runs the same
+modules row by row (vertical) and position by position (horizontal, attention with cached
+keys/values), and `forward` runs them on the whole grid.
 """
 
 from __future__ import annotations
@@ -35,6 +59,7 @@ from torch import nn
 from hipgen_utils.config import PixelCNNConfig
 
 POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
+ORDERS = ("lr", "ap")  # sampling orders: rows along left-right (image layout) / anterior-posterior
 
 
 def position_features(H: int, W: int, device=None) -> torch.Tensor:
@@ -68,13 +93,23 @@ class GatedLayer(nn.Module):
     """
 
     def __init__(
-        self, n_channels: int, kernel_size: int, n_conditions: int, dropout: float, n_pos: int = 0
+        self,
+        n_channels: int,
+        kernel_size: int,
+        n_conditions: int,
+        dropout: float,
+        n_pos: int = 0,
+        dilation: int = 1,
     ):
         super().__init__()
         c, a = n_channels, kernel_size // 2
-        self.reach = a + 1  # rows (vertical) / columns (horizontal) each step looks at
-        # vertical: a+1 rows, full kernel width; width padding is plain "same" padding
-        self.v_conv = nn.Conv2d(c, 2 * c, (a + 1, kernel_size), padding=(0, a))
+        self.reach = a + 1  # columns the horizontal step looks at
+        self.dilation = dilation
+        self.v_extent = a * dilation  # the vertical step spans v_extent + 1 rows
+        # vertical: a+1 rows `dilation` apart, full kernel width; width padding is plain "same"
+        self.v_conv = nn.Conv2d(
+            c, 2 * c, (a + 1, kernel_size), padding=(0, a), dilation=(dilation, 1)
+        )
         self.v_to_h = nn.Linear(2 * c, 2 * c)
         # horizontal: a (1, a+1) convolution, written as a linear map of the a+1 columns;
         # no bias of its own: the link (which has one) is always added
@@ -92,7 +127,8 @@ class GatedLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Vertical step on rows above.
 
-        window: (B, R + k//2, W, C) -- the causal input rows of R output rows, top-padded.
+        window: (B, R + v_extent, W, C) -- the causal input rows of R output rows, top-padded
+                (v_extent = k//2 * dilation).
         bias:   (B, 1, 1, 4C) conditioning biases [vertical | horizontal] or None.
         Returns (v_out (B, R, W, C), link (B, R, W, 2C)); `link` is the vertical
         pre-activation mapped (1x1) for the horizontal stack, plus the horizontal
@@ -151,14 +187,146 @@ class GatedLayer(nn.Module):
         return out if acc is None else acc + out
 
 
+class AttentionBlock(nn.Module):
+    """Causal multi-head self-attention on the horizontal stream (PixelSNAIL-style).
+
+    Pre-norm: q, k, v are linear maps of LayerNorm(h), h = acc[..., :C] the residual
+    stream; queries and keys also get a linear map of the fixed position features
+    (`qkv_bias`). The output, one linear map to [res | skip] (2C) like a gated layer's, is
+    added to `acc`. `forward` runs on a whole grid; `step` runs one position against cached
+    keys/values (the fast sampler).
+
+    pool = 1: every position is a key; position p attends to positions 0..p
+    (scaled_dot_product_attention with is_causal over the positions in sampling order).
+    pool = b > 1: keys and values are the means over b x b blocks of the grid (a coarse
+    grid, rows and columns must divide by b), and position p attends to the blocks whose
+    positions are all <= p, plus a learned "null" key/value (so the first positions, before
+    any block is complete, attend to something). Per position that is at most
+    1 + (rows/b) * (cols/b) keys instead of up to rows * cols: b**2 times less work.
+    """
+
+    def __init__(self, n_channels: int, dim: int, heads: int, n_pos: int, pool: int = 1):
+        super().__init__()
+        self.heads, self.dim, self.pool = heads, dim, pool
+        self.norm = nn.LayerNorm(n_channels)
+        self.qkv = nn.Linear(n_channels, 3 * dim)
+        self.pos = nn.Linear(n_pos, 2 * dim, bias=False)  # position -> [query | key]
+        self.out = nn.Linear(dim, 2 * n_channels)
+        self.null = nn.Parameter(torch.randn(2, dim) * 0.02) if pool > 1 else None  # [key; value]
+
+    def qkv_bias(self, feats: torch.Tensor) -> torch.Tensor:
+        """(..., n_pos) position features -> (..., 3*dim): each position's additive terms of
+        [query | key | value], i.e. the position map for q and k plus the biases."""
+        pos = self.pos(feats)
+        return torch.cat([pos, pos.new_zeros(*pos.shape[:-1], self.dim)], dim=-1) + self.qkv.bias
+
+    def _normed(self, h: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(h, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+
+    def slots(self, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each position p of an (H, W) grid in raster order: (slot (P,), count (P,)) --
+        the cache index its key/value goes to, and how many cache entries (0..count-1) it
+        attends to. pool 1: slot p, count p+1. pool b: slot 1 + its block's raster index
+        (slot 0 is the null key), count 1 + the number of blocks complete at p (a prefix of
+        the blocks in raster order: the block rows above, and in the last row of a block row
+        the blocks up to this column)."""
+        b = self.pool
+        if H % b or W % b:
+            raise ValueError(f"attention pool={b} needs grid sides that divide by {b}, got {H}x{W}")
+        r, c = torch.arange(H).repeat_interleave(W), torch.arange(W).repeat(H)
+        if b == 1:
+            p = torch.arange(H * W)
+            return p, p + 1
+        slot = 1 + (r // b) * (W // b) + c // b
+        count = 1 + (r // b) * (W // b) + torch.where(r % b == b - 1, (c + 1) // b, 0)
+        return slot, count
+
+    def forward(self, acc: torch.Tensor, feats: torch.Tensor, kv: list | None = None) -> torch.Tensor:
+        """acc (B, H, W, 2C) running [h | skip], feats (H, W, n_pos) -> acc + out (B, H, W, 2C).
+
+        `kv`: a list to which each position's (B, heads, H*W, dim/heads) key and value are
+        appended (before pooling; the sampler's cache of a prefix).
+        """
+        B, H, W, C2 = acc.shape
+        qkv = F.linear(self._normed(acc[..., : C2 // 2]), self.qkv.weight) + self.qkv_bias(feats)
+        q, k, v = qkv.chunk(3, dim=-1)
+        if kv is not None:  # per position, before any pooling (the sampler pools as it goes)
+            kv.append(tuple(t.reshape(B, H * W, self.heads, -1).transpose(1, 2) for t in (k, v)))
+        mask = None
+        if self.pool > 1:
+            b = self.pool
+            _, count = self.slots(H, W)
+            k, v = (t.reshape(B, H // b, b, W // b, b, self.dim).mean((2, 4)) for t in (k, v))
+            k, v = (
+                torch.cat([n.expand(B, 1, self.dim), t.reshape(B, -1, self.dim)], dim=1)
+                for n, t in zip(self.null.to(k.dtype), (k, v))
+            )
+            mask = torch.arange(k.shape[1], device=acc.device) < count.to(acc.device)[:, None]
+        q, k, v = (t.reshape(B, -1, self.heads, self.dim // self.heads).transpose(1, 2) for t in (q, k, v))
+        if mask is None:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # few keys: plain matmuls (a masked SDPA falls back to a slow path in CPU bf16)
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+            o = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v
+        return acc + self.out(o.transpose(1, 2).reshape(B, H, W, self.dim))
+
+    def new_cache(self, n: int, H: int, W: int, like: torch.Tensor):
+        """Empty (keys (n, heads, dim/heads, S), values (n, heads, S, dim/heads)) for `step`;
+        with pooling, slot 0 holds the null key/value."""
+        h, dh = self.heads, self.dim // self.heads
+        S = H * W if self.pool == 1 else 1 + (H // self.pool) * (W // self.pool)
+        keys, values = like.new_zeros(n, h, dh, S), like.new_zeros(n, h, S, dh)
+        if self.pool > 1:
+            keys[..., 0] = self.null[0].to(like.dtype).view(h, dh)
+            values[:, :, 0] = self.null[1].to(like.dtype).view(h, dh)
+        return keys, values
+
+    def step_params(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight_t (C, 3*dim), bias (P, 3*dim)) for `step` from (P, n_pos) position features:
+        the q/k/v map transposed and each position's `qkv_bias`, with the query part scaled by
+        1/sqrt(dim/heads) (one op less per step than scaling the scores)."""
+        scale = torch.ones(3 * self.dim, dtype=feats.dtype, device=feats.device)
+        scale[: self.dim] = (self.dim // self.heads) ** -0.5
+        return self.qkv.weight.t() * scale, self.qkv_bias(feats) * scale
+
+    def step(
+        self, acc: torch.Tensor, params: tuple, p: int, keys: torch.Tensor, values: torch.Tensor,
+        slot: int, count: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """One position p for n samples: acc (n, 2C); params from `step_params`; slot/count
+        of p from `slots`.
+
+        keys (n, heads, dim/heads, S) and values (n, heads, S, dim/heads): the cache (keys
+        transposed: a query's scores are then one contiguous row-vector product, ~1.6x faster
+        on a CPU). This position's key and value are written at `slot` (pool 1) or added to
+        its block's mean there (pool b); the query attends to entries 0..count-1. Returns
+        acc + out (n, 2C). Functional calls: this runs once per position and block in the
+        sampler, where call overhead adds up."""
+        n, h = acc.shape[0], self.heads
+        qkv = torch.addmm(params[1][p], self._normed(acc[:, : acc.shape[1] // 2]), params[0])
+        q, k, v = (t.view(n, h, -1) for t in qkv.chunk(3, dim=-1))
+        if self.pool == 1:
+            keys[..., slot] = k
+            values[:, :, slot] = v
+        else:  # the block's mean, accumulated; attended only once the block is complete
+            keys[..., slot].add_(k, alpha=1.0 / self.pool**2)
+            values[:, :, slot].add_(v, alpha=1.0 / self.pool**2)
+        scores = q.unsqueeze(2) @ keys[..., :count]  # (n, h, 1, count), q already scaled
+        o = torch.softmax(scores, dim=-1) @ values[:, :, :count]  # (n, h, 1, dim/h)
+        return torch.addmm(acc, o.view(n, self.dim), self.out.weight.t()).add_(self.out.bias)
+
+
 class GatedPixelCNN(nn.Module):
     """Gated PixelCNN over (B, H, W) int64 code grids in [0, n_codes).
 
     forward(codes, cond=None) -> logits (B, n_codes, H, W) float.
     `cond` (conditional models only): int or (B,) int tensor in [0, n_conditions).
-    Logits at (r, c) depend exactly on positions before (r, c) in raster order:
-    rows r-1 .. r-R with R = `receptive_field()` and columns within
-    n_layers * (kernel_size // 2) either side, and columns c-R .. c-1 of row r.
+    Sampling order: raster order over the *internal* grid, which is the image-layout grid
+    for order "lr" and its transpose for order "ap" (`to_internal`). Without attention or
+    dilation, logits at internal (r, c) depend exactly on positions before (r, c): rows
+    r-1 .. r-R with R = `receptive_field()` and columns within n_layers * (kernel_size // 2)
+    either side, and columns c-R .. c-1 of row r. Attention blocks widen this to every
+    earlier position; dilation to rows r-1 .. r-R with the larger R.
     """
 
     def __init__(
@@ -170,6 +338,12 @@ class GatedPixelCNN(nn.Module):
         n_conditions: int = 0,
         dropout: float = 0.0,
         positional: bool = False,
+        order: str = "lr",
+        v_dilation: int = 1,
+        attn_layers: int = 0,
+        attn_heads: int = 2,
+        attn_dim: int = 0,
+        attn_pool: int = 1,
     ):
         super().__init__()
         for name, value, low in (
@@ -177,6 +351,11 @@ class GatedPixelCNN(nn.Module):
             ("n_channels", n_channels, 1),
             ("n_layers", n_layers, 1),
             ("n_conditions", n_conditions, 0),
+            ("v_dilation", v_dilation, 1),
+            ("attn_layers", attn_layers, 0),
+            ("attn_heads", attn_heads, 1),
+            ("attn_dim", attn_dim, 0),
+            ("attn_pool", attn_pool, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"GatedPixelCNN: {name}={value!r} must be an integer >= {low}")
@@ -191,6 +370,17 @@ class GatedPixelCNN(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"GatedPixelCNN: dropout={dropout!r} must be in [0, 1)")
+        if order not in ORDERS:
+            raise ValueError(f"GatedPixelCNN: order={order!r} must be one of {', '.join(map(repr, ORDERS))}")
+        if v_dilation & (v_dilation - 1):
+            raise ValueError(f"GatedPixelCNN: v_dilation={v_dilation!r} must be a power of 2 (1 = off)")
+        if attn_layers > n_layers:
+            raise ValueError(f"GatedPixelCNN: attn_layers={attn_layers} must be at most n_layers={n_layers}")
+        attn_dim = attn_dim or n_channels
+        if attn_layers and attn_dim % attn_heads:
+            raise ValueError(
+                f"GatedPixelCNN: attn_dim={attn_dim} (0 = n_channels) must divide by attn_heads={attn_heads}"
+            )
         self.n_codes = n_codes
         self.n_channels = n_channels
         self.n_layers = n_layers
@@ -198,11 +388,26 @@ class GatedPixelCNN(nn.Module):
         self.n_conditions = n_conditions
         self.dropout = dropout
         self.positional = bool(positional)
+        self.order = order
+        self.v_dilation = v_dilation
+        self.attn_layers, self.attn_heads, self.attn_dim = attn_layers, attn_heads, attn_dim
+        self.attn_pool = attn_pool
 
         self.embedding = nn.Embedding(n_codes, n_channels)
         n_pos = 4 * POS_FREQS if positional else 0
+        cycle = [2**j for j in range(v_dilation.bit_length())]  # 1, 2, 4, .., v_dilation
         self.layers = nn.ModuleList(
-            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos) for _ in range(n_layers)
+            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos, cycle[i % len(cycle)])
+            for i in range(n_layers)
+        )
+        # attention block j follows gated layer ceil((j+1) * L / A) - 1: spread evenly, the
+        # last one after the last gated layer (PixelSNAIL's blocks each end with attention)
+        self.attn_after = {
+            -(-(j + 1) * n_layers // attn_layers) - 1: j for j in range(attn_layers)
+        }
+        self.attn = nn.ModuleList(
+            AttentionBlock(n_channels, attn_dim, attn_heads, 4 * POS_FREQS, attn_pool)
+            for _ in range(attn_layers)
         )
         self.out1 = nn.Linear(n_channels, n_channels)
         self.out2 = nn.Linear(n_channels, n_codes)
@@ -218,15 +423,43 @@ class GatedPixelCNN(nn.Module):
             n_conditions=cfg.n_slices if cfg.conditional else 0,
             dropout=cfg.dropout,
             positional=cfg.positional,
+            order=cfg.order,
+            v_dilation=cfg.v_dilation,
+            attn_layers=cfg.attn_layers,
+            attn_heads=cfg.attn_heads,
+            attn_dim=cfg.attn_dim,
+            attn_pool=getattr(cfg, "attn_pool", 1),
         )
 
     def receptive_field(self) -> int:
-        """Rows above a position that can influence its logits: 1 + n_layers * (kernel_size // 2).
+        """Rows above a position (in the internal grid) that the convolutions let influence its
+        logits: 1 + (kernel_size // 2) * (sum of the layers' vertical dilations), i.e.
+        1 + n_layers * (kernel_size // 2) without dilation. Attention blocks see further.
 
-        The same number of columns to the left is seen in the current row; in the rows above,
-        columns up to n_layers * (kernel_size // 2) either side are seen.
+        Without dilation the same number of columns to the left is seen in the current row;
+        in the rows above, columns up to n_layers * (kernel_size // 2) either side are seen.
         """
-        return 1 + self.n_layers * (self.kernel_size // 2)
+        return 1 + (self.kernel_size // 2) * sum(layer.dilation for layer in self.layers)
+
+    # ---- sampling order: image layout <-> the model's internal grid ----------------------
+
+    def to_internal(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, ...) image layout -> (B, rows, cols, ...) in sampling order: a view,
+        transposed for order "ap". Its own inverse."""
+        return t.transpose(1, 2) if self.order == "ap" else t
+
+    def internal_shape(self, shape) -> tuple[int, int]:
+        """Image-layout (H, W) -> the internal grid's (rows, cols) (swapped for order "ap")."""
+        H, W = (int(s) for s in shape)
+        return (W, H) if self.order == "ap" else (H, W)
+
+    def attn_features(self, shape) -> torch.Tensor | None:
+        """(rows, cols, 4 * POS_FREQS) position features of the internal grid for the attention
+        blocks (None without attention)."""
+        if not self.attn_layers:
+            return None
+        w = self.embedding.weight
+        return position_features(*shape, device=w.device).to(w.dtype)
 
     # ---- building blocks shared by forward and the fast sampler -------------------------
 
@@ -271,10 +504,10 @@ class GatedPixelCNN(nn.Module):
     def cond_biases(self, cond: torch.Tensor | None, shape=None) -> list:
         """Per layer gate biases [vertical | horizontal] (4C channels last), or None each.
 
-        cond: a checked (B,) int64 tensor from `check_cond`, or None. shape: the (H, W) grid,
-        needed by a positional model. The biases are (B, 1, 1, 4C) for the condition alone,
-        (1, H, W, 4C) for position alone, (B, H, W, 4C) for both. They never depend on codes,
-        so causality is untouched.
+        cond: a checked (B,) int64 tensor from `check_cond`, or None. shape: the internal
+        (rows, cols) grid (`internal_shape`), needed by a positional model. The biases are
+        (B, 1, 1, 4C) for the condition alone, (1, H, W, 4C) for position alone, (B, H, W, 4C)
+        for both. They never depend on codes, so causality is untouched.
         """
         out = []
         feats = None
@@ -305,26 +538,36 @@ class GatedPixelCNN(nn.Module):
     # ---- full-grid pass ------------------------------------------------------------------
 
     def forward_embedded(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, n_codes, H, W) from embeddings x (B, H, W, C) and a checked cond (or None).
+        """Logits (B, n_codes, H, W) from image-layout embeddings x (B, H, W, C) and a checked
+        cond (or None).
 
         Exposed so that tests can differentiate with respect to the input grid.
         """
-        return self.logits_last(x, cond).permute(0, 3, 1, 2)
+        return self.to_internal(self.logits_last(self.to_internal(x), cond)).permute(0, 3, 1, 2)
 
-    def logits_last(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Channels-last logits (B, H, W, n_codes) from embeddings x (B, H, W, C) and a checked cond."""
+    def logits_last(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, kv: list | None = None
+    ) -> torch.Tensor:
+        """Channels-last logits (B, rows, cols, n_codes) from embeddings x (B, rows, cols, C) of
+        the *internal* grid (`to_internal`) and a checked cond.
+
+        kv: a list that receives each attention block's (keys, values) (the sampler's cache)."""
         H, W = x.shape[1:3]
-        a = self.kernel_size // 2
+        a, C = self.kernel_size // 2, self.n_channels
         biases = self.cond_biases(cond, (H, W))
+        feats = self.attn_features((H, W))
         v, acc = x, None
         for i, layer in enumerate(self.layers):
             s = 1 if i == 0 else 0  # first layer: shift by one so a position never sees itself
-            h = x if i == 0 else acc[..., : self.n_channels]
-            v_win = F.pad(v, (0, 0, 0, 0, a + s, 0))[:, : H + a]  # rows r-a-s .. r-s for row r
+            e = layer.v_extent
+            h = x if i == 0 else acc[..., :C]
+            v_win = F.pad(v, (0, 0, 0, 0, e + s, 0))[:, : H + e]  # rows r-e-s .. r-s for row r
             h_win = F.pad(h, (0, 0, a + s, 0))[:, :, : W + a]  # cols c-a-s .. c-s for col c
             v, link = layer.vertical(v_win, biases[i])
             acc = layer.horizontal(h_win, link, acc)
-        return self.head(acc[..., self.n_channels :])
+            if i in self.attn_after:
+                acc = self.attn[self.attn_after[i]](acc, feats, kv)
+        return self.head(acc[..., C:])
 
     def forward(self, codes: torch.Tensor, cond=None) -> torch.Tensor:
         """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W)."""
@@ -332,15 +575,19 @@ class GatedPixelCNN(nn.Module):
         return self.forward_embedded(self.embed(codes), cond)
 
     def nll(self, codes: torch.Tensor, cond=None, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy (nats) of `codes` under the model, `reduction` as in F.cross_entropy.
+        """Cross-entropy (nats) of `codes` (B, H, W) under the model, `reduction` as in F.cross_entropy.
 
         The same numbers as cross_entropy(forward(codes, cond), codes), but computed on the
         channels-last logits: no (B, K, H, W) layout copy, ~15 % faster to train on a CPU."""
         codes, cond = self._checked(codes, cond)
+        codes = self.to_internal(codes).contiguous()
         logits = self.logits_last(self.embed(codes), cond)
-        return F.cross_entropy(
+        out = F.cross_entropy(
             logits.reshape(-1, self.n_codes).float(), codes.reshape(-1), reduction=reduction
         )
+        if reduction == "none":  # flat, in image-layout raster order whatever the sampling order
+            out = self.to_internal(out.view(codes.shape)).reshape(-1)
+        return out
 
     def _checked(self, codes, cond) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validated (int64 codes, cond tensor or None); one-line ValueError otherwise."""

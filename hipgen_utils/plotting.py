@@ -142,16 +142,22 @@ def save_figure(fig: Figure, path, dpi: int = 120) -> Path:
     return path
 
 
-def show_and_save(fig: Figure, path, dpi: int = 120) -> Path:
-    """The notebooks' figure cell: save `fig` to `path`, display it once inline, close it."""
+def show_and_save(fig: Figure, path, dpi: int = 120) -> None:
+    """The notebooks' figure cell: save `fig` to `path`, display it once inline, close it.
+
+    Returns None, so a cell that ends with it shows the figure and nothing else."""
     from IPython import get_ipython  # ipywidgets depends on IPython
     from IPython.display import display
 
+    from hipgen_utils.config import profile_name
+
+    if profile_name() == "ci":  # say so on the figure: tiny models trained for seconds
+        fig.text(0.5, 0.0, "ci profile: a smoke test of the pipeline (tiny models, seconds of training), not a result",
+                 ha="center", va="top", fontsize=8, color="C3")  # fmt: skip
     path = save_figure(fig, path, dpi=dpi)
     if get_ipython() is not None:  # in a kernel; from plain Python saving is all that is wanted
         display(fig)
     plt.close(fig)
-    return path
 
 
 def show_slice(ax, img, title=None, cmap="gray", vmin=0.0, vmax=1.0, interpolation=None):
@@ -410,6 +416,8 @@ def plot_history(history: Mapping, ssim_line: float = 0.6) -> Figure:
 
 def _error_row_colourbar(fig, ims, axes, vmax: float):
     cb = fig.colorbar(ims[-1], ax=list(axes), shrink=0.9, pad=0.01)
+    # label on the left of the bar: on the right it ran off the figure's edge
+    cb.ax.yaxis.set_label_position("left")
     cb.set_label(f"|error| (0..{vmax:.2f})", fontsize=8)
     return cb
 
@@ -544,10 +552,11 @@ def plot_codebook_usage(counts, title=None) -> Figure:
     ranked = np.sort(c)[::-1]
     ax_sorted.fill_between(np.arange(k), ranked, step="mid", alpha=0.4, color="C0")
     ax_sorted.step(np.arange(k), ranked, where="mid", color="C0", label="count")
-    ax_sorted.axvline(used - 0.5, color="r", ls="--", lw=1, label=f"{used}/{k} codes used")
+    ax_sorted.axvline(used - 0.5, color="r", ls="--", lw=1.5, label=f"{used}/{k} codes used")
     ax_sorted.axvline(ppl, color="C1", ls="-.", lw=1, label=f"perplexity {ppl:.1f}")
     ax_sorted.set_yscale("log")
-    ax_sorted.set_xlim(-0.5, k - 0.5)
+    # room right of the last rank: with every code used, the "codes used" line sits there
+    ax_sorted.set_xlim(-0.5, k - 0.5 + max(1.0, 0.03 * k))
     ax_sorted.set_xlabel("code rank (most used first)")
     ax_sorted.set_ylabel("times chosen (log)")
     ax_sorted.set_title("Codes sorted by use")
@@ -644,6 +653,13 @@ def plot_temperature_sweep(rows: Sequence[Mapping]) -> Figure:
     a1.set_ylabel("Fréchet distance (lower is better)")
     a1.set_title("distance to real slices")
     a1.legend(fontsize=8)
+    if col["fid_test_vs_train"].mean() >= col["fid_unigram"].mean():
+        # a handful of samples per temperature (ci) cannot rank these distances: say so
+        a1.text(
+            0.5, 0.5, "floor above ceiling: too few samples to\nmeasure these distances (smoke test)",
+            transform=a1.transAxes, ha="center", va="center", fontsize=9, color="C3",
+            bbox=dict(facecolor="white", alpha=0.85, edgecolor="C3"),
+        )  # fmt: skip
     a2.plot(t, col["nn_ssim_median"], "o-", label="median nearest-neighbour SSIM")
     a2.plot(t, col["frac_near_copies"], "s--", label="near-copies (SSIM > 0.95)")
     a2.set_xlabel("temperature")

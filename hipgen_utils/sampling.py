@@ -16,6 +16,15 @@ on a window of k//2+1 columns per layer, batched over the n samples. Both sample
 the model's own modules (`GatedLayer.vertical`, `GatedLayer.horizontal_flat`, `head`),
 the same ones `forward` uses.
 
+Sampling order: the prior samples its internal grid in raster order, which is the
+image-layout grid for `order="lr"` (row by row along the left-right axis) and its transpose
+for `order="ap"` (image column by column: anterior to posterior). Everything here takes and
+returns image-layout grids. A completion keeps the first k *lines* in that order: the first
+k image rows ("lr") or the first k image columns ("ap"). `keep_first`, `kept_lines` and
+`kept_mask` build the prefix and say which codes it keeps, so a caller never needs to know
+the order. With attention blocks the fast sampler also caches each block's keys and
+values, so a position costs time linear in the positions before it.
+
 On the CPU the fast sampler runs single-threaded (the thread count is restored after):
 its work is thousands of tiny sequential ops that extra threads cannot speed up, and on a
 busy machine OpenMP threads waiting for each other made it ~10x slower.
@@ -28,6 +37,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -55,8 +65,11 @@ def sample(
     top_k:       None or 0 = off, else 1..K: sample only among the k most likely codes.
     seed:        seeds a CPU torch.Generator; same seed -> same samples.
     condition:   None (unconditional prior), an int for all samples, or n ints (slice positions).
-    prefix:      None, or an int tensor/array (n or 1, k, W) of codes: the first k rows are kept
-                 as given (completion of a real image) and only rows k.. are sampled.
+    prefix:      None, or an int tensor/array of codes for the first k lines in the prior's
+                 sampling order, in image layout: (n or 1, k, W) = the first k rows for order
+                 "lr", (n or 1, H, k) = the first k columns for order "ap". They are kept as given
+                 (completion of a real image) and only the rest is sampled. Build it with
+                 `keep_first`; `kept_mask` says which codes it keeps.
     shape:       (H, W) of the code grid, e.g. (64, 32) for 256x128 images.
     device:      where to compute; default the prior's device (the prior is moved there for the
                  call and moved back after).
@@ -86,8 +99,9 @@ def sample_naive(
 ) -> torch.LongTensor:
     """Same as `sample` (same arguments, same codes) but one full forward pass per position.
 
-    rows: stop after sampling this many rows (counted after the prefix); the remaining rows
-          are left as 0. Useful for timing a few rows and extrapolating.
+    rows: stop after sampling this many lines in sampling order (rows for order "lr", columns
+          for "ap"; counted after the prefix); the rest is left as 0. Useful for timing a few
+          lines and extrapolating.
     Returns (n, H, W) int64 codes on the CPU.
     """
     if rows is not None and (
@@ -147,28 +161,32 @@ def _run(
 
     codes = torch.zeros(n, H, W, dtype=torch.long)
     start = 0
+    ap = prior.order == "ap"
+    want = f"({n} or 1, {H}, k <= {W})" if ap else f"({n} or 1, k <= {H}, {W})"
     if prefix is not None:
         if not torch.is_tensor(prefix):
             try:  # numpy arrays / nested lists of codes
                 prefix = torch.as_tensor(prefix)
             except (TypeError, ValueError, RuntimeError):
                 raise ValueError(
-                    f"prefix must be an int tensor (n or 1, k, W), got {type(prefix).__name__}"
+                    f"prefix must be an int tensor {want}, got {type(prefix).__name__}"
                 ) from None
         if prefix.ndim != 3 or prefix.dtype.is_floating_point or prefix.dtype == torch.bool:
             raise ValueError(
-                f"prefix must be an int tensor (n or 1, k, W), got shape {tuple(prefix.shape)} {prefix.dtype}"
+                f"prefix must be an int tensor {want}, got shape {tuple(prefix.shape)} {prefix.dtype}"
             )
-        if prefix.shape[0] not in (1, n) or prefix.shape[1] > H or prefix.shape[2] != W:
+        lines, across = (prefix.shape[2], prefix.shape[1]) if ap else prefix.shape[1:]
+        if prefix.shape[0] not in (1, n) or lines > (W if ap else H) or across != (H if ap else W):
             raise ValueError(
-                f"prefix has shape {tuple(prefix.shape)}; expected ({n} or 1, k <= {H}, {W}) for n={n}, shape=({H}, {W})"
+                f"prefix has shape {tuple(prefix.shape)}; expected {want} for n={n}, shape=({H}, {W}), "
+                f"order {prior.order!r} (build it with keep_first)"
             )
         if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= K):
             raise ValueError(
                 f"prefix codes span {int(prefix.min())}..{int(prefix.max())}; valid codes are 0..{K - 1}"
             )
-        start = prefix.shape[1]
-        codes[:, :start] = prefix.to("cpu", torch.long)
+        start = int(lines)
+        prior.to_internal(codes)[:, :start] = prior.to_internal(prefix.to("cpu", torch.long))
 
     # all randomness up front, in (sample, row, col) order, independent of the algorithm
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -232,27 +250,51 @@ def _draw(
     return torch.minimum(idx, last)
 
 
-# ---- the two algorithms (fill `codes` in place from row `start`) ------------------------------
+# ---- the two algorithms (fill `codes` in place from line `start` in sampling order) ----------
 
 
 def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows):
-    n, H, W = codes.shape
-    end = H if rows is None else min(H, start + rows)
+    # the textbook reference: the public full-grid pass in image layout for every position,
+    # visited in the prior's sampling order (`to_internal` views write through to `codes`)
+    ci, ui = prior.to_internal(codes), prior.to_internal(u)
+    n, R, W = ci.shape
+    end = R if rows is None else min(R, start + rows)
     for r in tqdm(range(start, end), desc="sampling (naive)", disable=not progress):
         for c in range(W):
-            logits = prior.forward_embedded(prior.embed(codes), cond)[:, :, r, c]
-            codes[:, r, c] = _draw(logits, u[:, r, c], temperature, top_k)
+            logits = prior.forward_embedded(prior.embed(codes), cond)  # (n, K, H, W)
+            logits = prior.to_internal(logits.permute(0, 2, 3, 1))[:, r, c]
+            ci[:, r, c] = _draw(logits, ui[:, r, c], temperature, top_k)
 
 
 def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=None):
-    # `rows` (stop early) is only offered by the naive sampler
-    n, H, W = codes.shape
+    # `rows` (stop early) is only offered by the naive sampler. Works on the internal grid
+    # (rows in sampling order) and writes it back into the image-layout `codes` at the end.
+    ci, u = prior.to_internal(codes).contiguous(), prior.to_internal(u)
+    n, H, W = ci.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
     biases = prior.cond_biases(cond, (H, W))
-    # rolling vertical input windows (channels-last): layer i's input rows r-a-s .. r-s
-    # (s=1 for layer 0, whose input is the codes themselves)
-    v_win = [w.new_zeros(n, a + 1, W, C) for _ in range(L)]
+    attn_after, caches, params, slots = prior.attn_after, [], [], None
+    if prior.attn_layers:
+        feats = prior.attn_features((H, W)).reshape(H * W, -1)
+        params = [block.step_params(feats) for block in prior.attn]
+        slot, count = prior.attn[0].slots(H, W)
+        slots = list(zip(slot.tolist(), count.tolist()))  # (cache slot, entries attended) per p
+        caches = [block.new_cache(n, H, W, w) for block in prior.attn]
+        if start:  # the prefix's keys and values: one teacher-forced pass (causal, so exact)
+            kv, P0, share = [], start * W, 1.0 / prior.attn_pool**2
+            prior.logits_last(prior.embed(ci), cond, kv=kv)
+            idx = slot[:P0].to(w.device)
+            for (keys, values), (k, v) in zip(caches, kv):
+                if prior.attn_pool == 1:
+                    keys[..., :P0] = k[:, :, :P0].transpose(2, 3)
+                    values[:, :, :P0] = v[:, :, :P0]
+                else:  # each position adds its share to its block's mean, as `step` does
+                    keys.index_add_(3, idx, k[:, :, :P0].transpose(2, 3) * share)
+                    values.index_add_(2, idx, v[:, :, :P0] * share)
+    # rolling vertical input windows (channels-last): layer i's input rows r-e-s .. r-s with
+    # e = its v_extent (k//2 * dilation) and s=1 for layer 0, whose input is the codes themselves
+    v_win = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
     for r in tqdm(range(H), desc="sampling", disable=not progress):
         # vertical stack for row r: only rows < r are involved
         links, v = [], None
@@ -271,13 +313,64 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
             # are then one contiguous slice, already in `horizontal_flat`'s layout.
             h_buf = [w.new_zeros(n, (W + a + (i == 0)) * C) for i in range(L)]
             for c in range(W):
-                acc = None
+                acc, p = None, r * W + c
                 for i, layer in enumerate(prior.layers):
                     acc = layer.horizontal_flat(
                         h_buf[i][:, c * C : (c + a + 1) * C], links[i][c], acc
                     )
+                    j = attn_after.get(i)
+                    if j is not None:
+                        acc = prior.attn[j].step(acc, params[j], p, *caches[j], *slots[p])
                     if i + 1 < L:
                         h_buf[i + 1][:, (c + a) * C : (c + a + 1) * C] = acc[:, :C]
-                codes[:, r, c] = _draw(prior.head(acc[:, C:]), u[:, r, c], temperature, top_k)
-                h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(codes[:, r, c])
-        v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(codes[:, r : r + 1])], dim=1)
+                ci[:, r, c] = _draw(prior.head(acc[:, C:]), u[:, r, c], temperature, top_k)
+                h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(ci[:, r, c])
+        v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(ci[:, r : r + 1])], dim=1)
+    if ci is not codes:
+        prior.to_internal(codes).copy_(ci)
+
+
+# ---- completion: which codes a prefix keeps, whatever the sampling order ----------------------
+
+
+def _lines(prior: GatedPixelCNN, shape) -> int:
+    """Lines in sampling order of an image-layout (H, W) grid: H for order "lr", W for "ap"."""
+    return prior.internal_shape(shape)[0]
+
+
+def kept_lines(prior: GatedPixelCNN, shape: Sequence[int] = (64, 32), fraction: float = 0.5) -> int:
+    """How many lines (in the prior's sampling order) keeping `fraction` of an image-layout
+    (H, W) code grid means: round(fraction * lines), lines = H ("lr") or W ("ap")."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must be a number in [0, 1]")
+    return int(round(float(fraction) * _lines(prior, shape)))
+
+
+def keep_first(prior: GatedPixelCNN, codes, fraction: float = 0.5, *, k: int | None = None):
+    """The completion prefix of image-layout codes (N, H, W) (numpy or torch, returned as the
+    same type): the first k lines in the prior's sampling order, k = `k` or
+    `kept_lines(prior, (H, W), fraction)`. (N, k, W) for order "lr", (N, H, k) for "ap"; pass
+    it as `sample(..., prefix=...)`; `kept_mask(prior, (H, W), k)` marks the kept codes."""
+    if getattr(codes, "ndim", None) != 3:
+        raise ValueError(f"codes must be (N, H, W), got shape {getattr(codes, 'shape', None)}")
+    shape = tuple(codes.shape[1:])
+    if k is None:
+        k = kept_lines(prior, shape, fraction)
+    elif isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= _lines(prior, shape):
+        raise ValueError(f"k={k!r} must be an integer in 0..{_lines(prior, shape)} (lines in sampling order)")
+    return codes[:, :, :k] if prior.order == "ap" else codes[:, :k]
+
+
+def kept_mask(prior: GatedPixelCNN, shape: Sequence[int], k: int):
+    """(H, W) bool numpy array in image layout: True at the codes a prefix of k lines (in the
+    prior's sampling order) keeps, False where a completion samples. The image-pixel mask
+    is this repeated 4x4 (`np.kron(mask, np.ones((4, 4), bool))`)."""
+    H, W = (int(s) for s in shape)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= _lines(prior, (H, W)):
+        raise ValueError(f"k={k!r} must be an integer in 0..{_lines(prior, (H, W))} (lines in sampling order)")
+    mask = np.zeros((H, W), dtype=bool)
+    if prior.order == "ap":
+        mask[:, :k] = True
+    else:
+        mask[:k] = True
+    return mask

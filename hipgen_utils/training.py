@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
+import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +23,23 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hipgen_utils import rundir
 from hipgen_utils.checkpoints import (
     PRIOR_FILE,
     VQVAE_FILE,
     CheckpointError,
     atomic_save,
-    config_mismatch,
     load_checkpoint,
 )
-from hipgen_utils.config import PixelCNNConfig, VQVAEConfig
+from hipgen_utils.config import (
+    DATA_ENV,
+    DataConfig,
+    PixelCNNConfig,
+    VQVAEConfig,
+    check_device,
+    from_dict,
+)
 from hipgen_utils.metrics import perplexity as code_perplexity
-
-VQVAE_ARCH_KEYS = (
-    "n_hiddens", "n_residual_hiddens", "n_residual_layers", "embedding_dim", "n_embeddings",
-    "beta", "codebook",
-)  # fmt: skip
-PRIOR_ARCH_KEYS = ("n_channels", "n_layers", "kernel_size", "conditional", "positional", "n_slices", "dropout")
 
 
 class TrainingStopped(RuntimeError):
@@ -45,6 +48,7 @@ class TrainingStopped(RuntimeError):
 
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then CPU; otherwise the named device."""
+    check_device(name)  # a ConfigError in one line, not torch's RuntimeError
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -124,17 +128,111 @@ def _to_batch(images, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
 
 
-def _restore(model, opt, ckpt, wanted: dict, keys, path):
-    diff = config_mismatch(ckpt["config"], wanted, keys)
+# settings that do not change the trained weights, so --resume may change them
+FREE_ON_RESUME = ("log_interval", "val_images", "device", "cpu_bf16")
+
+
+def _resume_diff(saved: dict, wanted: dict, grows: str) -> list[str]:
+    """`name: saved -> wanted` for every setting --resume may not change (all but
+    FREE_ON_RESUME; `grows`, the run length, only upwards)."""
+    out = []
+    for k, v in wanted.items():
+        if k in FREE_ON_RESUME or saved.get(k) == v or (k == grows and v > saved.get(k, v)):
+            continue
+        out.append(f"{k}: {saved.get(k)!r} -> {v!r}" + (" (can only grow)" if k == grows else ""))
+    return out
+
+
+def _data_diff(saved: dict | None, wanted: dict | None) -> list[str]:
+    """The data settings that differ (the phantom's sizes only matter when it is used)."""
+    if not isinstance(saved, dict) or not isinstance(wanted, dict):
+        return []
+    saved, wanted = asdict(from_dict(DataConfig, saved)), asdict(from_dict(DataConfig, wanted))
+    keys = [k for k in wanted if not (wanted["data_dir"] and k.startswith("phantom_"))]
+    return [f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in keys if saved[k] != wanted[k]]
+
+
+def _pin_data_dir(extra: dict | None) -> dict | None:
+    """`extra` with data.data_dir made absolute (as given, else $HIPMRI_DATA; None = the
+    phantom), so the checkpoint says which data it saw and --resume can compare it."""
+    if not extra or not isinstance(extra.get("data"), dict):
+        return extra
+    data = dict(extra["data"])
+    src = data.get("data_dir") or os.environ.get(DATA_ENV)
+    data["data_dir"] = str(Path(src).expanduser().resolve()) if src else None
+    return {**extra, "data": data}
+
+
+def _restore(model, opt, ckpt, cfg, grows: str, path, other_diffs=()):
+    """Load model/optimiser/RNG state from `ckpt` for --resume; (step, history).
+
+    Refused in one line naming the fields when any setting that changes the result differs
+    (CheckpointError); a longer run (`grows` upwards) is said and recorded in the history."""
+    saved = asdict(from_dict(type(cfg), ckpt["config"]))  # fields added since get their defaults
+    wanted = asdict(cfg)
+    diff = _resume_diff(saved, wanted, grows) + list(other_diffs)
     if diff:
         raise CheckpointError(
-            f"{path}: checkpoint config differs from the requested one ({'; '.join(diff)}); "
-            "use the same settings to --resume, or a new --run_dir"
+            f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(diff)}); "
+            "use the same settings, start again with --overwrite (RETRAIN = True in a notebook), "
+            "or use another run directory (--run_dir, $HIPGEN_RUN_DIR)"
         )
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"])
-    return int(ckpt["step"]), {k: list(v) for k, v in ckpt["history"].items()}
+    step, history = int(ckpt["step"]), {k: list(v) for k, v in ckpt["history"].items()}
+    if wanted[grows] > saved[grows]:
+        note = f"{grows} {saved[grows]} -> {wanted[grows]} at update {step}"
+        history.setdefault("extended", []).append(note)
+        print(f"{path}: extending the run, {note} (recorded in the history)")
+    return step, history
+
+
+def _trained_for(ckpt: dict) -> str:
+    """'20 updates', '10 of 20 updates' or '3 epochs' for a checkpoint dict."""
+    cfg, step = ckpt.get("config", {}), int(ckpt.get("step", 0))
+    if ckpt.get("kind") == "pixelcnn":
+        done = (ckpt.get("history", {}).get("epoch") or [0])[-1]
+        return f"{done:g} epochs" if done >= cfg.get("epochs", 0) else f"{done:g} of {cfg.get('epochs')} epochs"
+    total = cfg.get("n_updates", step)
+    return f"{step} updates" if step >= total else f"{step} of {total} updates"
+
+
+def _existing_checkpoint(path: Path, kind: str, *, resume: bool, overwrite: bool, moved_with=()):
+    """What to start from when `path` may hold a checkpoint: its dict for --resume, None to
+    train from scratch. Without --resume or --overwrite an existing checkpoint is refused in
+    one line (never replaced in silence); with --overwrite it and the files computed from it
+    (`moved_with`) are moved aside together (rundir.move_aside)."""
+    if resume and overwrite:
+        raise CheckpointError("--resume and --overwrite exclude each other; pick one")
+    if not path.exists():
+        return None
+    if overwrite:
+        rundir.move_aside(path.parent, (path.name, *moved_with))
+        return None
+    if not resume:
+        label = {"vqvae": "VQ-VAE", "pixelcnn": "PixelCNN prior"}[kind]
+        try:
+            what = f"a trained {label} ({_trained_for(load_checkpoint(path, kind))})"
+        except CheckpointError:
+            raise CheckpointError(f"{path.parent} holds an unreadable {path.name}; pass --overwrite to start "
+                                  "again (it is moved aside, not deleted)") from None  # fmt: skip
+        raise CheckpointError(
+            f"{path.parent} already holds {what}; pass --resume to continue or --overwrite to start again"
+        )
+    return load_checkpoint(path, kind)
+
+
+def _holding_run_lock(train):
+    """Run a training function holding its run directory's lock (its 4th argument), so a
+    second training on the same run directory is refused instead of replacing this one."""
+
+    @functools.wraps(train)
+    def locked(cfg, a, b, run_dir, **kw):
+        with rundir.run_lock(run_dir):
+            return train(cfg, a, b, run_dir, **kw)
+
+    return locked
 
 
 # --------------------------------------------------------------------------- VQ-VAE
@@ -163,6 +261,7 @@ def validate_vqvae(model, images, idx, device, batch_size=32) -> dict:
     return {"recon": r, "embedding": e, "total": r + e, "ssim": float(np.mean(np.concatenate(ssims)))}
 
 
+@_holding_run_lock
 def train_vqvae(
     cfg: VQVAEConfig,
     train_images,
@@ -170,13 +269,17 @@ def train_vqvae(
     run_dir,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     extra: dict | None = None,
 ):
     """Train a VQ-VAE on (N, H, W) float32 [0, 1] images; checkpoint to run_dir/vqvae.pt.
 
     Returns (model, history). `extra` (e.g. the data config) is stored in the checkpoint.
-    Raises TrainingStopped on a non-finite loss (the last good checkpoint stays)."""
+    An existing vqvae.pt is refused unless `resume` (continue it; a finished one is
+    reused) or `overwrite` (move it and what depends on it aside). Holds the run
+    directory's lock. Raises TrainingStopped on a non-finite loss (the last good
+    checkpoint stays)."""
     from hipgen_utils.vqvae import VQVAE
 
     path = Path(run_dir) / VQVAE_FILE
@@ -192,10 +295,17 @@ def train_vqvae(
         "val_total", "val_ssim", "codes_used", "perplexity", "restarts", "seconds",
     )}  # fmt: skip
     step = 0
-    if resume and path.exists():
-        step, history = _restore(model, opt, load_checkpoint(path, "vqvae"), asdict(cfg), VQVAE_ARCH_KEYS, path)
+    extra = _pin_data_dir(extra)
+    data = (extra or {}).get("data")
+    ckpt = _existing_checkpoint(
+        path, "vqvae", resume=resume, overwrite=overwrite,
+        moved_with=rundir.VQVAE_DEPENDENTS + (rundir.DATA_DEPENDENTS if _data_changed(path, data) else ()),
+    )  # fmt: skip
+    if ckpt is not None:
+        saved_data = ckpt.get("extra", {}).get("data")
+        step, history = _restore(model, opt, ckpt, cfg, "n_updates", path, _data_diff(saved_data, data))
         if step >= cfg.n_updates:
-            print(f"{path}: already trained for {step} updates (n_updates={cfg.n_updates}); nothing to do")
+            print(f"{path}: already trained for {step} updates; reusing it (--overwrite or RETRAIN = True trains again)")
             return model.eval(), history
         print(f"resuming {path} at update {step}/{cfg.n_updates}")
 
@@ -267,6 +377,18 @@ def train_vqvae(
     return model.eval(), history
 
 
+def _data_changed(path: Path, data: dict | None) -> bool:
+    """Whether the VQ-VAE in `path` saw other data than `data` (also when unreadable): then
+    what was trained on the data alone (the segmenter) is replaced too."""
+    if not path.exists():
+        return False
+    try:
+        saved = load_checkpoint(path, "vqvae").get("extra", {}).get("data")
+    except CheckpointError:
+        return True
+    return bool(_data_diff(saved, data))
+
+
 def load_vqvae(run_dir, device="cpu"):
     """(model in eval mode, checkpoint dict) from run_dir/vqvae.pt."""
     from hipgen_utils.config import from_dict
@@ -286,8 +408,11 @@ def load_vqvae(run_dir, device="cpu"):
 
 
 @torch.no_grad()
-def bits_per_code(prior, codes, conds, device="cpu", batch_size=64) -> float:
-    """Mean cross-entropy (bits) of the prior on (N, h, w) codes; conds (N,) or None."""
+def bits_per_code(prior, codes, conds, device=None, batch_size=64) -> float:
+    """Mean cross-entropy (bits) of the prior on (N, h, w) codes; conds (N,) or None.
+    device=None: the prior's own device."""
+    if device is None:
+        device = next(prior.parameters()).device
     was_training = prior.training
     prior.eval()
     total, count = 0.0, 0
@@ -301,6 +426,7 @@ def bits_per_code(prior, codes, conds, device="cpu", batch_size=64) -> float:
     return total / count / math.log(2)
 
 
+@_holding_run_lock
 def train_pixelcnn(
     cfg: PixelCNNConfig,
     codes: dict,
@@ -309,12 +435,16 @@ def train_pixelcnn(
     *,
     vqvae_id: str,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ):
     """Train the gated PixelCNN on extracted codes; checkpoint to run_dir/pixelcnn.pt.
 
     `codes` is the dict from `hipgen_utils.codes.load_codes` (codes_train (N, h, w),
-    slice_train (N,), codes_validate, slice_validate, ...). Returns (prior, history)."""
+    slice_train (N,), codes_validate, slice_validate, ...). Returns (prior, history).
+    An existing pixelcnn.pt is refused unless `resume` (continue it; a finished one is
+    reused) or `overwrite` (move it and the sample scores aside); one trained on another
+    VQ-VAE's codes is useless and moved aside without asking. Holds the run directory's lock."""
     from hipgen_utils.pixelcnn import GatedPixelCNN
 
     path = Path(run_dir) / PRIOR_FILE
@@ -323,12 +453,11 @@ def train_pixelcnn(
     train_cond = codes["slice_train"] if cfg.conditional else None
     val_cond = codes["slice_validate"] if cfg.conditional else None
     if cfg.conditional:
+        # slice positions come from the data: as many conditions as its highest slice index
+        # (train, validate) + 1, whatever n_slices said; the checkpoint's config stores it,
+        # so `load_prior` builds the same model and samplers draw only positions trained on
         top = int(max(train_cond.max(), val_cond.max() if len(val_cond) else 0))
-        if top >= cfg.n_slices:
-            raise ValueError(
-                f"slice index {top} in the data but the prior has n_slices={cfg.n_slices}; "
-                f"set --n_slices {top + 1} or --conditional false"
-            )
+        cfg = replace(cfg, n_slices=top + 1)
     torch.manual_seed(cfg.seed)
     prior = GatedPixelCNN.from_config(cfg, n_codes).to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
@@ -336,11 +465,18 @@ def train_pixelcnn(
     total_steps = cfg.epochs * per_epoch
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
     step = 0
-    if resume and path.exists():
-        ckpt = load_checkpoint(path, "pixelcnn")
-        if ckpt.get("vqvae_id") != vqvae_id:
-            raise CheckpointError(f"{path}: prior was trained on another VQ-VAE's codes; retrain without --resume")
-        step, history = _restore(prior, opt, ckpt, asdict(cfg), PRIOR_ARCH_KEYS, path)
+    codes_id = _codes_id(codes)
+    _move_stale_prior(path, vqvae_id)
+    ckpt = _existing_checkpoint(path, "pixelcnn", resume=resume, overwrite=overwrite, moved_with=rundir.PRIOR_DEPENDENTS)
+    if ckpt is not None:
+        same_codes = ckpt.get("codes_id") in (None, codes_id)  # None: a checkpoint from before codes_id
+        other = [] if same_codes else ["codes.npz: other slices than the checkpoint was trained on"]
+        step, history = _restore(prior, opt, ckpt, cfg, "epochs", path, other)
+        out_of_time = cfg.max_seconds > 0 and history["seconds"] and history["seconds"][-1] >= cfg.max_seconds
+        if step >= total_steps or out_of_time:
+            print(f"{path}: already trained for {step / per_epoch:g} epochs; reusing it "
+                  "(--overwrite or RETRAIN = True trains again)")  # fmt: skip
+            return prior.eval(), history
         print(f"resuming {path} at epoch {step // per_epoch}/{cfg.epochs}")
 
     if progress:
@@ -355,8 +491,12 @@ def train_pixelcnn(
         idx = batch_indices(len(train_codes), cfg.batch_size, cfg.seed, step)
         c = torch.as_tensor(train_codes[idx], dtype=torch.long, device=device)
         y = None if train_cond is None else torch.as_tensor(train_cond[idx], device=device)
+        lr = scheduled_lr(cfg.learning_rate, "cosine", step, total_steps)
+        if cfg.max_seconds > 0:  # a time budget: the cosine runs over whichever ends first
+            done = max(step / total_steps, (time.perf_counter() - start) / cfg.max_seconds)
+            lr = scheduled_lr(cfg.learning_rate, "cosine", done, 1.0)
         for group in opt.param_groups:
-            group["lr"] = scheduled_lr(cfg.learning_rate, "cosine", step, total_steps)
+            group["lr"] = lr
         with autocast(device, cpu_bf16=cfg.cpu_bf16):
             loss = prior.nll(c, y)
         if not torch.isfinite(loss):
@@ -372,10 +512,11 @@ def train_pixelcnn(
         seen += 1
         if (step + 1) % cfg.log_interval == 0:
             bar.set_postfix(bits=f"{running / seen:.3f}")
-        if (step + 1) % per_epoch == 0:
+        out_of_time = cfg.max_seconds > 0 and time.perf_counter() - start >= cfg.max_seconds
+        if (step + 1) % per_epoch == 0 or out_of_time:
             val_bits = bits_per_code(prior, val_codes, val_cond, device)
             for key, value in (
-                ("epoch", (step + 1) // per_epoch), ("step", step + 1),
+                ("epoch", (step + 1) / per_epoch), ("step", step + 1),
                 ("train_bits", running / seen), ("val_bits", val_bits),
                 ("seconds", time.perf_counter() - start),
             ):  # fmt: skip
@@ -390,14 +531,45 @@ def train_pixelcnn(
                     "config": asdict(cfg),
                     "n_codes": n_codes,
                     "vqvae_id": vqvae_id,
+                    "codes_id": codes_id,
                     "history": history,
                     "step": step + 1,
                     "rng": torch.get_rng_state(),
                 },
                 path,
             )
+        if out_of_time:
+            if progress:
+                print(f"PixelCNN: max_seconds={cfg.max_seconds:g} reached after {step + 1} updates")
+            break
     bar.close()
     return prior.eval(), history
+
+
+def _codes_id(codes: dict) -> str:
+    """What the grids a prior trains on were made from (ties a resume to them): the VQ-VAE
+    and the encoded slices (codes.source_fingerprint), else a hash of the grids themselves."""
+    if "source_id" in codes and "vqvae_id" in codes:
+        return f"{codes['vqvae_id']}:{codes['source_id']}"
+    h = hashlib.sha1()
+    for key in ("codes_train", "slice_train", "codes_validate", "slice_validate"):
+        if key in codes:
+            h.update(key.encode() + np.ascontiguousarray(codes[key]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _move_stale_prior(path: Path, vqvae_id: str):
+    """A prior trained on another VQ-VAE's codes cannot be resumed nor sampled with this
+    VQ-VAE: move it (and its sample scores) aside, saying so, rather than refuse."""
+    if not path.exists():
+        return
+    try:
+        stale = load_checkpoint(path, "pixelcnn").get("vqvae_id") != vqvae_id
+    except CheckpointError:
+        return  # unreadable: _existing_checkpoint refuses it unless --overwrite
+    if stale:
+        rundir.move_aside(path.parent, (path.name, *rundir.PRIOR_DEPENDENTS),
+                          why=f"{path.name} was trained on another VQ-VAE's codes")  # fmt: skip
 
 
 def load_prior(run_dir, device="cpu", vqvae_id: str | None = None):

@@ -16,17 +16,30 @@ Notebook use::
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import clear_output, display
 
 from hipgen_utils import plotting
 
 MODES = ("samples", "completion")
+
+
+def _png_output(fig) -> dict:
+    """A matplotlib figure as one Jupyter display_data output (PNG), as the inline backend
+    would show it; made here so it does not need a running IPython shell."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": repr(fig)},
+        "metadata": {},
+    }
 
 
 def _to_images(x, name: str) -> np.ndarray:
@@ -100,7 +113,10 @@ class SamplerPanel:
         self.top_k = widgets.IntSlider(
             value=0, min=0, max=self.n_codes, description="top-k (0=off)", **common
         )
-        self.seed = widgets.IntSlider(value=0, min=0, max=999, description="seed", **common)
+        # 0..999 in a default-width slider is ~9 seeds per pixel: give it a row of its own
+        self.seed = widgets.IntSlider(
+            value=0, min=0, max=999, description="seed", layout=widgets.Layout(width="600px"), **common
+        )
         self.n = widgets.IntSlider(
             value=min(4, max_samples), min=1, max=max_samples, description="samples", **common
         )
@@ -124,8 +140,9 @@ class SamplerPanel:
         self.image_index = widgets.IntSlider(
             value=0, min=0, max=max(n_test - 1, 0), description="test image", **common
         )
+        # code rows run along image axis 0, which is left -> right on screen
         self.keep_rows = widgets.IntSlider(
-            value=h // 2, min=0, max=h, description="keep rows", **common
+            value=h // 2, min=0, max=h, description="keep (left)", **common
         )
         self.status = widgets.HTML()
         self.output = widgets.Output()
@@ -154,7 +171,8 @@ class SamplerPanel:
         self.widget = widgets.VBox(
             [
                 self.mode,
-                widgets.HBox([self.temperature, self.top_k, self.seed]),
+                widgets.HBox([self.temperature, self.top_k]),
+                self.seed,
                 widgets.HBox([self.n, self.slice]),
                 widgets.HBox([self.image_index, self.keep_rows]),
                 self.status,
@@ -210,9 +228,11 @@ class SamplerPanel:
         except Exception as exc:
             self.error = exc
             # Browser-triggered errors are swallowed by ipywidgets: show them in the panel.
-            with self.output:
-                clear_output(wait=True)
-                print(f"render failed: {type(exc).__name__}: {exc}")
+            self.output.outputs = (
+                {"output_type": "stream", "name": "stderr",
+                 "text": f"render failed: {type(exc).__name__}: {exc}\n"},
+            )  # fmt: skip
+            self.status.value = "<b>render failed</b> (message below)"
             raise
         self.error = None
 
@@ -246,6 +266,10 @@ class SamplerPanel:
     def _render_completion(self):
         idx, keep = int(self.image_index.value), int(self.keep_rows.value)
         cond = int(self.test_slices[idx]) if self.conditional else None
+        if cond is not None:
+            # show the test image's own slice position on the (disabled) slice slider; in
+            # this mode the slider is not observed for rendering, so this draws nothing
+            self.slice.value = cond
         prefix = self.test_codes[idx : idx + 1, :keep]
         codes = self.sample_fn(
             self.prior, 1, condition=cond, prefix=prefix, **self._common_kwargs()
@@ -258,7 +282,8 @@ class SamplerPanel:
         fig = plotting.plot_completion(original, keep, images[0], code_rows=self.shape[0])
         where = f", slice {cond}" if self.conditional else ""
         fig.suptitle(
-            f"Completion of test image {idx}{where}: keep {keep}/{self.shape[0]} code rows"
+            f"Completion of test image {idx}{where}: keep the left {keep}/{self.shape[0]} "
+            "code rows, sample the rest"
         )
         return images, fig
 
@@ -273,9 +298,12 @@ class SamplerPanel:
             images, fig = self._render_completion()
         else:
             images, fig = self._render_samples()
-        with self.output:
-            clear_output(wait=True)
-            display(fig)
+        # Replace the Output widget's state from the kernel; never `with self.output:` or
+        # `self.output.clear_output()`: those ask the front-end to capture, and nbclient's
+        # front-end mimic (nbmake, `make demo`, Voila) then sends a comm_msg on the shell
+        # socket while it awaits the cell's execute_reply on that socket; about one cell in
+        # four the reply's wake-up is lost and, with no cell timeout, the runner waits forever.
+        self.output.outputs = (_png_output(fig),)
         # Close so the inline backend does not show the figure a second time at cell end.
         plt.close(fig)
         self.last_figure = fig

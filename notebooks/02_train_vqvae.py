@@ -21,13 +21,17 @@
 # Loss = reconstruction MSE + embedding loss. The history (train and validation losses,
 # validation SSIM, codes used, perplexity) is logged every `log_interval` updates and the
 # checkpoint (model + optimiser + config + history) is written atomically to
-# `RUN_DIR/vqvae.pt` each time. Set `RESUME = True` to continue an interrupted run.
+# `RUN_DIR/vqvae.pt` each time. Run again on a run directory that holds a finished
+# checkpoint, this notebook says so and reuses it (an interrupted one continues where it
+# stopped; other settings than the checkpoint's are refused in one line). `RETRAIN = True`
+# moves the old checkpoint and everything computed from it (codes, prior, scores) into
+# `RUN_DIR/replaced-<time>/` and trains again.
 
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
 DATA_DIR = None  # None -> $HIPMRI_DATA, else the built-in phantom
-RESUME = False
+RETRAIN = False  # True: move the run's VQ-VAE (and what depends on it) aside and train again
 # None keeps the profile's value; same names as `hipgen train --mode vq_vae --<name>`
 batch_size = None
 n_updates = None
@@ -69,7 +73,8 @@ print({k: v.images.shape for k, v in splits.items()})
 
 # %%
 model, history = training.train_vqvae(
-    cfg.vqvae, splits["train"].images, splits["validate"].images, ctx.run, resume=RESUME,
+    cfg.vqvae, splits["train"].images, splits["validate"].images, ctx.run,
+    resume=not RETRAIN, overwrite=RETRAIN,  # a finished run is reused, an interrupted one continued
     extra={"data": asdict(cfg.data), "profile": cfg.profile},
 )  # fmt: skip
 print(

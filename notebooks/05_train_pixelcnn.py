@@ -20,11 +20,15 @@
 # The score is bits per code (cross-entropy in bits). The baseline beside it is the
 # **unigram** model: every code drawn independently from the training histogram. A prior
 # that learned anatomy must beat it by a wide margin.
+#
+# Run again on a run directory that holds a finished prior, this notebook says so and
+# reuses it (an interrupted one continues); `RETRAIN = True` moves the old prior and its
+# sample scores into `RUN_DIR/replaced-<time>/` and trains again.
 
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
-RESUME = False
+RETRAIN = False  # True: move the run's prior (and its sample scores) aside and train again
 # None keeps the profile's value; same names as `hipgen train --mode pixelcnn --<name>`
 n_channels = None
 n_layers = None
@@ -63,7 +67,8 @@ print(f"unigram baseline on validation: {unigram:.3f} bits/code "
 
 # %%
 prior, history = training.train_pixelcnn(
-    cfg.pixelcnn, grids, grids["n_embeddings"], ctx.run, vqvae_id=vqvae_id, resume=RESUME
+    cfg.pixelcnn, grids, grids["n_embeddings"], ctx.run, vqvae_id=vqvae_id,
+    resume=not RETRAIN, overwrite=RETRAIN,  # a finished prior is reused, an interrupted one continued
 )
 print(
     f"{int(history['epoch'][-1])} epochs in {history['seconds'][-1]:.0f} s; validation "

@@ -85,8 +85,8 @@ plotting.show_and_save(
 # %% [markdown]
 # ## Interactive: temperature, top-k, seed, number, slice position, completion
 # Move the sliders (in Jupyter). Completion keeps the first k rows of a test image's codes
-# and samples the rest. Below the panel we drive it from code, so a callback that raises
-# fails the notebook instead of hiding inside the widget.
+# (the left part of the slice on screen) and samples the rest. Below the panel we drive it
+# from code, so a callback that raises fails the notebook instead of hiding inside the widget.
 
 # %%
 splits = pipeline.load_splits(config.from_dict(config.DataConfig, vckpt["extra"]["data"]), ("train", "test"))
@@ -111,7 +111,8 @@ assert panel.error is None and panel.last_images.shape[0] >= 1
 print(f"panel rendered {panel.n_renders - renders} times from code; last output {panel.last_images.shape}")
 
 # %% [markdown]
-# ## Completion: keep the top half of a test slice's codes, sample the rest
+# ## Completion: keep the left half of a test slice's codes, sample the rest
+# (code rows run along image axis 0, left to right on screen)
 
 # %%
 i = len(test) // 2

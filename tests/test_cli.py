@@ -49,7 +49,11 @@ def test_evaluate_json_has_every_metric(trained, capsys):
     r = json.loads(lines[0])
     for key in ("ssim_mean", "ssim_median", "ssim_min", "frac_ssim_gt_0_6", "psnr_mean", "perplexity",
                 "codes_used", "n_images", "pixelcnn_bits_per_code_test", "unigram_bits_per_code",
-                "nn_ssim_median", "frac_near_copies", "fid_samples", "fid_test_vs_train", "fid_unigram"):  # fmt: skip
+                "nn_ssim_median", "frac_near_copies", "fid_samples", "fid_test_vs_train", "fid_unigram",
+                "completion_ssim", "completion_ssim_reconstruction", "completion_ssim_unigram",
+                "completion_ssim_mirror", "completion_dice", "completion_dice_per_class",
+                "completion_dice_mirror", "anatomy_gap", "fid_seg_samples", "fid_seg_test_vs_train",
+                "fid_seg_unigram", "segmenter_test_dice", "trusted_classes"):  # fmt: skip
         assert key in r, key
     assert r["n_images"] == 4 and 0 <= r["frac_ssim_gt_0_6"] <= 1 and -1 <= r["ssim_mean"] <= 1
 

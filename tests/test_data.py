@@ -246,7 +246,9 @@ def test_mixed_widths_and_singleton_harmonised(make_hipmri, mode):
     wide = smooth_image(rng, (256, 144), 900.0, np.int16)
     write_nifti(root / "keras_slices_train/case_009_week_2_slice_0.nii.gz", wide)
     write_nifti(root / "keras_slices_seg_train/seg_009_week_2_slice_0.nii.gz", label_from(wide))
-    s = data.load_split(root, "train", resize_mode=mode, progress=False)
+    how = "resized" if mode == "resize" else "centre-cropped"
+    with pytest.warns(UserWarning, match=f"1 of 3 slices are not 256x128 on disk \\(1 of 256x144\\) and were {how}"):
+        s = data.load_split(root, "train", resize_mode=mode, progress=False)
     assert s.images.shape == (3, 256, 128) and s.labels.shape == (3, 256, 128)
     assert s.raw_shapes == [(256, 128, 1), (256, 128, 1), (256, 144)]
     assert s.raw_dtypes == ["float32", "float32", "int16"]

@@ -210,3 +210,185 @@ def test_nll_matches_cross_entropy_of_forward(n_conditions):
     assert m.nll(codes, cond, reduction="sum").item() == pytest.approx(ref.sum().item(), rel=1e-6)
     with pytest.raises(ValueError, match="valid codes are 0..15"):
         m.nll(codes + 16, cond)
+
+
+# ---- switches for global context: attention, sampling order, vertical dilation -------------
+
+
+def _sampling_index(order, H, W):
+    """(H, W) image-layout grid of each position's index in the sampling order."""
+    idx = torch.arange(H * W)
+    return idx.view(H, W) if order == "lr" else idx.view(W, H).t()
+
+
+@pytest.mark.parametrize(
+    "H, W, kw",
+    [
+        (6, 5, {"attn_layers": 1}),
+        (6, 5, {"attn_layers": 2, "attn_heads": 2, "attn_dim": 8}),
+        (5, 6, {"order": "ap"}),
+        (6, 5, {"order": "ap", "positional": True, "n_conditions": 3}),
+        (11, 4, {"v_dilation": 4, "n_layers": 3}),
+        (4, 11, {"v_dilation": 4, "n_layers": 3, "order": "ap"}),
+        (6, 5, {"order": "ap", "v_dilation": 2, "attn_layers": 1, "positional": True}),
+        (7, 4, {"v_dilation": 2, "attn_layers": 2, "n_conditions": 3, "kernel_size": 5}),
+    ],
+)
+def test_switches_keep_causality_exact(H, W, kw):
+    """No position sees itself or anything after it in sampling order; attention sees every
+    earlier position (but one); "ap" is the plain model on the transposed grid; dilation reaches
+    receptive_field() rows up (in sampling order), contiguously, and no further."""
+    m = _model(**{"n_layers": 3, **kw})
+    for block in m.attn:  # make the attention's output and position terms matter
+        torch.nn.init.normal_(block.out.weight, std=0.5)
+        torch.nn.init.normal_(block.pos.weight, std=0.5)
+    order = kw.get("order", "lr")
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, m.n_codes, (2, H, W), generator=g)
+    cond = m.check_cond(None if not kw.get("n_conditions") else [1, 2], 2)
+    x = m.embed(codes).detach().requires_grad_(True)
+    logits = m.forward_embedded(x, cond)
+    assert logits.shape == (2, m.n_codes, H, W)
+    proj = torch.randn(m.n_codes, generator=g, dtype=logits.dtype)
+    index = _sampling_index(order, H, W)
+    R = m.receptive_field()
+    for r in range(H):
+        for c in range(W):
+            (grad,) = torch.autograd.grad(logits[0, :, r, c] @ proj, x, retain_graph=True)
+            seen = grad[0].abs().sum(-1) != 0
+            assert not grad[1].any(), "samples in a batch must not influence each other"
+            p = int(index[r, c])
+            assert not seen[index >= p].any(), f"({r},{c}) sees itself or a later position"
+            si = m.to_internal(seen[None])[0]  # internal layout: rows in sampling order
+            ri, ci = (c, r) if order == "ap" else (r, c)
+            if m.attn_layers:
+                # every earlier code, except the previous line's last one when it lies beyond
+                # the convolutions' reach: no h before (r, c) carries it yet (see AttentionBlock)
+                expected = m.to_internal((index < p)[None])[0].clone()
+                Wi = si.shape[1]
+                if ri >= 1 and Wi - 1 - ci > m.n_layers * (m.kernel_size // 2):
+                    expected[ri - 1, Wi - 1] = False
+                assert torch.equal(si, expected), f"({r},{c}): got {si.int().tolist()}"
+                continue
+            if m.v_dilation == 1:
+                expected = _expected_dependence(*si.shape, ri, ci, R)
+                assert torch.equal(si, expected), f"({r},{c}): got {si.int().tolist()}"
+            else:
+                rows = si.any(1).nonzero().flatten().tolist()
+                want = list(range(max(0, ri - R), ri + (ci > 0)))
+                assert rows == want, f"({r},{c}): rows seen {rows}, expected {want}"
+                assert si[max(0, ri - R) : ri, ci].all(), "dilated reach must be contiguous above"
+
+
+def test_receptive_field_with_dilation_and_attention_placement():
+    m = GatedPixelCNN(8, n_channels=8, n_layers=8, kernel_size=5, v_dilation=8, attn_layers=2)
+    assert [layer.dilation for layer in m.layers] == [1, 2, 4, 8, 1, 2, 4, 8]
+    assert m.receptive_field() == 1 + 2 * 30  # the demo prior's 64-row grid is (almost) covered
+    assert m.attn_after == {3: 0, 7: 1}  # spread evenly, the last after the last gated layer
+    assert GatedPixelCNN(8, n_layers=8, attn_layers=1).attn_after == {7: 0}
+    assert GatedPixelCNN(8, n_channels=8, n_layers=8, kernel_size=5).receptive_field() == 17
+
+
+@pytest.mark.parametrize(
+    "kw", [{"order": "ap"}, {"attn_layers": 1, "positional": True}, {"order": "ap", "v_dilation": 2}]
+)
+def test_nll_matches_forward_with_switches(kw):
+    torch.manual_seed(0)
+    m = GatedPixelCNN(16, n_channels=8, n_layers=2, kernel_size=3, n_conditions=5, **kw)
+    codes = torch.randint(0, 16, (3, 6, 4))
+    cond = torch.tensor([0, 4, 2])
+    ref = F.cross_entropy(m(codes, cond), codes, reduction="none")
+    assert m.nll(codes, cond).item() == pytest.approx(ref.mean().item(), rel=1e-6)
+    # per code, flat in image-layout raster order whatever the sampling order
+    assert torch.allclose(m.nll(codes, cond, reduction="none"), ref.reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_ap_order_is_the_lr_model_on_the_transposed_grid():
+    torch.manual_seed(0)
+    ap = GatedPixelCNN(9, n_channels=8, n_layers=2, kernel_size=3, positional=True, order="ap")
+    lr = GatedPixelCNN(9, n_channels=8, n_layers=2, kernel_size=3, positional=True)
+    lr.load_state_dict(ap.state_dict())
+    codes = torch.randint(0, 9, (2, 6, 4))
+    assert torch.allclose(ap(codes), lr(codes.transpose(1, 2)).transpose(2, 3))
+    assert ap.internal_shape((64, 32)) == (32, 64) and lr.internal_shape((64, 32)) == (64, 32)
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_attention_trains_under_cpu_autocast(pool):
+    torch.manual_seed(0)
+    m = GatedPixelCNN(16, n_channels=8, n_layers=2, kernel_size=3, attn_layers=1, v_dilation=2, attn_pool=pool)
+    codes = torch.randint(0, 16, (2, 8, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m.nll(codes)
+    loss.backward()
+    assert torch.isfinite(loss) and m.attn[0].qkv.weight.grad is not None
+
+
+def test_bad_switch_values():
+    for kw, needle in (
+        ({"order": "rl"}, "order='rl'"),
+        ({"v_dilation": 3}, "power of 2"),
+        ({"v_dilation": 0}, "v_dilation=0"),
+        ({"attn_layers": 3, "n_layers": 2}, "attn_layers=3"),
+        ({"attn_layers": 1, "attn_dim": 10, "attn_heads": 4}, "attn_dim=10"),
+    ):
+        with pytest.raises(ValueError, match=needle):
+            GatedPixelCNN(8, **{"n_layers": 2, **kw})
+
+
+def test_old_configs_and_checkpoints_load_as_todays_model():
+    """A checkpoint config written before the switches existed builds today's model: the same
+    parameters (the weights load strictly), order "lr", no dilation, no attention."""
+    from dataclasses import asdict
+
+    from hipgen_utils.config import from_dict
+
+    cfg = get_profile("ci").pixelcnn
+    new = {"order", "v_dilation", "attn_layers", "attn_heads", "attn_dim", "attn_pool", "max_seconds"}
+    old = {k: v for k, v in asdict(cfg).items() if k not in new}
+    loaded = from_dict(PixelCNNConfig, old)
+    assert (loaded.order, loaded.v_dilation, loaded.attn_layers, loaded.max_seconds) == ("lr", 1, 0, 0.0)
+    torch.manual_seed(0)
+    before = GatedPixelCNN(32, n_channels=cfg.n_channels, n_layers=cfg.n_layers, kernel_size=cfg.kernel_size,
+                           n_conditions=cfg.n_slices, positional=cfg.positional)  # fmt: skip
+    m = GatedPixelCNN.from_config(loaded, 32)
+    m.load_state_dict(before.state_dict())  # strict: no new parameters
+    assert m.order == "lr" and m.attn_layers == 0 and m.receptive_field() == before.receptive_field()
+    codes = torch.randint(0, 32, (2, 5, 4))
+    assert torch.equal(m(codes, 1), before(codes, 1))
+
+
+@pytest.mark.parametrize("order", ["lr", "ap"])
+def test_pooled_attention_is_causal_and_reaches_past_the_convolutions(order):
+    H, W = (8, 4) if order == "lr" else (4, 8)
+    m = _model(n_layers=3, attn_layers=1, attn_pool=2, order=order, positional=True)
+    torch.nn.init.normal_(m.attn[0].out.weight, std=0.5)
+    torch.nn.init.normal_(m.attn[0].pos.weight, std=0.5)
+    codes = torch.randint(0, m.n_codes, (1, H, W), generator=torch.Generator().manual_seed(1))
+    x = m.embed(codes).detach().requires_grad_(True)
+    logits = m.forward_embedded(x)
+    index = _sampling_index(order, H, W)
+    for r in range(H):
+        for c in range(W):
+            (grad,) = torch.autograd.grad(logits[0, :, r, c].sum(), x, retain_graph=True)
+            seen = grad[0].abs().sum(-1) != 0
+            assert not seen[index >= index[r, c]].any(), f"({r},{c}) sees itself or a later position"
+    # the last line's first position: the first code is 7 lines up, beyond the convolutions'
+    # 4 rows; only the completed 2x2 blocks' means carry it
+    first = (H - 1, 0) if order == "lr" else (0, W - 1)
+    (grad,) = torch.autograd.grad(logits[0, :, first[0], first[1]].sum(), x)
+    assert grad[0, 0, 0].abs().sum() > 0
+    assert m.receptive_field() == 4
+    with pytest.raises(ValueError, match="pool=2 needs grid sides that divide by 2"):
+        m(torch.zeros(1, 5, 4, dtype=torch.long))
+
+
+def test_pooled_attention_slots():
+    from hipgen_utils.pixelcnn import AttentionBlock
+
+    slot, count = AttentionBlock(4, 4, 1, 24, pool=2).slots(4, 4)
+    # blocks in raster order (slot 1..4, slot 0 = null); a block is attended once complete
+    assert slot.view(4, 4).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    assert count.view(4, 4).tolist() == [[1, 1, 1, 1], [1, 2, 2, 3], [3, 3, 3, 3], [3, 4, 4, 5]]
+    slot, count = AttentionBlock(4, 4, 1, 24).slots(2, 3)
+    assert slot.tolist() == list(range(6)) and count.tolist() == list(range(1, 7))

@@ -1,10 +1,11 @@
 """Sampling: the fast sampler equals the naive one, seeding, top-k, prefixes, errors."""
 
+import numpy as np
 import pytest
 import torch
 
 from hipgen_utils.pixelcnn import GatedPixelCNN
-from hipgen_utils.sampling import sample, sample_naive
+from hipgen_utils.sampling import keep_first, kept_lines, kept_mask, sample, sample_naive
 
 K = 7
 
@@ -12,12 +13,15 @@ K = 7
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3, positional=False):
+def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3, positional=False, **switches):
     torch.manual_seed(seed)
     m = GatedPixelCNN(
         K, n_channels=12, n_layers=n_layers, kernel_size=kernel_size, n_conditions=n_conditions,
-        positional=positional,
+        positional=positional, **switches,
     )  # fmt: skip
+    for block in m.attn:  # make the attention's output and position terms matter
+        torch.nn.init.normal_(block.out.weight, std=0.5)
+        torch.nn.init.normal_(block.pos.weight, std=0.5)
     if positional:
         for layer in m.layers:  # make the positional biases matter
             torch.nn.init.normal_(layer.pos.weight, std=0.5)
@@ -167,3 +171,114 @@ def test_bad_arguments_raise_one_line_value_errors():
     with pytest.raises(ValueError):
         sample(m, 1, condition=3, shape=(2, 2))
     assert m.training  # restored even when sampling fails
+
+
+# ---- switches: attention (cached keys/values), order "ap", dilated vertical stack -------------
+
+SWITCHES = [
+    {"attn_layers": 1},
+    {"attn_layers": 2, "attn_heads": 3},
+    {"order": "ap"},
+    {"v_dilation": 4},
+    {"order": "ap", "v_dilation": 2},
+    {"order": "ap", "attn_layers": 1, "positional": True},
+    {"v_dilation": 2, "attn_layers": 2, "positional": True, "kernel_size": 5, "n_layers": 2},
+    {"order": "ap", "v_dilation": 4, "attn_layers": 3, "positional": True},
+]
+
+
+@pytest.mark.parametrize("switches", SWITCHES)
+def test_fast_equals_naive_with_switches(switches):
+    m = _model(4, **switches)
+    kw = dict(seed=5, condition=[0, 3, 1], shape=(7, 5), temperature=1.2)
+    fast = sample(m, 3, **kw)
+    assert torch.equal(fast, sample_naive(m, 3, **kw))
+    assert len(torch.unique(fast)) > 2
+    # completion: the prefix (first lines in sampling order) is kept, the rest equals naive
+    grid = torch.randint(0, K, (3, 7, 5), generator=torch.Generator().manual_seed(0))
+    prefix = keep_first(m, grid, 0.4)
+    done = sample(m, 3, prefix=prefix, **kw)
+    assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
+    mask = torch.from_numpy(kept_mask(m, (7, 5), kept_lines(m, (7, 5), 0.4)))
+    assert torch.equal(done[:, mask], grid[:, mask]) and not torch.equal(done, grid)
+
+
+def test_attention_changes_the_samples():
+    # the cached-attention path is really used: silencing the blocks changes the draws
+    m = _model(0, attn_layers=1)
+    a = sample(m, 2, seed=3, shape=(6, 5))
+    torch.nn.init.zeros_(m.attn[0].out.weight)
+    torch.nn.init.zeros_(m.attn[0].out.bias)
+    assert not torch.equal(a, sample(m, 2, seed=3, shape=(6, 5)))
+
+
+def test_ap_order_samples_column_by_column():
+    # greedy completion under "ap": argmax of the logits given everything before it, and a
+    # naive run stopped after two lines fills exactly the first two image columns
+    m = _model(0, order="ap", positional=True)
+    greedy = sample(m, 2, top_k=1, shape=(5, 6))
+    with torch.no_grad():
+        assert torch.equal(m(greedy).argmax(1), greedy)
+    part = sample_naive(m, 2, top_k=1, shape=(5, 6), rows=2)
+    assert torch.equal(part[:, :, :2], greedy[:, :, :2]) and not part[:, :, 2:].any()
+
+
+def test_keep_first_and_kept_mask_follow_the_order():
+    lr, ap = _model(0), _model(0, order="ap")
+    codes = np.arange(2 * 64 * 32).reshape(2, 64, 32)
+    assert kept_lines(lr, (64, 32)) == 32 and kept_lines(ap, (64, 32)) == 16
+    assert kept_lines(ap, (64, 32), 0.25) == 8 and kept_lines(lr, (64, 32), 1.0) == 64
+    assert keep_first(lr, codes).shape == (2, 32, 32) and keep_first(ap, codes).shape == (2, 64, 16)
+    assert keep_first(ap, torch.as_tensor(codes), k=3).shape == (2, 64, 3)
+    m_lr, m_ap = kept_mask(lr, (64, 32), 32), kept_mask(ap, (64, 32), 16)
+    assert m_lr.dtype == bool and m_lr.shape == m_ap.shape == (64, 32)
+    assert m_lr[:32].all() and not m_lr[32:].any() and m_ap[:, :16].all() and not m_ap[:, 16:].any()
+    for prior in (lr, ap):  # the mask marks exactly the prefix's codes
+        prefix = keep_first(prior, codes, 0.5)
+        mask = kept_mask(prior, (64, 32), kept_lines(prior, (64, 32), 0.5))
+        assert np.array_equal(np.sort(prefix.reshape(2, -1), 1), np.sort(codes[:, mask], 1))
+    for bad in (dict(fraction=1.5), dict(fraction=True), dict(k=33), dict(k=-1)):
+        with pytest.raises(ValueError):
+            keep_first(ap, codes, **bad)
+    with pytest.raises(ValueError, match="k=33"):
+        kept_mask(ap, (64, 32), 33)
+
+
+def test_prefix_shape_follows_the_order():
+    ap = _model(0, order="ap")
+    ok = torch.zeros(1, 4, 2, dtype=torch.long)  # (1, H, k): the first 2 image columns
+    assert sample(ap, 1, prefix=ok, shape=(4, 5)).shape == (1, 4, 5)
+    with pytest.raises(ValueError, match=r"expected \(1 or 1, 4, k <= 5\).*'ap'") as e:
+        sample(ap, 1, prefix=torch.zeros(1, 2, 5, dtype=torch.long), shape=(4, 5))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"attn_layers": 1, "attn_pool": 2},
+        {"attn_layers": 2, "attn_pool": 2, "order": "ap", "positional": True, "v_dilation": 2},
+    ],
+)
+def test_fast_equals_naive_with_pooled_attention(switches):
+    m = _model(4, **switches)
+    torch.nn.init.normal_(m.attn[0].null, std=0.5)
+    kw = dict(seed=7, condition=[2, 0, 1], shape=(8, 6))
+    fast = sample(m, 3, **kw)
+    assert torch.equal(fast, sample_naive(m, 3, **kw)) and len(torch.unique(fast)) > 2
+    grid = torch.randint(0, K, (3, 8, 6), generator=torch.Generator().manual_seed(0))
+    for k in (1, 2):  # a prefix that ends inside a block row, and one that does not
+        prefix = keep_first(m, grid, k=k)
+        done = sample(m, 3, prefix=prefix, **kw)
+        assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
+
+
+def test_slice_conditions_draw_only_positions_the_prior_was_trained_on():
+    from hipgen_utils.pipeline import slice_conditions
+
+    m = _model(4)
+    cond = slice_conditions(m, 200, np.array([1, 3, 7, 59, -1]), seed=0)  # 7, 59, -1: never trained on
+    assert set(cond.tolist()) == {1, 3}
+    assert set(slice_conditions(m, 200, np.array([40, 50]), seed=0).tolist()) == {0, 1, 2, 3}
+    assert set(slice_conditions(m, 200, None, seed=0).tolist()) == {0, 1, 2, 3}
+    assert slice_conditions(_model(0), 5, np.array([1, 2])) is None

@@ -39,6 +39,7 @@ def _vq_cfg(**kw):
         log_interval=3,
         batch_size=4,
         val_images=4,
+        crop=0,  # whole 32x16 images, whatever the ci profile's patch size
         device="cpu",
     )
     return replace(base, **kw)
@@ -177,10 +178,26 @@ def test_pixelcnn_trains_checkpoints_and_ties_to_its_vqvae(tmp_path):
         load_prior(tmp_path, vqvae_id="other")
 
 
-def test_pixelcnn_rejects_slices_beyond_its_conditioning(tmp_path):
-    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=2, epochs=1, batch_size=4, device="cpu")
-    with pytest.raises(ValueError, match="slice index 3 in the data but the prior has n_slices=2"):
-        train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
+def test_pixelcnn_conditions_come_from_the_data(tmp_path):
+    # the data's slices are 0..3: the prior gets 4 conditions whatever n_slices said, the
+    # checkpoint keeps them, and loading builds the same model
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=60, epochs=1, batch_size=4, device="cpu")
+    prior, _ = train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
+    assert prior.n_conditions == 4 and cfg.n_slices == 60  # the caller's config is untouched
+    loaded, ckpt = load_prior(tmp_path)
+    assert loaded.n_conditions == 4 and ckpt["config"]["n_slices"] == 4
+
+
+def test_pixelcnn_max_seconds_stops_training_and_records_it(tmp_path, monkeypatch):
+    import hipgen_utils.training as T
+
+    clock = iter(range(0, 10_000, 10))  # every perf_counter() call advances 10 "seconds"
+    monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(clock)))
+    cfg = replace(C.get_profile("ci").pixelcnn, epochs=50, batch_size=4, device="cpu", max_seconds=55.0)
+    _, hist = train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
+    done = int(hist["step"][-1])
+    assert 1 <= done < 50 * 4 and hist["seconds"][-1] >= 55  # stopped on time, not epochs
+    assert load_checkpoint(tmp_path / "pixelcnn.pt")["step"] == done  # and saved there
 
 
 def test_pixelcnn_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -186,3 +186,90 @@ def test_bad_construction_gives_clear_errors():
         )
     with pytest.raises(TypeError, match="n_codes"):
         SamplerPanel(object(), fake_decode, shape=SHAPE, sample_fn=FakeSampler())
+
+
+# --------------------------------------------------------------------------- in a kernel
+
+_KERNEL_SETUP = """
+import numpy as np, torch
+from hipgen_utils.widgets import SamplerPanel
+
+class Prior:
+    n_codes, n_conditions = 10, 6
+
+def sample(prior, n, *, temperature, top_k, seed, shape, device, condition=None, prefix=None):
+    codes = torch.randint(0, 10, (n, *shape), generator=torch.Generator().manual_seed(seed))
+    if prefix is not None:
+        codes[:, : prefix.shape[1]] = prefix
+    return codes
+
+def decode(c):
+    return torch.as_tensor(c).float().div(9).repeat_interleave(4, 1).repeat_interleave(4, 2).numpy()
+
+test_codes = np.random.default_rng(0).integers(0, 10, (3, 8, 4))
+"""
+
+# notebook 06's two panel cells: build, render and show the panel; drive it from code
+_PANEL_CELL = """
+panel = SamplerPanel(Prior(), decode, test_codes=test_codes, test_slices=[1, 2, 3], shape=(8, 4),
+                     max_samples=4, sample_fn=sample)
+panel.render()
+panel.widget
+"""
+_DRIVE_CELL = """
+panel.seed.value = {i} + 1
+panel.temperature.value = 0.5 + {i} / 40
+panel.mode.value = "completion"
+assert panel.error is None and panel.n_renders == 4, panel.n_renders
+"""
+
+
+def test_panel_cells_never_stall_under_nbclient(monkeypatch):
+    """The panel cells, 20 times in a row, under nbclient as nbmake and `make demo` run them.
+
+    nbclient mimics a front-end for Output widgets: when a kernel-side ``with out:`` asks it
+    to capture, it sends comm messages on the shell socket while it awaits the cell's
+    execute_reply there, and about one cell in four that reply was never noticed (a hang
+    with no cell timeout). The panel must fill its Output widget from the kernel instead,
+    so the runner never sends anything: counted here, not left to timing luck.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.output_widget import OutputWidget
+
+    sent = []
+    real_send = OutputWidget.send
+    monkeypatch.setattr(OutputWidget, "send", lambda self, *a, **k: (sent.append(a), real_send(self, *a, **k)))
+    cells = [nbformat.v4.new_code_cell(_KERNEL_SETUP)]
+    for i in range(20):
+        cells += [nbformat.v4.new_code_cell(_PANEL_CELL), nbformat.v4.new_code_cell(_DRIVE_CELL.format(i=i))]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    # a stall fails this cell after 60 s instead of hanging the test run
+    NotebookClient(nb, timeout=60, kernel_name="python3", store_widget_state=True).execute()
+    assert sent == [], f"the notebook runner sent {len(sent)} comm messages back to the kernel"
+    # what a reader of the executed notebook sees: each panel's Output widget holds one PNG
+    outputs = [
+        w["state"]["outputs"]
+        for w in nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"].values()
+        if w["model_name"] == "OutputModel"
+    ]
+    assert len(outputs) == 20
+    assert all(len(o) == 1 and "image/png" in o[0]["data"] for o in outputs)
+
+
+def test_render_failure_is_shown_in_the_panel():
+    panel, sampler, _ = make_panel()
+    sampler.fail = True
+    with pytest.raises(RuntimeError):
+        panel.seed.value = 3
+    (out,) = panel.output.outputs
+    assert out["name"] == "stderr" and "render failed: RuntimeError: sampler exploded" in out["text"]
+
+
+def test_completion_shows_the_test_images_slice_on_the_slice_slider():
+    panel, sampler, _ = make_panel(conditional=True)
+    panel.mode.value = "completion"
+    panel.image_index.value = 1
+    assert panel.slice.value == 2 and panel.slice.disabled  # test_slices[1]
+    assert sampler.calls[-1]["condition"] == 2
+    assert "left" in panel.last_figure._suptitle.get_text()

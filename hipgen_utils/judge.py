@@ -1,0 +1,344 @@
+"""The anatomy judge: numbers that go wrong when the anatomy is wrong.
+
+Whole-image statistics cannot tell a slice without femoral heads from a real one (the HOG
+Fréchet distance scored the samples *better* than real slices). This module judges what a
+radiologist looks at, through a segmenter trained on the data's labels
+(`hipgen_utils.segmenter`):
+
+* **Completion.** Keep the first half of a test slice's code grid in the prior's sampling
+  order, let the prior draw the rest (several seeds), decode, and compare with the original
+  **on the completed region only**: SSIM (data_range 1) and, the primary number, the Dice
+  of the segmenter's labels of the completion against the true labels, per trusted class.
+  Three references from the same slices: the true codes decoded (the ceiling), the second
+  half drawn from the unigram histogram (the floor) and, when the kept half is one side of
+  the body, the kept half mirrored across the split line (what symmetry alone gives).
+* **Anatomy statistics.** The segmenter labels equal-sized sets of test slices, samples (at
+  the test slices' positions), train slices (at the same positions: real vs real, the floor)
+  and images decoded from unigram codes (the ceiling). Per trusted class: the area fraction,
+  the left-right symmetry (Dice of the mask with its mirror about the body's midline) and
+  the number of connected components. `anatomy_gap` folds them into one number.
+* **Fréchet distance in the segmenter's feature space** (its bottleneck, averaged over a
+  4x2 grid of regions, PCA-projected), on sets of the same size, with the same floor and
+  ceiling.
+
+`anatomy_gap`: for each trusted foreground class and each statistic (area, symmetry,
+components), d = 1-D Wasserstein distance between a set's values and the test slices'
+values; the term is (d_samples - d_floor) / (d_ceiling - d_floor), clipped below at 0, where
+the floor compares train with test and the ceiling unigram images with test. Terms whose
+ceiling is not clearly above the floor (less than 0.02 apart for area and symmetry, 0.5 for
+components) cannot tell anything and are left out. The gap is the mean of the terms:
+0 = as far from the test slices as other real slices are, 1 = as far as unigram images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.stats import wasserstein_distance
+from skimage.metrics import structural_similarity
+
+STATS = ("area", "symmetry", "components")
+MIN_SEPARATION = {"area": 0.02, "symmetry": 0.02, "components": 0.5}
+MIN_COMPONENT_PX = 8  # smaller specks are not counted as components
+
+
+# ----------------------------------------------------------------------------- symmetry
+
+
+def body_midline(foreground: np.ndarray) -> float | None:
+    """Midpoint along axis 0 (left-right) of a (H, W) foreground mask's extent; None if empty."""
+    rows = np.flatnonzero(foreground.any(axis=1))
+    return None if rows.size == 0 else (rows[0] + rows[-1]) / 2.0
+
+
+def mirror_lr(a: np.ndarray, centre: float) -> np.ndarray:
+    """(H, W) array reflected along axis 0 (left-right) about row `centre`; rows that fall
+    outside are zero."""
+    H = a.shape[0]
+    src = int(round(2 * centre)) - np.arange(H)
+    ok = (src >= 0) & (src < H)
+    out = np.zeros_like(a)
+    out[ok] = a[src[ok]]
+    return out
+
+
+def symmetry(mask: np.ndarray, centre: float | None = None) -> float:
+    """Dice of a (H, W) bool mask with its mirror image about `centre` (default: the mask's own
+    extent midpoint). 1 = perfectly left-right symmetric, 0 = one-sided; NaN when empty."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return float("nan")
+    if centre is None:
+        centre = body_midline(mask)
+    m = mirror_lr(mask, centre)
+    return float(2 * (mask & m).sum() / (mask.sum() + m.sum()))
+
+
+def n_components(mask: np.ndarray) -> int:
+    """Connected components (8-connectivity) of at least MIN_COMPONENT_PX pixels."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return 0
+    sizes = np.bincount(lab.ravel())[1:]
+    return int((sizes >= MIN_COMPONENT_PX).sum())
+
+
+def anatomy_stats(labels, classes, background: int = 0) -> dict:
+    """{class: {"area": (N,), "symmetry": (N,), "components": (N,)}} for (N, H, W) labels.
+
+    area: fraction of the image; symmetry: about the body's midline (all non-background
+    pixels), NaN where the class is absent; components: see `n_components`."""
+    labels = np.asarray(labels)
+    out = {int(k): {s: np.empty(len(labels)) for s in STATS} for k in classes}
+    for i, lab in enumerate(labels):
+        centre = body_midline(lab != background)
+        for k in classes:
+            m = lab == k
+            out[int(k)]["area"][i] = m.mean()
+            out[int(k)]["symmetry"][i] = symmetry(m, centre) if centre is not None else np.nan
+            out[int(k)]["components"][i] = n_components(m)
+    return out
+
+
+def _w1(a, b, absent: float) -> float:
+    """Wasserstein-1 between the finite values of a and b; `absent` when either has none."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return absent if (a.size or b.size) else 0.0
+    return float(wasserstein_distance(a, b))
+
+
+def anatomy_gap(stats: dict, classes) -> tuple[float, dict]:
+    """One number from `anatomy_stats` of four equal-sized sets.
+
+    stats: {"test": ..., "samples": ..., "train": ..., "unigram": ...}; classes: the trusted
+    foreground classes. Returns (gap, terms) with terms {"<class>/<stat>": {"samples",
+    "floor", "ceiling", "term"}} (term None when the statistic cannot separate floor and
+    ceiling). See the module docstring. NaN when no term is usable."""
+    terms, used = {}, []
+    for k in classes:
+        for s in STATS:
+            absent = 1.0 if s == "symmetry" else 0.0
+            d = {
+                name: _w1(stats[name][k][s], stats["test"][k][s], absent)
+                for name in ("samples", "train", "unigram")
+            }
+            floor, ceil = d["train"], d["unigram"]
+            term = None
+            if ceil - floor >= MIN_SEPARATION[s]:
+                term = max(0.0, (d["samples"] - floor) / (ceil - floor))
+                used.append(term)
+            terms[f"{k}/{s}"] = {"samples": d["samples"], "floor": floor, "ceiling": ceil, "term": term}
+    return (float(np.mean(used)) if used else float("nan")), terms
+
+
+def anatomy_table(stats: dict, classes) -> dict:
+    """{set: {class: {"area_median", "symmetry_median", "components_median"}}} for reports."""
+    out = {}
+    for name, per_class in stats.items():
+        out[name] = {}
+        for k in classes:
+            v = per_class[k]
+            sym = v["symmetry"][np.isfinite(v["symmetry"])]
+            out[name][str(k)] = {
+                "area_median": float(np.median(v["area"])),
+                "symmetry_median": float(np.median(sym)) if sym.size else float("nan"),
+                "components_median": float(np.median(v["components"])),
+            }
+    return out
+
+
+# ----------------------------------------------------------------------------- completion
+
+
+def kept_region(prior, grid_shape, image_shape) -> tuple[np.ndarray, np.ndarray, str]:
+    """(kept codes (h, w) bool, completed pixels (H, W) bool, which half) for a completion that
+    keeps the first half of the grid in the prior's sampling order."""
+    from hipgen_utils import sampling
+
+    h, w = grid_shape
+    if hasattr(sampling, "kept_mask"):
+        order = getattr(prior, "order", "lr")
+        n_rows = (h if order == "lr" else w) // 2
+        kept = np.asarray(sampling.kept_mask(prior, (h, w), n_rows), bool)
+    else:  # raster order over (h, w): the first h // 2 rows
+        kept = np.zeros((h, w), bool)
+        kept[: h // 2] = True
+    fy, fx = image_shape[0] // h, image_shape[1] // w
+    completed = ~np.kron(kept, np.ones((fy, fx), bool))
+    if kept[: h // 2].all() and not kept[h // 2 :].any():
+        side = "left"  # axis 0 runs left-right: the kept half is one side of the body
+    elif kept[:, : w // 2].all() and not kept[:, w // 2 :].any():
+        side = "anterior"
+    else:
+        side = "other"
+    return kept, completed.astype(bool), side
+
+
+def masked_ssim(x: np.ndarray, y: np.ndarray, region: np.ndarray) -> float:
+    """Mean of the SSIM map (data_range 1) of two (H, W) images over a bool region."""
+    _, smap = structural_similarity(
+        np.asarray(x, np.float64), np.asarray(y, np.float64), data_range=1.0, full=True
+    )
+    return float(smap[region].mean())
+
+
+def mirror_completion(image: np.ndarray, completed: np.ndarray) -> np.ndarray:
+    """The image with its completed region replaced by the kept side reflected across the split
+    line (kept = left half along axis 0): no model, what bilateral symmetry alone gives."""
+    out = np.array(image, copy=True)
+    out[completed] = image[::-1][completed]
+    return out
+
+
+def _prefix(prior, codes: np.ndarray, kept: np.ndarray) -> torch.Tensor:
+    """The kept codes in the form `sampling.sample(prefix=...)` takes."""
+    from hipgen_utils import sampling
+
+    t = torch.as_tensor(np.asarray(codes, np.int64))
+    if hasattr(sampling, "keep_first"):
+        return sampling.keep_first(prior, t, 0.5)
+    return t[:, : int(kept.any(axis=1).sum())]
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _subset(n: int, k: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).permutation(n)[: min(n, k)])
+
+
+def _matched_train(train_slices, wanted_slices, seed: int) -> np.ndarray:
+    """One train index per wanted slice position (random among that position's train slices;
+    any train slice when the position is absent)."""
+    rng = np.random.default_rng([seed, 1])
+    train_slices = np.asarray(train_slices)
+    out = []
+    for s in wanted_slices:
+        pool = np.flatnonzero(train_slices == s)
+        out.append(rng.choice(pool if pool.size else np.arange(len(train_slices))))
+    return np.asarray(out)
+
+
+def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,
+                *, device=None, progress: bool = False, log=print) -> tuple[dict, dict]:  # fmt: skip
+    """Completion scores, anatomy statistics, `anatomy_gap` and the segmenter-feature Fréchet
+    distance of a prior (see the module docstring).
+
+    codes: `codes.load_codes` output; splits: {"train", "test"} SliceSets; cfg: a JudgeConfig
+    (default: the defaults); data_cfg: the data config dict (ties the cached segmenter to it).
+    Returns (summary, arrays): a JSON-ready dict, and images/labels for the figures. Without
+    label folders only the SSIM part of the completion score is computed. `log` takes the
+    segmenter's one-line messages."""
+    from hipgen_utils.config import JudgeConfig
+    from hipgen_utils.metrics import frechet_distance, sample_unigram_codes
+    from hipgen_utils.pipeline import generate
+    from hipgen_utils.segmenter import (
+        bottleneck_features,
+        dice_per_class,
+        ensure_segmenter,
+        segment,
+    )
+    from hipgen_utils.vqvae import decode_codes
+
+    cfg = cfg or JudgeConfig()
+    device = device if device is not None else next(prior.parameters()).device
+    train, test = splits["train"], splits["test"]
+    k_codes = codes["n_embeddings"]
+    grid = codes["codes_test"].shape[1:]
+    img_shape = test.images.shape[1:]
+    conditional = bool(getattr(prior, "n_conditions", 0))
+    summary: dict = {}
+    arrays: dict = {}
+
+    found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device="cpu", progress=progress, log=log)
+    seg, classes, trusted = None, [], []
+    if found is not None:
+        seg, ckpt = found
+        classes = list(ckpt["classes"])
+        test_dice = {int(k): v for k, v in ckpt["test_dice"].items()}
+        fg = [c for c in classes if c != classes[0]]
+        trusted = [c for c in fg if test_dice.get(c, 0.0) >= cfg.trust_dice]
+        summary["segmenter_test_dice"] = {str(c): test_dice[c] for c in classes}
+        summary["trusted_classes"] = trusted
+        summary["segmenter_seconds"] = float(ckpt.get("seconds", 0.0))
+
+    # ---- completion ------------------------------------------------------------------
+    idx = _subset(len(test), cfg.n_completion, cfg.seed)
+    true_codes = np.asarray(codes["codes_test"])[idx].astype(np.int64)
+    originals = np.asarray(test.images[idx], np.float32)
+    cond = np.asarray(codes["slice_test"])[idx] if conditional else None
+    kept, completed, side = kept_region(prior, grid, img_shape)
+    prefix = _prefix(prior, true_codes, kept)
+    candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=device)}
+    comps = []
+    for s in range(cfg.completion_seeds):
+        _, imgs = generate(prior, vqvae, len(idx), seed=cfg.seed + s, condition=cond, prefix=prefix,
+                           shape=grid, device=device)  # fmt: skip
+        comps.append(imgs)
+    candidates["prior"] = np.concatenate(comps)
+    uni = sample_unigram_codes(codes["codes_train"], len(idx), grid, k_codes, seed=cfg.seed)
+    candidates["unigram"] = decode_codes(vqvae, np.where(kept, true_codes, uni), device=device)
+    if side == "left":
+        candidates["mirror"] = np.stack([mirror_completion(o, completed) for o in originals])
+    reps = {name: len(v) // len(idx) for name, v in candidates.items()}
+    for name, imgs in candidates.items():
+        ref = np.tile(originals, (reps[name], 1, 1))
+        key = "completion_ssim" + ("" if name == "prior" else f"_{name}")
+        summary[key] = float(np.mean([masked_ssim(a, b, completed) for a, b in zip(imgs, ref)]))
+    summary["completion_kept_half"] = side
+    summary["completion_n_slices"] = int(len(idx))
+    summary["completion_seeds"] = int(cfg.completion_seeds)
+    arrays.update(completion_index=idx, completion_originals=originals, completion_region=completed,
+                  **{f"completion_{k}": v for k, v in candidates.items()})  # fmt: skip
+
+    if seg is None:
+        return summary, arrays
+    truth = np.asarray(test.labels[idx]) if test.labels is not None else segment(seg, originals, classes)
+    for name, imgs in candidates.items():
+        per = dice_per_class(segment(seg, imgs, classes), np.tile(truth, (reps[name], 1, 1)), trusted, completed)
+        sfx = "" if name == "prior" else f"_{name}"
+        summary[f"completion_dice_per_class{sfx}"] = {str(c): per[c] for c in trusted}
+        vals = [per[c] for c in trusted if np.isfinite(per[c])]
+        summary[f"completion_dice{sfx}"] = float(np.mean(vals)) if vals else float("nan")
+
+    # ---- anatomy statistics on equal-sized sets ----------------------------------------
+    t_idx = _subset(len(test), cfg.n_anatomy, cfg.seed + 1)
+    m = len(t_idx)
+    t_slices = np.asarray(test.slice)[t_idx]
+    tr_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed))
+    sample_cond = np.asarray(codes["slice_test"])[t_idx] if conditional else None
+    _, samples = generate(prior, vqvae, m, seed=cfg.seed, condition=sample_cond, shape=grid, device=device)
+    unigram = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], m, grid, k_codes, seed=cfg.seed + 1),
+                           device=device)  # fmt: skip
+    sets = {
+        "test": np.asarray(test.images[t_idx], np.float32),
+        "samples": samples,
+        "train": np.asarray(train.images[tr_idx], np.float32),
+        "unigram": unigram,
+    }
+    labels = {name: segment(seg, imgs, classes) for name, imgs in sets.items()}
+    stats = {name: anatomy_stats(lab, trusted, background=classes[0]) for name, lab in labels.items()}
+    gap, terms = anatomy_gap(stats, trusted)
+    summary["anatomy_gap"] = gap
+    summary["anatomy_gap_terms"] = terms
+    summary["anatomy"] = anatomy_table(stats, trusted)
+    summary["n_anatomy"] = int(m)
+
+    # ---- Fréchet distance in the segmenter's feature space ----------------------------------
+    fit = np.setdiff1d(np.arange(len(train)), tr_idx)
+    if len(fit) < m:  # too few train slices left over: fit on all of them
+        fit = np.arange(len(train))
+    fit = np.sort(np.random.default_rng([cfg.seed, 2]).permutation(fit)[: max(m, 256)])
+    f_fit = bottleneck_features(seg, np.asarray(train.images[fit], np.float32))
+    mean = f_fit.mean(0)
+    _, _, vt = np.linalg.svd(f_fit - mean, full_matrices=False)
+    comp = vt[: min(64, len(f_fit) - 1, m - 1)]
+    feats = {name: (bottleneck_features(seg, imgs) - mean) @ comp.T for name, imgs in sets.items()}
+    summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
+    summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
+    summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])
+    arrays.update(sets=sets, labels=labels, slices=t_slices)
+    return summary, arrays

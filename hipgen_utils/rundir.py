@@ -1,0 +1,141 @@
+"""One writer per run directory, and never a trained file lost or left inconsistent.
+
+Two trainings on one run directory used to both "succeed", the second one's model
+silently replacing the first's. `run_lock` makes the second exit with one line naming the
+holder. The lock is an OS file lock (``fcntl.flock``) on ``RUN/.hipgen.lock``, so the
+kernel releases it when its process ends, however it ends; the holder writes its pid in
+the file and clears it on a clean exit, so a pid still there when the lock is free was
+left by a killed process: that is said, and the lock taken over. The next holder also
+removes the temp files a killed writer leaves behind (``vqvae.pt.*.tmp``).
+
+`move_aside` is what ``--overwrite`` (RETRAIN = True in the notebooks) does: a replaced
+checkpoint and every file computed from it go together into ``RUN/replaced-<time>/``, so
+nothing trained is deleted and no prior or code grid is left beside a VQ-VAE it does not
+belong to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock is then a no-op (see run_lock)
+    fcntl = None
+
+LOCK_FILE = ".hipgen.lock"
+REPLACED_PREFIX = "replaced-"
+
+# what is computed from each artefact, and so must go with it when it is replaced
+PRIOR_DEPENDENTS = ("sample_quality.json", "temperature_sweep.json", "anatomy*.json")
+VQVAE_DEPENDENTS = ("codes.npz", "pixelcnn.pt", "ssim_test.json", *PRIOR_DEPENDENTS)
+DATA_DEPENDENTS = ("segmenter.pt",)  # trained on the data, not on the VQ-VAE
+# temp files of atomic writes (checkpoints.atomic_save, codes.extract_codes)
+TEMP_PATTERNS = ("*.tmp", "*.tmp.npz", "codes.?*.npz")
+
+
+class RunBusyError(RuntimeError):
+    """Another process holds the run directory's lock (message names its pid)."""
+
+
+_held: dict[str, int | None] = {}  # resolved run dir -> lock fd, held by this process
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold RUN's lock for the block; RunBusyError if another process holds it. Re-entrant
+    (the CLI holds it around training functions that take it too); on taking it, leftover
+    temp files of a killed writer are removed."""
+    key = str(Path(run_dir).resolve())
+    if key in _held:  # already ours: the outermost block releases it
+        yield
+        return
+    _held[key] = _acquire(Path(key))
+    fd = _held[key]
+    try:
+        yield
+    finally:
+        del _held[key]
+        _release(fd)
+
+
+def _acquire(run: Path):
+    run.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        return None
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        raise RunBusyError(
+            f"{run} is in use by another hipgen process (pid {holder.get('pid', '?')}, "
+            f"{holder.get('command', 'unknown command')}, since {holder.get('since', '?')}); "
+            "wait for it to finish or use another run directory"
+        ) from None
+    stale = _read_holder(fd)
+    if stale.get("pid") and stale["pid"] != os.getpid():
+        print(f"{run}: taking over the stale lock of pid {stale['pid']} "
+              "(that process ended without releasing it; was it killed?)", file=sys.stderr)  # fmt: skip
+    me = json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv[:4]) or "python",
+                     "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()  # fmt: skip
+    os.pwrite(fd, me, 0)
+    os.ftruncate(fd, len(me))
+    removed = remove_temp_files(run)
+    if removed:
+        print(f"{run}: removed {len(removed)} temp file(s) left by a killed run: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)  # fmt: skip
+    return fd
+
+
+def _release(fd):
+    if fd is None:
+        return
+    try:
+        os.ftruncate(fd, 0)  # an empty file: the next holder knows this exit was clean
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd) -> dict:
+    try:
+        d = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def remove_temp_files(run_dir) -> list[Path]:
+    """Delete the temp files of atomic writes in RUN (only safe while holding RUN's lock)."""
+    run = Path(run_dir)
+    found = {p for pat in TEMP_PATTERNS for p in run.glob(pat) if p.is_file() and p.name != "codes.npz"}
+    for p in found:
+        p.unlink(missing_ok=True)
+    return sorted(found)
+
+
+def move_aside(run_dir, patterns, why: str = "--overwrite") -> Path | None:
+    """Move the files of RUN matching `patterns` into a fresh RUN/replaced-<time>/ and say so
+    in one line; returns that folder, or None when nothing matched."""
+    run = Path(run_dir)
+    files = sorted({p for pat in patterns for p in run.glob(pat) if p.is_file()})
+    if not files:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = run / f"{REPLACED_PREFIX}{stamp}"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = run / f"{REPLACED_PREFIX}{stamp}-{n}"
+    dest.mkdir()
+    for p in files:
+        os.replace(p, dest / p.name)
+    print(f"{why}: moved {', '.join(p.name for p in files)} to {dest}")
+    return dest

@@ -1,0 +1,406 @@
+"""Faults a new user runs into (issue 10): every one is refused in one line with exit status
+2, or handled, and nothing trained is lost.
+
+Table-driven, through the CLI in-process (`hipgen_utils.cli.main`); the run-directory lock
+and the overwrite refusal are also tested with real processes (a second concurrent train,
+a SIGKILLed trainer). ci profile, tiny data: seconds each."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_PRIOR, TINY_VQ, smooth_image, write_nifti
+
+from hipgen_utils import config as C
+from hipgen_utils import data
+from hipgen_utils.checkpoints import CheckpointError, load_checkpoint
+from hipgen_utils.cli import MAX_PREDICT, main
+from hipgen_utils.codes import load_codes
+from hipgen_utils.rundir import LOCK_FILE
+from hipgen_utils.training import train_vqvae
+
+
+def cli(capsys, *argv):
+    """(exit code, stdout, stderr) of `hipgen ARGV` run in this process."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, message):
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]  # progress bars may come first
+    assert last.startswith("hipgen ") and message in last and "Traceback" not in err, err
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A private copy of the shared trained run (VQ-VAE 4 updates, prior 1 epoch)."""
+    root, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(LOCK_FILE, "replaced-*"))
+    return root, copy
+
+
+def vq_train(run, root, *extra):
+    return ["train", "--mode", "vq_vae", "--run_dir", run, "--data_dir", root, *TINY_VQ, *extra]
+
+
+def prior_train(run, *extra):
+    return ["train", "--mode", "pixelcnn", "--run_dir", run, *TINY_PRIOR, *extra]
+
+
+# ----------------------------------------------------------------- 1. overwrite
+
+
+def test_training_again_refuses_to_overwrite_a_trained_run(run_copy, capsys):
+    root, run = run_copy
+    before = (run / "vqvae.pt").read_bytes()
+    code, _, err = cli(capsys, *vq_train(run, root))
+    assert_one_line_error(code, err, "already holds a trained VQ-VAE (4 updates); pass --resume to continue or --overwrite")
+    code, _, err = cli(capsys, *prior_train(run))
+    assert_one_line_error(code, err, "already holds a trained PixelCNN prior (1 epochs); pass --resume")
+    assert (run / "vqvae.pt").read_bytes() == before
+
+
+def test_overwrite_moves_the_run_and_everything_computed_from_it_aside(run_copy, capsys):
+    root, run = run_copy
+    (run / "sample_quality.json").write_text("{}")
+    (run / "ssim_test.json").write_text("{}")
+    (run / "segmenter.pt").write_bytes(b"trained on the data alone")
+    code, out, err = cli(capsys, *vq_train(run, root, "--overwrite"))
+    assert code == 0, err
+    (aside,) = run.glob("replaced-*")
+    assert {p.name for p in aside.iterdir()} == {"vqvae.pt", "codes.npz", "pixelcnn.pt", "sample_quality.json", "ssim_test.json"}
+    assert [line for line in out.splitlines() if "moved" in line] == [
+        f"--overwrite: moved codes.npz, pixelcnn.pt, sample_quality.json, ssim_test.json, vqvae.pt to {aside}"
+    ]
+    assert (run / "vqvae.pt").exists() and not (run / "pixelcnn.pt").exists() and not (run / "codes.npz").exists()
+    assert (run / "segmenter.pt").exists()  # same data: the segmenter still fits
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_only_when_asked(run_copy, capsys):
+    root, run = run_copy
+    (run / "vqvae.pt").write_bytes(b"garbage")
+    (run / "segmenter.pt").write_bytes(b"trained on the data alone")
+    code, _, err = cli(capsys, *vq_train(run, root))
+    assert_one_line_error(code, err, "holds an unreadable vqvae.pt; pass --overwrite to start again")
+    code, _, err = cli(capsys, *vq_train(run, root, "--overwrite"))
+    assert code == 0, err
+    (aside,) = run.glob("replaced-*")  # data unknown: the segmenter goes too
+    assert {p.name for p in aside.iterdir()} == {"vqvae.pt", "codes.npz", "pixelcnn.pt", "segmenter.pt"}
+
+
+def test_prior_overwrite_moves_its_scores_and_keeps_the_vqvae(run_copy, capsys):
+    _, run = run_copy
+    (run / "temperature_sweep.json").write_text("[]")
+    code, _, err = cli(capsys, *prior_train(run, "--overwrite"))
+    assert code == 0, err
+    (aside,) = run.glob("replaced-*")
+    assert {p.name for p in aside.iterdir()} == {"pixelcnn.pt", "temperature_sweep.json"}
+    assert (run / "pixelcnn.pt").exists() and (run / "codes.npz").exists()
+
+
+def test_notebooks_reuse_a_finished_run_and_retrain_only_when_asked(tmp_path, capsys):
+    """Notebook 02/05's rule: resume=not RETRAIN, overwrite=RETRAIN."""
+    imgs = np.random.default_rng(0).random((8, 32, 16), dtype=np.float32)
+    cfg = C.override(C.get_profile("ci").vqvae, n_updates=2, log_interval=2, batch_size=4, val_images=4, crop=0,
+                     device="cpu")  # fmt: skip
+    train_vqvae(cfg, imgs, imgs, tmp_path, resume=True, progress=False)
+    first = load_checkpoint(tmp_path / "vqvae.pt")
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    _, hist = train_vqvae(cfg, imgs, imgs, tmp_path, resume=True, progress=False)  # make demo, second time
+    assert "already trained for 2 updates; reusing it" in capsys.readouterr().out
+    assert hist["step"] == [2.0] and time.perf_counter() - t0 < 10
+    again = load_checkpoint(tmp_path / "vqvae.pt")["model"]
+    assert all(torch.equal(again[k], v) for k, v in first["model"].items())
+    train_vqvae(cfg, imgs, imgs, tmp_path, overwrite=True, progress=False)  # RETRAIN = True
+    assert len(list(tmp_path.glob("replaced-*/vqvae.pt"))) == 1
+
+
+# ----------------------------------------------------------------- 3. strict resume
+
+CI_LR = C.get_profile("ci").vqvae.learning_rate
+RESUME_CHANGES = [
+    (["--learning_rate", "0.05"], f"learning_rate: {CI_LR} -> 0.05"),
+    (["--batch_size", "2"], "batch_size: 4 -> 2"),
+    (["--seed", "7"], "seed: 0 -> 7"),
+    (["--lr_schedule", "constant"], "lr_schedule: 'cosine' -> 'constant'"),
+    (["--norm", "minmax"], "norm: 'robust' -> 'minmax'"),
+    (["--data_dir", "{other}"], "data_dir: '"),
+    (["--n_updates", "2"], "n_updates: 4 -> 2 (can only grow)"),
+    (["--learning_rate", "0.05", "--seed", "7"], f"learning_rate: {CI_LR} -> 0.05; seed: 0 -> 7"),
+]
+
+
+@pytest.mark.parametrize("change, message", RESUME_CHANGES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_resume_with_changed_settings_is_refused(run_copy, make_hipmri, capsys, change, message):
+    root, run = run_copy
+    other = make_hipmri("other", n_case_weeks={"train": 1, "validate": 1}, n_slices=4) if "{other}" in change else None
+    before = (run / "vqvae.pt").read_bytes()
+    argv = vq_train(run, root, "--resume", *[a.format(other=other) for a in change])
+    code, _, err = cli(capsys, *argv)
+    assert_one_line_error(code, err, message)
+    assert "--resume with settings that differ" in err and (run / "vqvae.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--batch_size", "2"], "batch_size: 4 -> 2"),
+    (["--learning_rate", "0.5"], f"learning_rate: {C.get_profile('ci').pixelcnn.learning_rate} -> 0.5"),
+    (["--epochs", "0"], "epochs=0 must be >= 1"),
+])  # fmt: skip
+def test_prior_resume_with_changed_settings_is_refused(run_copy, capsys, change, message):
+    _, run = run_copy
+    code, _, err = cli(capsys, *prior_train(run, "--resume", *change))
+    assert_one_line_error(code, err, message)
+
+
+def test_prior_resume_on_codes_from_other_data_is_refused(run_copy, make_hipmri, capsys):
+    _, run = run_copy
+    other = make_hipmri("other", n_case_weeks={"train": 1, "validate": 1, "test": 1}, n_slices=4)
+    (run / "codes.npz").unlink()
+    code, _, err = cli(capsys, *prior_train(run, "--resume", "--data_dir", other))
+    assert_one_line_error(code, err, "codes.npz: other slices than the checkpoint was trained on")
+
+
+def test_resume_may_extend_the_run_and_records_it(run_copy, capsys):
+    root, run = run_copy
+    code, out, err = cli(capsys, *vq_train(run, root, "--resume", "--n_updates", "6"))
+    assert code == 0, err
+    assert "extending the run, n_updates 4 -> 6 at update 4 (recorded in the history)" in out
+    ckpt = load_checkpoint(run / "vqvae.pt")
+    assert ckpt["step"] == 6 and ckpt["history"]["extended"] == ["n_updates 4 -> 6 at update 4"]
+    # the VQ-VAE changed, so the old prior is moved aside, the codes re-extracted
+    code, out, err = cli(capsys, *prior_train(run, "--resume", "--epochs", "2"))
+    assert code == 0, err
+    assert "pixelcnn.pt was trained on another VQ-VAE's codes: moved pixelcnn.pt" in out
+    assert "extracting codes" in out
+
+
+def test_prior_resume_extends_epochs_in_order(run_copy, capsys):
+    _, run = run_copy
+    code, out, err = cli(capsys, *prior_train(run, "--resume", "--epochs", "3"))
+    assert code == 0, err
+    assert "extending the run, epochs 1 -> 3" in out
+    assert load_checkpoint(run / "pixelcnn.pt")["history"]["epoch"] == [1.0, 2.0, 3.0]
+
+
+# ----------------------------------------------------------------- 4, 6, 7: one-line refusals
+
+REFUSED = [
+    # 4. sample counts outside the documented range, refused before any model is loaded
+    (["predict", "--run_dir", "{tmp}/nothing", "--n", "-3", "--out", "{tmp}/x.png"], f"--n -3 is out of range; use 1..{MAX_PREDICT}"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--n", "0", "--out", "{tmp}/x.png"], "--n 0 is out of range"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--n", "100000", "--out", "{tmp}/x.png"], "--n 100000 is out of range"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--top_k", "-1", "--out", "{tmp}/x.png"], "--top_k -1 must be >= 0"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--temperature", "nan", "--out", "{tmp}/x.png"], "--temperature nan"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--device", "foo", "--out", "{tmp}/x.png"], "device='foo' is not a device"),
+    (["evaluate", "--run_dir", "{tmp}/nothing", "--n_samples", "0"], "--n_samples 0 is out of range"),
+    # 6. config validation (the dataclasses), for every command that builds a config
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--log_interval", "0"], "log_interval=0 must be >= 1"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--batch_size", "0"], "batch_size=0 must be >= 1"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--n_updates", "-5"], "n_updates=-5 must be >= 1"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--device", "foo"], "device='foo' is not a device"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--learning_rate", "0"], "learning_rate=0.0 must be > 0"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--crop", "30"], "crop=30 must be a multiple of 4"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--height", "250"], "height=250 must be a multiple of 4"),
+    (["train", "--mode", "pixelcnn", "--run_dir", "{tmp}/r", "--kernel_size", "4"], "kernel_size=4 must be an odd number"),
+    (["train", "--mode", "pixelcnn", "--run_dir", "{tmp}/r", "--dropout", "1"], "dropout=1.0 must be in [0, 1)"),
+    (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--resume", "--overwrite"], "exclude each other"),
+    # 7. --format nii into a file
+    (["predict", "--run_dir", "{tmp}/nothing", "--format", "nii", "--out", "{file}"], "is a file; --format nii writes"),
+    (["predict", "--run_dir", "{tmp}/nothing", "--out", "{tmp}"], "is a folder; give a file name"),
+]
+
+
+@pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(a[:1] + a[-2:]) for a, _ in REFUSED])
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    file = tmp_path / "existing.nii.gz"
+    file.write_bytes(b"x")
+    code, _, err = cli(capsys, *[a.format(tmp=tmp_path, file=file) for a in argv])
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "r" / "vqvae.pt").exists()
+
+
+def test_notebook_parameters_are_validated_in_the_same_place():
+    with pytest.raises(C.ConfigError, match="batch_size=0 must be >= 1"):
+        C.apply_given(C.get_profile("ci").vqvae, batch_size=0)
+    with pytest.raises(C.ConfigError, match="device='foo'"):
+        C.apply_given(C.get_profile("ci").pixelcnn, device="foo")
+
+
+def test_png_out_without_extension_says_where_it_wrote(trained, capsys, tmp_path):
+    _, run = trained
+    code, out, err = cli(capsys, "predict", "--run_dir", run, "--n", "2", "--out", tmp_path / "grid", "--device", "cpu")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == f"wrote {tmp_path / 'grid.png'} (.png added to --out {tmp_path / 'grid'})"
+    assert (tmp_path / "grid.png").stat().st_size > 1000 and not (tmp_path / "grid").exists()
+
+
+def test_nii_into_a_folder_of_older_samples_needs_overwrite(trained, capsys, tmp_path):
+    _, run = trained
+    argv = ["predict", "--run_dir", run, "--format", "nii", "--out", tmp_path / "nii", "--device", "cpu"]
+    assert cli(capsys, *argv, "--n", "3")[0] == 0
+    code, _, err = cli(capsys, *argv, "--n", "2")
+    assert_one_line_error(code, err, "already holds 3 samples; pass --overwrite to replace them")
+    code, out, err = cli(capsys, *argv, "--n", "2", "--overwrite")
+    assert code == 0 and "removed 3 earlier samples" in out, err
+    assert sorted(p.name for p in (tmp_path / "nii").iterdir()) == ["sample_000.nii.gz", "sample_001.nii.gz"]
+
+
+# ----------------------------------------------------------------- 5. broken codes.npz
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "no grids"])
+def test_broken_codes_file_is_named_and_rebuilt_by_train(run_copy, capsys, damage):
+    root, run = run_copy
+    path = run / "codes.npz"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    elif damage == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    else:
+        np.savez(path, vqvae_id=np.array("x"), n_embeddings=np.array(4))
+    with pytest.raises(CheckpointError, match="codes.npz: not a readable codes file .*04_extract_codes"):
+        load_codes(run)
+    code, _, err = cli(capsys, "evaluate", "--run_dir", run, "--data_dir", root, "--json", "--n_samples", "4", "--device", "cpu")
+    assert_one_line_error(code, err, f"{path}: not a readable codes file")
+    assert "allow_pickle" not in err
+    code, out, err = cli(capsys, *prior_train(run, "--resume"))  # safe to rebuild: a function of the VQ-VAE
+    assert code == 0 and "from another VQ-VAE or unreadable: extracting codes" in out, err
+    assert load_codes(run)["codes_train"].shape[0] == 4
+
+
+# ----------------------------------------------------------------- 8. failures never cached
+
+
+def test_a_file_that_failed_to_read_is_read_again_once_fixed(make_hipmri):
+    """The cache key (name, size, mtime) does not change when permissions are fixed or a copy
+    completes; emulated here with same-size garbage and the original mtime (works as root)."""
+    root = make_hipmri(n_case_weeks={"train": 1}, n_slices=3, with_labels=False)
+    victim = sorted((root / "keras_slices_train").iterdir())[1]
+    good, st = victim.read_bytes(), victim.stat()
+    victim.write_bytes(b"\0" * len(good))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.warns(UserWarning, match="skipped 1 of 3"):
+        assert len(data.load_split(root, "train", skip_bad=True, progress=False)) == 2
+    victim.write_bytes(good)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert len(data.load_split(root, "train", skip_bad=True, progress=False)) == 3
+    assert len(data.load_split(root, "train", progress=False)) == 3
+
+
+# ----------------------------------------------------------------- 9. orphan temp files
+
+
+def test_temp_files_of_a_killed_run_are_removed_on_the_next_start(run_copy, capsys):
+    root, run = run_copy
+    for name in ("vqvae.pt.k2j3h4.tmp", "pixelcnn.pt.abc.tmp", "codes.npz.x1.tmp.npz"):
+        (run / name).write_bytes(b"half a checkpoint")
+    code, _, err = cli(capsys, *vq_train(run, root, "--resume"))
+    assert code == 0, err
+    assert "removed 3 temp file(s) left by a killed run" in err
+    names = {p.name for p in run.iterdir() if p.is_file()}
+    assert {LOCK_FILE, "codes.npz", "pixelcnn.pt", "vqvae.pt"} <= names
+    assert not [n for n in names if ".tmp" in n], names
+
+
+# ----------------------------------------------------------------- 10. odd shapes said
+
+
+def test_odd_slice_shapes_are_one_warning_line_during_training(make_hipmri, capsys, tmp_path):
+    root = make_hipmri(n_case_weeks={"train": 2, "validate": 1}, n_slices=2, with_labels=False)
+    rng = np.random.default_rng(1)
+    write_nifti(root / "keras_slices_train/case_050_week_0_slice_0.nii.gz", smooth_image(rng, (100, 100)))
+    write_nifti(root / "keras_slices_train/case_050_week_0_slice_1.nii.gz", smooth_image(rng, (512, 256)))
+    code, _, err = cli(capsys, *vq_train(tmp_path / "run", root, "--n_updates", "2"))
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert warned == [
+        "hipgen: warning: keras_slices_train: 2 of 6 slices are not 256x128 on disk "
+        "(1 of 100x100, 1 of 512x256) and were resized to it"
+    ]
+
+
+# ----------------------------------------------------------------- 2. the lock, real processes
+
+
+def _spawn(argv):
+    return subprocess.Popen([sys.executable, "-m", "hipgen_utils", *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _hipgen(argv, timeout=300):
+    return subprocess.run([sys.executable, "-m", "hipgen_utils", *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def _wait_for(cond, proc, timeout=120):
+    t0 = time.time()
+    while not cond():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} early: {proc.communicate()[1][-2000:]}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def _lock_pid(run: Path):
+    try:
+        return json.loads((run / LOCK_FILE).read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture
+def tiny_root(make_hipmri):
+    return make_hipmri(n_case_weeks={"train": 2, "validate": 1}, n_slices=4, with_labels=False)
+
+
+def test_second_concurrent_train_is_refused_and_the_first_finishes_intact(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    argv = vq_train(run, tiny_root, "--n_updates", "30", "--log_interval", "10")
+    first = _spawn(argv)
+    _wait_for(lambda: _lock_pid(run) == first.pid, first)
+    second = _hipgen(argv)
+    assert second.returncode == 2, second.stderr
+    last = second.stderr.strip().splitlines()[-1]
+    assert f"is in use by another hipgen process (pid {first.pid}," in last and "Traceback" not in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    ckpt = load_checkpoint(run / "vqvae.pt", "vqvae")
+    assert ckpt["step"] == 30 and ckpt["history"]["step"] == [10.0, 20.0, 30.0]
+    assert (run / LOCK_FILE).read_text() == ""  # released cleanly
+
+    # training again without --resume is refused; the checkpoint stays as it was
+    before = (run / "vqvae.pt").read_bytes()
+    again = _hipgen(vq_train(run, tiny_root, "--n_updates", "10"))
+    assert again.returncode == 2
+    assert "already holds a trained VQ-VAE (30 updates); pass --resume" in again.stderr.strip().splitlines()[-1]
+    assert (run / "vqvae.pt").read_bytes() == before
+
+
+def test_the_lock_of_a_killed_trainer_is_taken_over(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    first = _spawn(vq_train(run, tiny_root, "--n_updates", "100000", "--log_interval", "2"))
+    _wait_for(lambda: (run / "vqvae.pt").exists(), first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert _lock_pid(run) == first.pid  # left behind: no clean exit
+    second = _hipgen(vq_train(run, tiny_root, "--overwrite"))
+    assert second.returncode == 0, second.stderr
+    assert f"taking over the stale lock of pid {first.pid}" in second.stderr
+    assert len(list(run.glob("replaced-*/vqvae.pt"))) == 1  # the killed run's checkpoint, kept
+    assert load_checkpoint(run / "vqvae.pt")["step"] == 4

@@ -1,0 +1,205 @@
+"""The anatomy judge (hipgen_utils.judge) and its segmenter (hipgen_utils.segmenter).
+
+Pure-function tests on phantom labels, plus the whole judge on the tiny trained run
+(conftest `trained`): completion with the true codes equals the reconstruction's score, a
+missing label folder gives one line, a segmenter trained on other classes is retrained."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from hipgen_utils import judge, segmenter
+from hipgen_utils.config import JudgeConfig
+from hipgen_utils.phantom import phantom_slice, sample_case, sample_week
+
+BONES = 2
+
+
+def phantom_labels(case_seed: int, slices) -> np.ndarray:
+    rng = np.random.default_rng(case_seed)
+    case = sample_case(rng)
+    week = sample_week(rng, case)
+    return np.stack([phantom_slice(case, week, s, 60)[1] for s in slices])
+
+
+@pytest.fixture(scope="module")
+def real_sets():
+    slices = list(range(8, 52, 3))  # bones (femoral heads, pelvis) at most of these levels
+    return {name: phantom_labels(seed, slices) for name, seed in (("test", 1), ("train", 2), ("samples", 3))}
+
+
+def blob_labels(n, shape=(256, 128), seed=0) -> np.ndarray:
+    """'Unigram-like' label images: a body ellipse filled with random blobs of every class."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = []
+    for _ in range(n):
+        body = ((yy - 128) / 110) ** 2 + ((xx - 64) / 55) ** 2 < 1
+        noise = gaussian_filter(rng.standard_normal(shape), 3)
+        lab = np.digitize(noise, np.quantile(noise, [0.55, 0.8, 0.9, 0.95])).astype(np.uint8) + 1
+        out.append(np.where(body, lab, 0).astype(np.uint8))
+    return np.stack(out)
+
+
+def test_symmetry_of_a_mirrored_mask_is_one_and_of_a_one_sided_mask_near_zero():
+    m = np.zeros((256, 128), bool)
+    m[30:60, 40:70] = True  # a "femoral head" on the left
+    both = m | m[::-1]
+    assert judge.symmetry(both) == pytest.approx(1.0)
+    body = np.zeros_like(m)
+    body[20:236, 10:118] = True  # midline at row 127.5
+    assert judge.symmetry(m, judge.body_midline(body)) < 0.05
+    assert np.isnan(judge.symmetry(np.zeros_like(m)))
+
+
+def test_mirror_about_an_off_centre_midline():
+    a = np.zeros((10, 3), int)
+    a[2] = 1
+    out = judge.mirror_lr(a, centre=4.0)  # row 2 -> row 6
+    assert out[6].all() and out.sum() == 3
+
+
+def test_components_ignore_specks():
+    m = np.zeros((64, 64), bool)
+    m[5:15, 5:15] = True
+    m[40:50, 40:50] = True
+    m[30, 30] = True  # a speck
+    assert judge.n_components(m) == 2
+
+
+def test_anatomy_gap_is_near_zero_for_real_slices_and_near_one_for_unigram_like(real_sets):
+    classes = [1, BONES, 3]
+    stats = {k: judge.anatomy_stats(v, classes) for k, v in real_sets.items()}
+    stats["unigram"] = judge.anatomy_stats(blob_labels(len(real_sets["test"]), seed=0), classes)
+    gap_real, terms = judge.anatomy_gap(stats, classes)
+    assert gap_real < 0.2, terms
+    # samples drawn like the ceiling (another draw of blobs) score about 1
+    stats["samples"] = judge.anatomy_stats(blob_labels(len(real_sets["test"]), seed=1), classes)
+    gap_uni, terms = judge.anatomy_gap(stats, classes)
+    assert gap_uni > 0.7, terms
+    # and one-sided bones (the right femur missing) move the bone terms
+    one_sided = real_sets["samples"].copy()
+    one_sided[:, 128:][one_sided[:, 128:] == BONES] = 1
+    stats["samples"] = judge.anatomy_stats(one_sided, classes)
+    _, terms = judge.anatomy_gap(stats, classes)
+    assert terms[f"{BONES}/symmetry"]["term"] > 0.5
+
+
+def test_dice_per_class_in_a_region():
+    t = np.zeros((1, 8, 8), np.uint8)
+    t[0, :, :4] = 2
+    p = t.copy()
+    p[0, 4:] = 0  # wrong in the lower half only
+    region = np.zeros((8, 8), bool)
+    region[:4] = True
+    assert segmenter.dice_per_class(p, t, [2], region)[2] == pytest.approx(1.0)
+    assert segmenter.dice_per_class(p, t, [2])[2] == pytest.approx(2 * 16 / (16 + 32))
+    assert np.isnan(segmenter.dice_per_class(p, t, [3])[3])  # absent everywhere
+
+
+def test_mirror_completion_reflects_the_kept_half():
+    img = np.zeros((8, 4), np.float32)
+    img[1] = 1.0
+    completed = np.zeros((8, 4), bool)
+    completed[4:] = True
+    out = judge.mirror_completion(img, completed)
+    assert out[6].all() and out[1].all() and out.sum() == 8
+
+
+def test_unet_shapes_and_features():
+    net = segmenter.UNet(6, base=4, levels=3)
+    x = torch.rand(2, 1, 64, 32)
+    assert net(x).shape == (2, 6, 64, 32)
+    f = segmenter.bottleneck_features(net, np.random.rand(3, 64, 32).astype(np.float32))
+    assert f.shape == (3, 32 * 8)
+
+
+# ----------------------------------------------------------------------------- on a trained run
+
+CI_JUDGE = JudgeConfig(seg_base_channels=4, seg_patch=32, seg_batch_size=4, seg_n_updates=3,
+                       n_completion=3, completion_seeds=2, n_anatomy=4, seg_bf16=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_parts(trained):
+    from hipgen_utils import pipeline
+    from hipgen_utils.checkpoints import state_fingerprint
+    from hipgen_utils.codes import load_codes
+    from hipgen_utils.config import DataConfig
+    from hipgen_utils.training import load_prior, load_vqvae
+
+    root, run_dir = trained
+    vq, _ = load_vqvae(run_dir)
+    vid = state_fingerprint(vq.state_dict())
+    prior, _ = load_prior(run_dir, vqvae_id=vid)
+    splits = pipeline.load_splits(DataConfig(data_dir=str(root)), ("train", "test"), progress=False)
+    return prior, vq, load_codes(run_dir, vid), splits, run_dir
+
+
+def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(run_parts, monkeypatch, tmp_path):
+    prior, vq, codes, splits, _ = run_parts
+    summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE)
+    for key in ("completion_ssim", "completion_ssim_reconstruction", "completion_ssim_unigram",
+                "completion_ssim_mirror", "completion_dice", "completion_dice_reconstruction",
+                "completion_dice_unigram", "completion_dice_mirror", "anatomy_gap", "fid_seg_samples",
+                "fid_seg_test_vs_train", "fid_seg_unigram", "segmenter_test_dice", "trusted_classes"):  # fmt: skip
+        assert key in summary, key
+    assert summary["completion_kept_half"] == "left"
+    assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
+    assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
+
+    # a "prior" that completes with the true codes scores exactly what the reconstruction does
+    from hipgen_utils import pipeline
+    from hipgen_utils.vqvae import decode_codes
+
+    true = codes["codes_test"][arrays["completion_index"]].astype(np.int64)
+
+    def true_completion(prior, vqvae, n, **kw):
+        if kw.get("prefix") is None:  # the anatomy part's unconditional samples
+            return None, decode_codes(vqvae, codes["codes_test"][:n].astype(np.int64))
+        return true, decode_codes(vqvae, true)
+
+    monkeypatch.setattr(pipeline, "generate", true_completion)
+    cheat, _ = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE)
+    assert cheat["completion_ssim"] == pytest.approx(cheat["completion_ssim_reconstruction"])
+    if np.isfinite(cheat["completion_dice_reconstruction"]):
+        assert cheat["completion_dice"] == pytest.approx(cheat["completion_dice_reconstruction"])
+
+
+def test_missing_labels_print_one_line_and_the_rest_runs(run_parts, tmp_path, capsys):
+    from dataclasses import replace
+
+    prior, vq, codes, splits, _ = run_parts
+    no_labels = {k: replace(v, labels=None) for k, v in splits.items()}
+    summary, _ = judge.judge_prior(prior, vq, codes, no_labels, tmp_path, CI_JUDGE)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("anatomy check skipped: no label folders") for line in out)
+    assert "completion_ssim" in summary and "anatomy_gap" not in summary
+
+
+def test_segmenter_is_cached_and_retrained_when_the_classes_change(run_parts, tmp_path):
+    from dataclasses import replace
+
+    _, _, _, splits, _ = run_parts
+    first = segmenter.ensure_segmenter(splits, CI_JUDGE, tmp_path, progress=False)
+    stamp = (tmp_path / segmenter.SEGMENTER_FILE).stat().st_mtime_ns
+    again = segmenter.ensure_segmenter(splits, CI_JUDGE, tmp_path, progress=False)
+    assert (tmp_path / segmenter.SEGMENTER_FILE).stat().st_mtime_ns == stamp
+    assert again[1]["classes"] == first[1]["classes"]
+    # other segmenter settings: retrained
+    from dataclasses import replace as dc_replace
+
+    _, ckpt = segmenter.ensure_segmenter(splits, dc_replace(CI_JUDGE, seg_n_updates=2), tmp_path, progress=False)
+    assert ckpt["updates"] == 2
+    # labels with another class set: retrained, and the new classes are stored
+    train = splits["train"]
+    relabelled = np.where(np.asarray(train.labels) > 0, 7, 0).astype(np.uint8)
+    other = {"train": replace(train, labels=relabelled),
+             "test": replace(splits["test"], labels=np.where(np.asarray(splits["test"].labels) > 0, 7, 0).astype(np.uint8))}  # fmt: skip
+    _, ckpt = segmenter.ensure_segmenter(other, CI_JUDGE, tmp_path, progress=False)
+    assert ckpt["classes"] == [0, 7]
+    shutil.rmtree(tmp_path)
