@@ -20,7 +20,7 @@ CHROMIUM ?= $(firstword $(shell command -v chromium chromium-browser google-chro
 BROWSER_RUN_DIR ?= runs/ci-browser
 
 help:
-	@echo "make demo   - set up .venv and run all six notebooks on the phantom (demo profile, CPU minutes)"
+	@echo "make demo   - set up .venv and run all seven notebooks on the phantom (demo profile, CPU minutes)"
 	@echo "make test   - set up .venv and run lint, unit tests and the notebooks (ci profile, nbmake)"
 	@echo "make sync   - regenerate notebooks/*.ipynb (no outputs) from the py:percent sources"
 	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"

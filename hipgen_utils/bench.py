@@ -281,6 +281,7 @@ COMPARE_VARIANTS = {
     "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
     "ap": {"order": "ap"},
     "dilated": {"v_dilation": 8},
+    "dilated_attention": {"v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
     "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
 }
 JUDGE_COLUMNS = (
@@ -380,6 +381,7 @@ def compare_priors(
                 try:
                     summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg)
                     row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
+                    row["judge"] = summary  # everything, per class too, for compare.json
                 except Exception as e:  # the judge is optional here: say why, keep the table
                     print(f"judge failed on {name}: {type(e).__name__}: {e}", flush=True)
             rows.append(row)

@@ -175,7 +175,7 @@ def train_segmenter(train_set, cfg, *, device="cpu", progress: bool = True) -> t
     model = UNet(len(classes), cfg.seg_base_channels, cfg.seg_levels, sc).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.seg_learning_rate)
     rng = np.random.default_rng(cfg.seed)
-    n, losses, t0 = len(train_set), [], time.perf_counter()
+    n, losses, t0 = len(train_set.images), [], time.perf_counter()
     bar = tqdm(range(cfg.seg_n_updates), desc="segmenter", disable=not progress)
     model.train()
     for step in bar:

@@ -136,8 +136,9 @@ plotting.show_and_save(
 #   images (ceiling).
 #
 # The Fréchet distance compares the mean and covariance of hand-crafted features; a small
-# structure that is missing everywhere (on the phantom, with the `demo` prior: femoral heads)
-# barely moves it. Judge the grids above by eye as well.
+# structure that is missing everywhere (femoral heads, say) barely moves it: it once scored
+# samples without femoral heads *better* than real slices. Judge the grids above by eye,
+# and by notebook 07, which measures anatomy through a segmenter.
 
 # %%
 report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=SEED)

@@ -203,3 +203,29 @@ def test_segmenter_is_cached_and_retrained_when_the_classes_change(run_parts, tm
     _, ckpt = segmenter.ensure_segmenter(other, CI_JUDGE, tmp_path, progress=False)
     assert ckpt["classes"] == [0, 7]
     shutil.rmtree(tmp_path)
+
+
+def test_segmenter_learns_the_phantom():
+    """A small segmenter, seconds of training on 16 phantom slices, labels held-out slices:
+    the body and the bones are found (the demo's 600 updates reach Dice 0.98 / 0.95 / 0.91 on
+    body / bones / bladder; see the README)."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for case_seed in (11, 12, 13):
+        crng = np.random.default_rng(case_seed)
+        case = sample_case(crng)
+        week = sample_week(crng, case)
+        for s in range(6, 54, 6):
+            img, lab = phantom_slice(case, week, s, 60, rng=rng)
+            images.append(img / max(float(img.max()), 1e-6))
+            labels.append(lab)
+    images, labels = np.stack(images).astype(np.float32), np.stack(labels)
+    train = SimpleNamespace(images=images[:16], labels=labels[:16], split="train", paths=[])
+    cfg = JudgeConfig(seg_base_channels=8, seg_patch=96, seg_batch_size=8, seg_n_updates=120,
+                      seg_learning_rate=5e-3)  # fmt: skip
+    model, info = segmenter.train_segmenter(train, cfg, progress=False)
+    pred = segmenter.segment(model, images[16:], info["classes"])
+    dice = segmenter.dice_per_class(pred, labels[16:], info["classes"])
+    assert dice[1] > 0.9 and dice[BONES] > 0.5, dice
