@@ -159,13 +159,7 @@ def kept_region(prior, grid_shape, image_shape) -> tuple[np.ndarray, np.ndarray,
     from hipgen_utils import sampling
 
     h, w = grid_shape
-    if hasattr(sampling, "kept_mask"):
-        order = getattr(prior, "order", "lr")
-        n_rows = (h if order == "lr" else w) // 2
-        kept = np.asarray(sampling.kept_mask(prior, (h, w), n_rows), bool)
-    else:  # raster order over (h, w): the first h // 2 rows
-        kept = np.zeros((h, w), bool)
-        kept[: h // 2] = True
+    kept = np.asarray(sampling.kept_mask(prior, (h, w), sampling.kept_lines(prior, (h, w), 0.5)), bool)
     fy, fx = image_shape[0] // h, image_shape[1] // w
     completed = ~np.kron(kept, np.ones((fy, fx), bool))
     if kept[: h // 2].all() and not kept[h // 2 :].any():
@@ -191,16 +185,6 @@ def mirror_completion(image: np.ndarray, completed: np.ndarray) -> np.ndarray:
     out = np.array(image, copy=True)
     out[completed] = image[::-1][completed]
     return out
-
-
-def _prefix(prior, codes: np.ndarray, kept: np.ndarray) -> torch.Tensor:
-    """The kept codes in the form `sampling.sample(prefix=...)` takes."""
-    from hipgen_utils import sampling
-
-    t = torch.as_tensor(np.asarray(codes, np.int64))
-    if hasattr(sampling, "keep_first"):
-        return sampling.keep_first(prior, t, 0.5)
-    return t[:, : int(kept.any(axis=1).sum())]
 
 
 # ----------------------------------------------------------------------------- the report
@@ -232,8 +216,9 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     Returns (summary, arrays): a JSON-ready dict, and images/labels for the figures. Without
     label folders only the SSIM part of the completion score is computed. `log` takes the
     segmenter's one-line messages."""
+    from hipgen_utils import sampling
     from hipgen_utils.config import JudgeConfig
-    from hipgen_utils.metrics import frechet_distance, sample_unigram_codes
+    from hipgen_utils.metrics import FrechetReference, frechet_distance, sample_unigram_codes
     from hipgen_utils.pipeline import generate
     from hipgen_utils.segmenter import (
         bottleneck_features,
@@ -271,7 +256,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     originals = np.asarray(test.images[idx], np.float32)
     cond = np.asarray(codes["slice_test"])[idx] if conditional else None
     kept, completed, side = kept_region(prior, grid, img_shape)
-    prefix = _prefix(prior, true_codes, kept)
+    prefix = sampling.keep_first(prior, torch.as_tensor(true_codes), 0.5)
     candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=device)}
     comps = []
     for s in range(cfg.completion_seeds):
@@ -332,11 +317,9 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     if len(fit) < m:  # too few train slices left over: fit on all of them
         fit = np.arange(len(train))
     fit = np.sort(np.random.default_rng([cfg.seed, 2]).permutation(fit)[: max(m, 256)])
-    f_fit = bottleneck_features(seg, np.asarray(train.images[fit], np.float32))
-    mean = f_fit.mean(0)
-    _, _, vt = np.linalg.svd(f_fit - mean, full_matrices=False)
-    comp = vt[: min(64, len(f_fit) - 1, m - 1)]
-    feats = {name: (bottleneck_features(seg, imgs) - mean) @ comp.T for name, imgs in sets.items()}
+    ref = FrechetReference(np.asarray(train.images[fit], np.float32), n_components=min(64, m - 1),
+                           features=lambda imgs: bottleneck_features(seg, imgs))  # fmt: skip
+    feats = {name: ref.features(imgs) for name, imgs in sets.items()}
     summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
     summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
     summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])

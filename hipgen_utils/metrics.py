@@ -295,9 +295,11 @@ class FrechetReference:
     estimated in a low-dimensional, stable space that is the same for every compared set.
 
     reference_images: (N_ref, H, W) float in [0, 1], N_ref >= 2 (normally train images).
+    features: None (``image_features``) or another function (N, H, W) images -> (N, F) features
+    (the anatomy judge passes its segmenter's bottleneck features).
     """
 
-    def __init__(self, reference_images, n_components: int = 64, progress: bool = False):
+    def __init__(self, reference_images, n_components: int = 64, progress: bool = False, features=None):
         if int(n_components) < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         reference_images = _check_images("reference_images", reference_images)
@@ -305,7 +307,8 @@ class FrechetReference:
             raise ValueError(
                 f"reference_images: need at least 2 images, got {len(reference_images)}"
             )
-        feats = image_features(reference_images, progress=progress)
+        self._features = features
+        feats = self._raw(reference_images, progress)
         self.mean = feats.mean(0)
         _, s, vt = np.linalg.svd(feats - self.mean, full_matrices=False)
         k = min(int(n_components), len(feats) - 1, feats.shape[1])
@@ -319,9 +322,14 @@ class FrechetReference:
         """(N, F) ``image_features`` output -> (N, n_components) float64."""
         return (np.asarray(feats, dtype=np.float64) - self.mean) @ self.components.T
 
+    def _raw(self, images, progress: bool) -> np.ndarray:
+        if self._features is None:
+            return image_features(images, progress=progress)
+        return np.asarray(self._features(images), dtype=np.float64)
+
     def features(self, images, progress: bool = False) -> np.ndarray:
         """(N, H, W) images in [0, 1] -> (N, n_components) float64 projected features."""
-        return self.project(image_features(images, progress=progress))
+        return self.project(self._raw(images, progress))
 
     def distance(self, images_a, images_b) -> float:
         """Fréchet distance between two (N, H, W) image sets (each N >= 2) in this space."""
@@ -329,7 +337,8 @@ class FrechetReference:
 
     def describe(self) -> str:
         """One-line description of the feature space, for reports and docs."""
-        return f"{FEATURE_SPACE}; PCA to {self.n_components} dims fitted on {self.n_reference} train images"
+        space = FEATURE_SPACE if self._features is None else getattr(self._features, "__name__", "custom features")
+        return f"{space}; PCA to {self.n_components} dims fitted on {self.n_reference} train images"
 
 
 # ----------------------------------------------------------------------------- nearest neighbours

@@ -124,24 +124,8 @@ CI_JUDGE = JudgeConfig(seg_base_channels=4, seg_patch=32, seg_batch_size=4, seg_
                        n_completion=3, completion_seeds=2, n_anatomy=4, seg_bf16=False)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def run_parts(trained):
-    from hipgen_utils import pipeline
-    from hipgen_utils.checkpoints import state_fingerprint
-    from hipgen_utils.codes import load_codes
-    from hipgen_utils.config import DataConfig
-    from hipgen_utils.training import load_prior, load_vqvae
-
-    root, run_dir = trained
-    vq, _ = load_vqvae(run_dir)
-    vid = state_fingerprint(vq.state_dict())
-    prior, _ = load_prior(run_dir, vqvae_id=vid)
-    splits = pipeline.load_splits(DataConfig(data_dir=str(root)), ("train", "test"), progress=False)
-    return prior, vq, load_codes(run_dir, vid), splits, run_dir
-
-
-def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(run_parts, monkeypatch, tmp_path):
-    prior, vq, codes, splits, _ = run_parts
+def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_parts, monkeypatch, tmp_path):
+    prior, vq, codes, splits, _ = trained_parts
     summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE)
     for key in ("completion_ssim", "completion_ssim_reconstruction", "completion_ssim_unigram",
                 "completion_ssim_mirror", "completion_dice", "completion_dice_reconstruction",
@@ -170,10 +154,10 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(run_part
         assert cheat["completion_dice"] == pytest.approx(cheat["completion_dice_reconstruction"])
 
 
-def test_missing_labels_print_one_line_and_the_rest_runs(run_parts, tmp_path, capsys):
+def test_missing_labels_print_one_line_and_the_rest_runs(trained_parts, tmp_path, capsys):
     from dataclasses import replace
 
-    prior, vq, codes, splits, _ = run_parts
+    prior, vq, codes, splits, _ = trained_parts
     no_labels = {k: replace(v, labels=None) for k, v in splits.items()}
     summary, _ = judge.judge_prior(prior, vq, codes, no_labels, tmp_path, CI_JUDGE)
     out = capsys.readouterr().out.strip().splitlines()
@@ -181,10 +165,10 @@ def test_missing_labels_print_one_line_and_the_rest_runs(run_parts, tmp_path, ca
     assert "completion_ssim" in summary and "anatomy_gap" not in summary
 
 
-def test_segmenter_is_cached_and_retrained_when_the_classes_change(run_parts, tmp_path):
+def test_segmenter_is_cached_and_retrained_when_the_classes_change(trained_parts, tmp_path):
     from dataclasses import replace
 
-    _, _, _, splits, _ = run_parts
+    _, _, _, splits, _ = trained_parts
     first = segmenter.ensure_segmenter(splits, CI_JUDGE, tmp_path, progress=False)
     stamp = (tmp_path / segmenter.SEGMENTER_FILE).stat().st_mtime_ns
     again = segmenter.ensure_segmenter(splits, CI_JUDGE, tmp_path, progress=False)

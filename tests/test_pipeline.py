@@ -4,24 +4,10 @@ import numpy as np
 import pytest
 
 from hipgen_utils import pipeline
-from hipgen_utils.checkpoints import state_fingerprint
-from hipgen_utils.codes import load_codes
-from hipgen_utils.config import DataConfig
-from hipgen_utils.training import load_prior, load_vqvae
 
 
-@pytest.fixture(scope="module")
-def run_parts(trained):
-    root, run_dir = trained
-    vq, _ = load_vqvae(run_dir)
-    vid = state_fingerprint(vq.state_dict())
-    prior, _ = load_prior(run_dir, vqvae_id=vid)
-    splits = pipeline.load_splits(DataConfig(data_dir=str(root)), ("train", "test"), progress=False)
-    return prior, vq, load_codes(run_dir, vid), splits
-
-
-def test_temperature_sweep_one_row_per_temperature_with_shared_references(run_parts):
-    prior, vq, codes, splits = run_parts
+def test_temperature_sweep_one_row_per_temperature_with_shared_references(trained_parts):
+    prior, vq, codes, splits, _ = trained_parts
     rows = pipeline.temperature_sweep(prior, vq, codes, splits, (0.5, 1.0, 2.0), n_samples=4)
     assert [r["temperature"] for r in rows] == [0.5, 1.0, 2.0]
     # the floor and ceiling do not depend on the temperature; the samples do
@@ -35,7 +21,7 @@ def test_temperature_sweep_one_row_per_temperature_with_shared_references(run_pa
 
 
 @pytest.mark.parametrize("temps", [(), (0.0, 1.0), (-1.0,)])
-def test_temperature_sweep_rejects_bad_temperatures(run_parts, temps):
-    prior, vq, codes, splits = run_parts
+def test_temperature_sweep_rejects_bad_temperatures(trained_parts, temps):
+    prior, vq, codes, splits, _ = trained_parts
     with pytest.raises(ValueError, match="must be a non-empty list of values > 0"):
         pipeline.temperature_sweep(prior, vq, codes, splits, temps, n_samples=4)
