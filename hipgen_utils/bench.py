@@ -181,6 +181,7 @@ def bench_prior(args):
         compare_priors(
             getattr(args, "run_dir", None), getattr(args, "budget_s", None), getattr(args, "variants", None),
             args.profile, getattr(args, "out", None), judge=not getattr(args, "no_judge", False),
+            reuse=getattr(args, "reuse", False),
         )  # fmt: skip
         return
 
@@ -274,15 +275,22 @@ def bench_sample(args):
 
 # --------------------------------------------------------------------------- prior --compare
 
-# the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior
+# the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior;
+# every switch the table varies is named in each variant, so a variant is the same model
+# whatever the profile's defaults are ("baseline" is the prior before global context)
+_OFF = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0}
 COMPARE_VARIANTS = {
-    "baseline": {},
-    "attention": {"attn_layers": 1},  # every earlier position
-    "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
-    "ap": {"order": "ap"},
-    "dilated": {"v_dilation": 8},
-    "dilated_attention": {"v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
-    "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
+    name: {**_OFF, **switches}
+    for name, switches in {
+        "baseline": {},
+        "attention": {"attn_layers": 1},  # every earlier position
+        "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
+        "ap": {"order": "ap"},
+        "dilated": {"v_dilation": 8},
+        "dilated_attention": {"v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
+        "hierarchy": {"v_dilation": 8, "top_codes": 64},  # two levels: a 16x8 top grid seen whole
+        "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
+    }.items()
 }
 JUDGE_COLUMNS = (
     "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
@@ -319,13 +327,16 @@ def compare_priors(
     out_dir=None,
     judge: bool = True,
     n_sample: int = 16,
+    reuse: bool = False,
 ) -> list[dict]:
     """Train each prior variant on the run's codes for the same wall-clock budget and score it.
 
     run_dir: holds vqvae.pt and codes.npz (default runs/<profile>); budget_s: training seconds
     per variant (default: what the run's own pixelcnn.pt took); variants: names of
     COMPARE_VARIANTS or "name=key:value,key:value" (default all); out_dir: keep each variant's
-    checkpoint in out_dir/<name>/ (default a temporary folder). Each variant is the profile's
+    checkpoint in out_dir/<name>/ (default a temporary folder); reuse: a variant whose
+    checkpoint in out_dir was trained with the same settings and budget is scored as it is
+    (an interrupted one is resumed) instead of trained again. Each variant is the profile's
     prior with its switches, trained by `train_pixelcnn` with max_seconds = budget (the cosine
     schedule fitted to it). Prints one table and returns its rows as dicts: test bits/code and
     the ratio to the unigram, seconds to sample `n_sample` (fast sampler, CPU), training
@@ -367,7 +378,10 @@ def compare_priors(
             cfg = replace(cfg0.pixelcnn, **switches, epochs=100_000, max_seconds=budget)
             where = base / name
             where.mkdir(parents=True, exist_ok=True)
-            prior, hist = train_pixelcnn(cfg, codes, k, where, vqvae_id=vid, overwrite=True, progress=False)
+            again = not (reuse and (where / "pixelcnn.pt").exists())
+            prior, hist = train_pixelcnn(
+                cfg, codes, k, where, vqvae_id=vid, overwrite=again, resume=not again, progress=False
+            )
             prior = prior.cpu().eval()
             cond = codes["slice_test"] if prior.n_conditions else None
             bits = bits_per_code(prior, codes["codes_test"], cond)

@@ -165,6 +165,15 @@ class PixelCNNConfig:
     attn_heads: int = 2
     attn_dim: int = 0  # query/key/value width of each attention block (0 = n_channels)
     attn_pool: int = 1  # 1: attend to every earlier position; b: to the means of completed b x b blocks (b**2x cheaper)
+    # two-level prior (VQ-VAE-2 style, hipgen_utils.hierarchy): a frozen coder turns each
+    # top_factor x top_factor block of codes into one of top_codes codes; a small PixelCNN sees
+    # the whole coarse grid; the bottom prior draws the codes given it
+    top_codes: int = 0  # top codebook size (0 = one level)
+    top_factor: int = 4  # bottom codes per top code along each side (64x32 -> 16x8)
+    top_channels: int = 64  # the top prior's channels
+    top_layers: int = 6  # the top prior's gated layers
+    top_dilation: int = 2  # the top prior's vertical dilation cycle (1, 2: 19 rows with kernel 5)
+    top_updates: int = 600  # training updates of the top coder (before the priors; counted in max_seconds)
     max_seconds: float = 0.0  # stop training after this many seconds, the cosine schedule fitted to it (0 = no limit)
     batch_size: int = 32
     epochs: int = 40
@@ -180,7 +189,11 @@ class PixelCNNConfig:
             raise ConfigError(f"kernel_size={self.kernel_size!r} must be an odd number >= 3")
         _fraction(self, "dropout")
         _positive(self, "learning_rate")
-        _at_least(self, 0, "seed")
+        _at_least(self, 0, "seed", "top_codes", "max_seconds")
+        _at_least(self, 1, "v_dilation", "top_channels", "top_layers", "top_dilation", "top_updates")
+        _at_least(self, 2, "top_factor")
+        if self.top_codes == 1:
+            raise ConfigError("top_codes=1 must be 0 (one-level prior) or at least 2 (the top codebook's size)")
         check_device(self.device)
 
 

@@ -40,6 +40,13 @@ Switches for context over the whole slice (all off by default; see `PixelCNNConf
 * ``attn_pool=b``: the attention's keys/values are the means over b x b blocks, and a
   position attends to the blocks complete before it (plus a learned null key): a coarse
   grid of (rows/b) x (cols/b) keys, b**2 times cheaper to train and sample.
+* ``top_codes=K_top``: a two-level prior (VQ-VAE-2 style, see `hipgen_utils.hierarchy`).
+  A frozen `TopCoder` turns each top_factor x top_factor block of bottom codes into one of
+  K_top top codes; a small PixelCNN (``top_prior``, this class without a top) models the
+  coarse top grid, which it sees whole; this model draws the bottom grid given the top
+  grid through per-layer gate biases from a `TopConditioner` map (like the positional
+  biases, they never depend on bottom codes). `nll` gives the total bits (top + bottom given top) per bottom code;
+  `hipgen_utils.sampling.sample` draws the top grid first.
 
 The model is split into small methods (`embed`, `cond_biases`, `GatedLayer.vertical`,
 `GatedLayer.horizontal` / `horizontal_flat`, `AttentionBlock.step`, `head`) that work on
@@ -57,6 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hipgen_utils.config import PixelCNNConfig
+from hipgen_utils.hierarchy import TopCoder, TopConditioner
 
 POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
 ORDERS = ("lr", "ap")  # sampling orders: rows along left-right (image layout) / anterior-posterior
@@ -100,6 +108,7 @@ class GatedLayer(nn.Module):
         dropout: float,
         n_pos: int = 0,
         dilation: int = 1,
+        n_top: int = 0,
     ):
         super().__init__()
         c, a = n_channels, kernel_size // 2
@@ -121,6 +130,8 @@ class GatedLayer(nn.Module):
         self.cond = nn.Embedding(n_conditions, 4 * c) if n_conditions else None
         # position-dependent gate biases from fixed Fourier features of (row, col)
         self.pos = nn.Linear(n_pos, 4 * c, bias=False) if n_pos else None
+        # gate biases from the top-level map of a two-level prior (n_top = its channels)
+        self.top = nn.Linear(n_top, 4 * c, bias=False) if n_top else None
 
     def vertical(
         self, window: torch.Tensor, bias: torch.Tensor | None = None
@@ -344,6 +355,11 @@ class GatedPixelCNN(nn.Module):
         attn_heads: int = 2,
         attn_dim: int = 0,
         attn_pool: int = 1,
+        top_codes: int = 0,
+        top_factor: int = 4,
+        top_channels: int = 64,
+        top_layers: int = 6,
+        top_dilation: int = 2,
     ):
         super().__init__()
         for name, value, low in (
@@ -356,6 +372,11 @@ class GatedPixelCNN(nn.Module):
             ("attn_heads", attn_heads, 1),
             ("attn_dim", attn_dim, 0),
             ("attn_pool", attn_pool, 1),
+            ("top_codes", top_codes, 0),
+            ("top_factor", top_factor, 2),
+            ("top_channels", top_channels, 1),
+            ("top_layers", top_layers, 1),
+            ("top_dilation", top_dilation, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"GatedPixelCNN: {name}={value!r} must be an integer >= {low}")
@@ -372,6 +393,8 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"GatedPixelCNN: dropout={dropout!r} must be in [0, 1)")
         if order not in ORDERS:
             raise ValueError(f"GatedPixelCNN: order={order!r} must be one of {', '.join(map(repr, ORDERS))}")
+        if top_codes == 1:
+            raise ValueError("GatedPixelCNN: top_codes=1 must be 0 (one level) or at least 2 (top codebook size)")
         if v_dilation & (v_dilation - 1):
             raise ValueError(f"GatedPixelCNN: v_dilation={v_dilation!r} must be a power of 2 (1 = off)")
         if attn_layers > n_layers:
@@ -393,11 +416,26 @@ class GatedPixelCNN(nn.Module):
         self.attn_layers, self.attn_heads, self.attn_dim = attn_layers, attn_heads, attn_dim
         self.attn_pool = attn_pool
 
+        self.top_codes, self.top_factor = top_codes, top_factor
+        self.top_coder = self.top_prior = self.top_cond = None
+        if top_codes:
+            # the top level: a frozen coder (bottom blocks -> top codes), a small prior over the
+            # top grid (same conditions, order and positions; no top of its own), and the map
+            # that conditions this (bottom) prior on the top codes
+            self.top_coder = TopCoder(n_codes, top_codes, top_factor)
+            self.top_prior = GatedPixelCNN(
+                top_codes, n_channels=top_channels, n_layers=top_layers, kernel_size=kernel_size,
+                n_conditions=n_conditions, dropout=dropout, positional=positional, order=order,
+                v_dilation=top_dilation,
+            )  # fmt: skip
+            self.top_cond = TopConditioner(top_codes, n_channels, top_factor)
+
         self.embedding = nn.Embedding(n_codes, n_channels)
         n_pos = 4 * POS_FREQS if positional else 0
         cycle = [2**j for j in range(v_dilation.bit_length())]  # 1, 2, 4, .., v_dilation
+        n_top = n_channels if top_codes else 0
         self.layers = nn.ModuleList(
-            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos, cycle[i % len(cycle)])
+            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos, cycle[i % len(cycle)], n_top)
             for i in range(n_layers)
         )
         # attention block j follows gated layer ceil((j+1) * L / A) - 1: spread evenly, the
@@ -429,6 +467,11 @@ class GatedPixelCNN(nn.Module):
             attn_heads=cfg.attn_heads,
             attn_dim=cfg.attn_dim,
             attn_pool=getattr(cfg, "attn_pool", 1),
+            top_codes=cfg.top_codes,
+            top_factor=cfg.top_factor,
+            top_channels=cfg.top_channels,
+            top_layers=cfg.top_layers,
+            top_dilation=cfg.top_dilation,
         )
 
     def receptive_field(self) -> int:
@@ -501,16 +544,25 @@ class GatedPixelCNN(nn.Module):
             )
         return t.to(device=self.embedding.weight.device, dtype=torch.long)
 
-    def cond_biases(self, cond: torch.Tensor | None, shape=None) -> list:
+    def cond_biases(self, cond: torch.Tensor | None, shape=None, top: torch.Tensor | None = None) -> list:
         """Per layer gate biases [vertical | horizontal] (4C channels last), or None each.
 
         cond: a checked (B,) int64 tensor from `check_cond`, or None. shape: the internal
-        (rows, cols) grid (`internal_shape`), needed by a positional model. The biases are
-        (B, 1, 1, 4C) for the condition alone, (1, H, W, 4C) for position alone, (B, H, W, 4C)
-        for both. They never depend on codes, so causality is untouched.
+        (rows, cols) grid (`internal_shape`), needed by a positional model. top: a two-level
+        prior's (B, H/f, W/f) top codes in image layout (required there, refused elsewhere).
+        The biases are (B, 1, 1, 4C) for the condition alone, (1, H, W, 4C) for position
+        alone, (B, H, W, 4C) for both or with a top. They never depend on (bottom) codes, so
+        causality is untouched.
         """
         out = []
-        feats = None
+        feats = tmap = None
+        if (top is None) != (self.top_cond is None):
+            raise ValueError(
+                "this prior has a top level: pass its top codes" if top is None
+                else "top codes given, but this prior has no top level (top_codes=0)"
+            )
+        if top is not None:
+            tmap = self.to_internal(self.top_cond(top))  # (B, rows, cols, C)
         if self.positional:
             if shape is None:
                 raise ValueError("a positional PixelCNN needs the grid shape (H, W) for its biases")
@@ -521,6 +573,9 @@ class GatedPixelCNN(nn.Module):
             if feats is not None:
                 p = layer.pos(feats).unsqueeze(0)
                 b = p if b is None else b + p
+            if tmap is not None:
+                t = layer.top(tmap)
+                b = t if b is None else b + t
             out.append(b)
         return out
 
@@ -537,24 +592,27 @@ class GatedPixelCNN(nn.Module):
 
     # ---- full-grid pass ------------------------------------------------------------------
 
-    def forward_embedded(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, n_codes, H, W) from image-layout embeddings x (B, H, W, C) and a checked
-        cond (or None).
+    def forward_embedded(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, top: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, n_codes, H, W) from image-layout embeddings x (B, H, W, C), a checked
+        cond (or None) and, for a two-level prior, the top codes (B, H/f, W/f).
 
         Exposed so that tests can differentiate with respect to the input grid.
         """
-        return self.to_internal(self.logits_last(self.to_internal(x), cond)).permute(0, 3, 1, 2)
+        return self.to_internal(self.logits_last(self.to_internal(x), cond, top=top)).permute(0, 3, 1, 2)
 
     def logits_last(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, kv: list | None = None
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, kv: list | None = None,
+        top: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Channels-last logits (B, rows, cols, n_codes) from embeddings x (B, rows, cols, C) of
-        the *internal* grid (`to_internal`) and a checked cond.
+        the *internal* grid (`to_internal`), a checked cond and (two-level prior) the top codes.
 
         kv: a list that receives each attention block's (keys, values) (the sampler's cache)."""
         H, W = x.shape[1:3]
         a, C = self.kernel_size // 2, self.n_channels
-        biases = self.cond_biases(cond, (H, W))
+        biases = self.cond_biases(cond, (H, W), top)
         feats = self.attn_features((H, W))
         v, acc = x, None
         for i, layer in enumerate(self.layers):
@@ -570,24 +628,40 @@ class GatedPixelCNN(nn.Module):
         return self.head(acc[..., C:])
 
     def forward(self, codes: torch.Tensor, cond=None) -> torch.Tensor:
-        """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W)."""
+        """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W).
+
+        A two-level prior gives the bottom logits given the top codes of `codes` itself
+        (`top_coder.encode`); the top level's own probabilities are in `nll`."""
         codes, cond = self._checked(codes, cond)
-        return self.forward_embedded(self.embed(codes), cond)
+        top = None if self.top_coder is None else self.top_coder.encode(codes)
+        return self.forward_embedded(self.embed(codes), cond, top)
 
     def nll(self, codes: torch.Tensor, cond=None, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy (nats) of `codes` (B, H, W) under the model, `reduction` as in F.cross_entropy.
 
-        The same numbers as cross_entropy(forward(codes, cond), codes), but computed on the
-        channels-last logits: no (B, K, H, W) layout copy, ~15 % faster to train on a CPU."""
+        One level: the same numbers as cross_entropy(forward(codes, cond), codes), but computed
+        on the channels-last logits: no (B, K, H, W) layout copy, ~15 % faster to train on a
+        CPU. Two levels: the top prior's nats of the top codes, each spread evenly over its
+        f x f block, plus the bottom's nats given the top codes -- so "mean" is the total
+        nats per bottom code, and "none" (flat, image-layout raster order) sums to the total."""
         codes, cond = self._checked(codes, cond)
-        codes = self.to_internal(codes).contiguous()
-        logits = self.logits_last(self.embed(codes), cond)
+        top = None if self.top_coder is None else self.top_coder.encode(codes)
+        internal = self.to_internal(codes).contiguous()
+        logits = self.logits_last(self.embed(internal), cond, top=top)
         out = F.cross_entropy(
-            logits.reshape(-1, self.n_codes).float(), codes.reshape(-1), reduction=reduction
-        )
-        if reduction == "none":  # flat, in image-layout raster order whatever the sampling order
-            out = self.to_internal(out.view(codes.shape)).reshape(-1)
-        return out
+            logits.reshape(-1, self.n_codes).float(), internal.reshape(-1),
+            reduction="none" if top is not None else reduction,
+        )  # fmt: skip
+        if top is None and reduction != "none":
+            return out
+        out = self.to_internal(out.view(internal.shape))  # image layout (B, H, W)
+        if top is not None:
+            f = self.top_factor
+            t = self.top_prior.nll(top, cond, reduction="none").view(top.shape) / f**2
+            out = out + t.repeat_interleave(f, 1).repeat_interleave(f, 2)
+            if reduction != "none":
+                return out.sum() if reduction == "sum" else out.mean()
+        return out.reshape(-1)
 
     def _checked(self, codes, cond) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validated (int64 codes, cond tensor or None); one-line ValueError otherwise."""

@@ -25,6 +25,14 @@ k image rows ("lr") or the first k image columns ("ap"). `keep_first`, `kept_lin
 the order. With attention blocks the fast sampler also caches each block's keys and
 values, so a position costs time linear in the positions before it.
 
+A two-level prior (``top_codes > 0``, `hipgen_utils.hierarchy`) is sampled top first: its
+top prior draws the coarse top grid (with the same sampler, temperature and top-k), then the
+bottom grid is drawn given it. The top grid's uniforms come first from the same seeded
+generator. A completion's top prefix is the top coder's encoding of the kept bottom lines:
+every top line whose block lies wholly in the kept part (the coder is blockwise, so these
+top codes see nothing of the part to be completed); a kept part that ends inside a block
+leaves that block's top code to be drawn.
+
 On the CPU the fast sampler runs single-threaded (the thread count is restored after):
 its work is thousands of tiny sequential ops that extra threads cannot speed up, and on a
 busy machine OpenMP threads waiting for each other made it ~10x slower.
@@ -188,8 +196,13 @@ def _run(
         start = int(lines)
         prior.to_internal(codes)[:, :start] = prior.to_internal(prefix.to("cpu", torch.long))
 
-    # all randomness up front, in (sample, row, col) order, independent of the algorithm
+    # all randomness up front, in (sample, row, col) order, independent of the algorithm;
+    # a two-level prior's top grid first
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    top = prior.top_prior
+    if top is not None:
+        Ht, Wt = prior.top_coder.top_shape((H, W))  # one-line error when the factor does not divide
+        u_top = torch.rand(n, Ht, Wt, generator=gen, dtype=torch.float64)
     u = torch.rand(n, H, W, generator=gen, dtype=torch.float64)
 
     home = next(prior.parameters()).device
@@ -202,6 +215,8 @@ def _run(
     # the draw is done in float64 (exact ties between fast and naive are then even less
     # likely), except on Apple's MPS, which has no float64
     u = u.to(device, torch.float32 if device.type == "mps" else torch.float64)
+    if top is not None:
+        u_top = u_top.to(device, u.dtype)
     prior.check_cond(condition, n)  # fail before touching the model
     was_training = prior.training
     prior.to(device).eval()
@@ -210,11 +225,27 @@ def _run(
         codes_d = codes.to(device)
         threads = one_cpu_thread(device) if fill_rows is _fast_rows else contextlib.nullcontext()
         with torch.no_grad(), threads:
-            fill_rows(prior, codes_d, u, cond, start, temperature, top_k, progress, rows)
+            top_codes = None
+            if top is not None:
+                top_codes = _top_grid(prior, codes_d, start, (Ht, Wt))
+                fill_rows(top, top_codes, u_top, cond, start // prior.top_factor, temperature, top_k, False, None)
+            fill_rows(prior, codes_d, u, cond, start, temperature, top_k, progress, rows, top=top_codes)
         return codes_d.cpu()
     finally:
         prior.train(was_training)
         prior.to(home)
+
+
+def _top_grid(prior, codes, start, top_shape):
+    """A two-level prior's (n, Ht, Wt) top grid before sampling: the top codes of the whole
+    blocks among the first `start` kept lines (in sampling order), zeros elsewhere."""
+    n, f = codes.shape[0], prior.top_factor
+    grid = codes.new_zeros(n, *top_shape)
+    lines = start // f
+    if lines:
+        kept = prior.to_internal(prior.to_internal(codes)[:, : lines * f])  # image layout
+        prior.to_internal(grid)[:, :lines] = prior.to_internal(prior.top_coder.encode(kept))
+    return grid
 
 
 @contextlib.contextmanager
@@ -253,7 +284,7 @@ def _draw(
 # ---- the two algorithms (fill `codes` in place from line `start` in sampling order) ----------
 
 
-def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows):
+def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows, top=None):
     # the textbook reference: the public full-grid pass in image layout for every position,
     # visited in the prior's sampling order (`to_internal` views write through to `codes`)
     ci, ui = prior.to_internal(codes), prior.to_internal(u)
@@ -261,19 +292,19 @@ def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows
     end = R if rows is None else min(R, start + rows)
     for r in tqdm(range(start, end), desc="sampling (naive)", disable=not progress):
         for c in range(W):
-            logits = prior.forward_embedded(prior.embed(codes), cond)  # (n, K, H, W)
+            logits = prior.forward_embedded(prior.embed(codes), cond, top)  # (n, K, H, W)
             logits = prior.to_internal(logits.permute(0, 2, 3, 1))[:, r, c]
             ci[:, r, c] = _draw(logits, ui[:, r, c], temperature, top_k)
 
 
-def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=None):
+def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=None, top=None):
     # `rows` (stop early) is only offered by the naive sampler. Works on the internal grid
     # (rows in sampling order) and writes it back into the image-layout `codes` at the end.
     ci, u = prior.to_internal(codes).contiguous(), prior.to_internal(u)
     n, H, W = ci.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
-    biases = prior.cond_biases(cond, (H, W))
+    biases = prior.cond_biases(cond, (H, W), top)
     attn_after, caches, params, slots = prior.attn_after, [], [], None
     if prior.attn_layers:
         feats = prior.attn_features((H, W)).reshape(H * W, -1)
@@ -283,7 +314,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
         caches = [block.new_cache(n, H, W, w) for block in prior.attn]
         if start:  # the prefix's keys and values: one teacher-forced pass (causal, so exact)
             kv, P0, share = [], start * W, 1.0 / prior.attn_pool**2
-            prior.logits_last(prior.embed(ci), cond, kv=kv)
+            prior.logits_last(prior.embed(ci), cond, kv=kv, top=top)
             idx = slot[:P0].to(w.device)
             for (keys, values), (k, v) in zip(caches, kv):
                 if prior.attn_pool == 1:

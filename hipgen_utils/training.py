@@ -33,6 +33,7 @@ from hipgen_utils.checkpoints import (
 )
 from hipgen_utils.config import (
     DATA_ENV,
+    ConfigError,
     DataConfig,
     PixelCNNConfig,
     VQVAEConfig,
@@ -460,7 +461,13 @@ def train_pixelcnn(
         cfg = replace(cfg, n_slices=top + 1)
     torch.manual_seed(cfg.seed)
     prior = GatedPixelCNN.from_config(cfg, n_codes).to(device)
-    opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
+    if prior.top_coder is not None:  # two levels: the coder is trained first, then frozen
+        try:
+            prior.top_coder.top_shape(train_codes.shape[1:])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        prior.top_coder.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in prior.parameters() if p.requires_grad], lr=cfg.learning_rate)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
     total_steps = cfg.epochs * per_epoch
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
@@ -483,7 +490,25 @@ def train_pixelcnn(
         amp = isinstance(autocast(device, cpu_bf16=cfg.cpu_bf16), torch.autocast)
         print(f"PixelCNN on {device} ({'bf16 autocast' if amp else 'float32'}): {total_steps} updates "
               f"of {cfg.batch_size} grids ({cfg.epochs} epochs of {len(train_codes)})")  # fmt: skip
-    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    coder_s = 0.0
+    if prior.top_coder is not None and ckpt is None:
+        from hipgen_utils.hierarchy import train_top_coder
+
+        t0 = time.perf_counter()
+        coder_hist = train_top_coder(
+            prior.top_coder, train_codes, n_updates=cfg.top_updates, batch_size=max(cfg.batch_size, 16),
+            seed=cfg.seed, device=device, progress=progress,
+        )  # fmt: skip
+        coder_s = time.perf_counter() - t0
+        history["top_coder_accuracy"] = [coder_hist["accuracy"][-1]]
+        history["top_coder_perplexity"] = [coder_hist["perplexity"][-1]]
+        history["top_coder_seconds"] = [coder_s]
+        if progress:
+            print(f"top coder: {cfg.top_updates} updates in {coder_s:.0f} s; it predicts "
+                  f"{coder_hist['accuracy'][-1]:.0%} of the codes back from a {cfg.top_factor}x coarser grid "
+                  f"(top code perplexity {coder_hist['perplexity'][-1]:.0f} of {cfg.top_codes})")  # fmt: skip
+    # the clock (history["seconds"], max_seconds) includes the top coder's training
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else coder_s)
     prior.train()
     bar = tqdm(range(step, total_steps), desc="PixelCNN", disable=not progress, initial=step, total=total_steps)
     running, seen = 0.0, 0
@@ -506,7 +531,7 @@ def train_pixelcnn(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in prior.parameters() if p.requires_grad], 1.0)
         opt.step()
         running += loss.item() / math.log(2)
         seen += 1

@@ -103,7 +103,12 @@ class SamplerPanel:
         self.n_renders = 0
         self.error: BaseException | None = None
 
-        h = self.shape[0]
+        # completion keeps the first lines in the prior's sampling order: code rows along image
+        # axis 0 (left -> right on screen) for order "lr", code columns along axis 1 (anterior
+        # -> posterior, top -> bottom on screen) for "ap"
+        self.order = getattr(prior, "order", "lr")
+        h = self.shape[1] if self.order == "ap" else self.shape[0]
+        self.lines = h
         n_test = 0 if self.test_codes is None else len(self.test_codes)
         style = {"description_width": "90px"}
         common = dict(continuous_update=False, style=style)
@@ -140,10 +145,10 @@ class SamplerPanel:
         self.image_index = widgets.IntSlider(
             value=0, min=0, max=max(n_test - 1, 0), description="test image", **common
         )
-        # code rows run along image axis 0, which is left -> right on screen
         self.keep_rows = widgets.IntSlider(
-            value=h // 2, min=0, max=h, description="keep (left)", **common
-        )
+            value=h // 2, min=0, max=h,
+            description="keep (anterior)" if self.order == "ap" else "keep (left)", **common,
+        )  # fmt: skip
         self.status = widgets.HTML()
         self.output = widgets.Output()
         self._by_mode = {
@@ -270,7 +275,8 @@ class SamplerPanel:
             # show the test image's own slice position on the (disabled) slice slider; in
             # this mode the slider is not observed for rendering, so this draws nothing
             self.slice.value = cond
-        prefix = self.test_codes[idx : idx + 1, :keep]
+        prefix = self.test_codes[idx : idx + 1]
+        prefix = prefix[:, :, :keep] if self.order == "ap" else prefix[:, :keep]
         codes = self.sample_fn(
             self.prior, 1, condition=cond, prefix=prefix, **self._common_kwargs()
         )
@@ -279,11 +285,12 @@ class SamplerPanel:
             original = self.test_images[idx]
         else:
             original = _to_images(self.decode(self.test_codes[idx : idx + 1]), "decode")[0]
-        fig = plotting.plot_completion(original, keep, images[0], code_rows=self.shape[0])
+        fig = plotting.plot_completion(original, keep, images[0], code_rows=self.lines, order=self.order)
         where = f", slice {cond}" if self.conditional else ""
+        part = "anterior" if self.order == "ap" else "left"
+        lines = "code columns" if self.order == "ap" else "code rows"
         fig.suptitle(
-            f"Completion of test image {idx}{where}: keep the left {keep}/{self.shape[0]} "
-            "code rows, sample the rest"
+            f"Completion of test image {idx}{where}: keep the {part} {keep}/{self.lines} {lines}, sample the rest"
         )
         return images, fig
 

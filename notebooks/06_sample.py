@@ -35,7 +35,17 @@ import json
 
 import numpy as np
 
-from hipgen_utils import checkpoints, codes, config, pipeline, plotting, training, vqvae, widgets
+from hipgen_utils import (
+    checkpoints,
+    codes,
+    config,
+    pipeline,
+    plotting,
+    sampling,
+    training,
+    vqvae,
+    widgets,
+)
 
 ctx = config.notebook_context(PROFILE, RUN_DIR)
 cfg = ctx.cfg
@@ -106,24 +116,26 @@ panel.seed.value = 7
 assert panel.error is None and panel.n_renders > renders, "the sampler panel did not render"
 assert panel.last_images.shape[0] == 4 and np.isfinite(panel.last_images).all()
 panel.mode.value = "completion"
-panel.keep_rows.value = shape[0] // 2
+panel.keep_rows.value = panel.lines // 2
 assert panel.error is None and panel.last_images.shape[0] >= 1
 print(f"panel rendered {panel.n_renders - renders} times from code; last output {panel.last_images.shape}")
 
 # %% [markdown]
-# ## Completion: keep the left half of a test slice's codes, sample the rest
-# (code rows run along image axis 0, left to right on screen)
+# ## Completion: keep the first half of a test slice's codes, sample the rest
+# The first half in the prior's sampling order: the left half for rows along left-right
+# (order "lr", the default; left to right on screen), the anterior half for order "ap".
 
 # %%
 i = len(test) // 2
-keep = shape[0] // 2
+keep = sampling.kept_lines(prior, shape, 0.5)
 c_cond = [int(grids["slice_test"][i])] if prior.n_conditions else None
 _, completed = pipeline.generate(
     prior, vq, 1, temperature=TEMPERATURE, seed=SEED, condition=c_cond,
-    prefix=np.asarray(grids["codes_test"][i : i + 1, :keep]), shape=shape,
+    prefix=sampling.keep_first(prior, np.asarray(grids["codes_test"][i : i + 1]), k=keep), shape=shape,
 )  # fmt: skip
+lines = sampling.kept_lines(prior, shape, 1.0)
 plotting.show_and_save(
-    plotting.plot_completion(np.asarray(test.images[i]), keep, completed[0], code_rows=shape[0]),
+    plotting.plot_completion(np.asarray(test.images[i]), keep, completed[0], code_rows=lines, order=prior.order),
     ctx.figure("06_completion"),
 )
 

@@ -41,13 +41,13 @@ def test_bench_prior_compare_parses_and_dispatches(monkeypatch):
 
     args = build_parser().parse_args(
         ["bench", "prior", "--compare", "--budget_s", "20", "--variants", "baseline", "x=attn_layers:1",
-         "--run_dir", "somewhere", "--no_judge"]
+         "--run_dir", "somewhere", "--no_judge", "--reuse"]
     )  # fmt: skip
     assert args.compare and args.budget_s == 20.0 and args.variants == ["baseline", "x=attn_layers:1"]
     seen = {}
     monkeypatch.setattr(bench, "compare_priors", lambda *a, **k: seen.update(a=a, k=k))
     bench.bench_prior(args)
-    assert seen["a"][:3] == ("somewhere", 20.0, ["baseline", "x=attn_layers:1"]) and seen["k"] == {"judge": False}
+    assert seen["a"][:3] == ("somewhere", 20.0, ["baseline", "x=attn_layers:1"]) and seen["k"] == {"judge": False, "reuse": True}
 
 
 def test_parse_variants():
@@ -57,9 +57,14 @@ def test_parse_variants():
     from hipgen_utils.config import ConfigError
 
     assert bench._parse_variants(None) == bench.COMPARE_VARIANTS
+    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0}
     assert bench._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
-        "ap": {"order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
+        "ap": {**off, "order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
     }  # fmt: skip
+    # every named variant states every switch the table varies: the same model whatever the
+    # profile's defaults (the demo profile's prior is dilated, "baseline" is not)
+    assert all(set(off) <= set(v) for v in bench.COMPARE_VARIANTS.values())
+    assert bench.COMPARE_VARIANTS["hierarchy"]["top_codes"] > 0
     with pytest.raises(ConfigError, match="unknown prior variant 'nope'"):
         bench._parse_variants(["nope"])
     with pytest.raises(ConfigError, match="attn_layers"):
@@ -95,13 +100,21 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
 
     def quick_train(c, *a, **kw):
         budgets.append(c.max_seconds)
-        return real_train(replace(c, epochs=2, batch_size=2, max_seconds=0.0), *a, **kw)
+        return real_train(replace(c, epochs=2, batch_size=2, max_seconds=0.0, top_updates=3), *a, **kw)
 
     monkeypatch.setattr(training, "train_pixelcnn", quick_train)
-    rows = bench.compare_priors(tmp_path, budget_s=7, variants=["baseline", "combined"], profile="ci",
-                                out_dir=tmp_path / "out")  # fmt: skip
-    assert budgets == [7.0, 7.0] and [r["variant"] for r in rows] == ["baseline", "combined"]
+    rows = bench.compare_priors(tmp_path, budget_s=7, variants=["baseline", "combined", "hierarchy=top_codes:4,top_factor:2"],
+                                profile="ci", out_dir=tmp_path / "out")  # fmt: skip
+    assert budgets == [7.0] * 3 and [r["variant"] for r in rows] == ["baseline", "combined", "hierarchy"]
     assert all(r["updates"] == 4 and r["test_bits"] > 0 and r["anatomy_gap"] == 0.5 for r in rows)
     out = capsys.readouterr().out
     assert "x_unigram" in out and "anatomy_gap" in out and "completion_dice" in out
     assert (tmp_path / "out" / "combined" / "pixelcnn.pt").exists() and (tmp_path / "out" / "compare.json").exists()
+
+    # --reuse: a finished variant with the same settings is scored again, not retrained
+    ckpt = tmp_path / "out" / "baseline" / "pixelcnn.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    again = bench.compare_priors(tmp_path, budget_s=7, variants=["baseline"], profile="ci",
+                                 out_dir=tmp_path / "out", reuse=True)  # fmt: skip
+    assert ckpt.stat().st_mtime_ns == stamp and again[0]["test_bits"] == rows[0]["test_bits"]
+    assert not list((tmp_path / "out" / "baseline").glob("replaced-*"))
