@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hipgen_utils import config as C
+from hipgen_utils.layout import SPLITS
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> str:
@@ -54,7 +55,7 @@ def bench_data(args):
     try:
         os.environ[C.CACHE_ENV] = tmp  # an empty cache: the first load is cold
         tot = [0, 0.0, 0.0]
-        for split in ("train", "validate", "test"):
+        for split in SPLITS:
             s, cold = _timed(load_split, root, split, progress=False)
             _, warm = _timed(load_split, root, split, progress=False)
             rows.append([split, len(s), cold, warm, len(s) / cold, len(s) / warm])
@@ -232,7 +233,7 @@ def bench_sample(args):
         torch.manual_seed(0)
         prior = GatedPixelCNN.from_config(demo.pixelcnn, demo.vqvae.n_embeddings).eval()
         source = "untrained demo-sized prior (no runs/demo/pixelcnn.pt yet; timing does not depend on weights)"
-    n, shape = 16, (64, 32)
+    n, shape = 16, C.CODE_GRID
     naive_rows = 1 if args.quick else 2
     cond = torch.arange(n) % max(prior.n_conditions, 1) if prior.n_conditions else None
     fast, fast_s = _timed(sample, prior, n, seed=0, condition=cond, shape=shape)
@@ -412,9 +413,9 @@ def compare_priors(
     for r in rows:
         print(f"  {r['variant']}: {r['switches'] or 'the profile prior as it is'}")
     if out_dir is not None:
-        import json
+        from hipgen_utils.checkpoints import write_json
 
-        (Path(out_dir) / "compare.json").write_text(json.dumps({"budget_s": budget, "unigram_bits": unigram, "rows": rows}, indent=1))
+        write_json(Path(out_dir) / "compare.json", {"budget_s": budget, "unigram_bits": unigram, "rows": rows}, indent=1)
     return rows
 
 

@@ -9,6 +9,7 @@ Every checkpoint is a plain dict (tensors, numbers, strings, lists) so it loads 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -44,19 +45,33 @@ def missing(path: Path) -> MissingStepError:
     return MissingStepError(f"{path} not found: run {step} first")
 
 
-def atomic_save(obj, path) -> Path:
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
+def atomic_write(path, write, suffix: str = ".tmp") -> Path:
+    """`write(tmp)` into a temp file beside `path`, then rename it to `path`: a crash never
+    leaves half a file, and a reader sees the old file or the new one. The temp name ends in
+    `suffix` (".tmp", or ".tmp.npz" for numpy's savez, which wants that ending), which is what
+    `rundir.remove_temp_files` looks for after a kill. The one place the package does this."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def atomic_save(obj, path) -> Path:
+    """torch.save, atomically (`atomic_write`)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_json(path, obj, indent: int | None = None) -> Path:
+    """json.dumps(obj) into `path`, atomically (`atomic_write`)."""
+    text = json.dumps(obj, indent=indent)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def load_checkpoint(path, kind: str | None = None) -> dict:

@@ -30,6 +30,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from hipgen_utils import config as C
+from hipgen_utils.layout import SPLITS
 
 EXIT_ERROR = 2
 
@@ -281,7 +282,7 @@ def _predict(args, out: Path, note: str = "", replaced=()):
     elif prior.n_conditions:
         cond = torch.arange(args.n) * prior.n_conditions // max(args.n, 1)  # spread over the pelvis
     data = C.from_dict(C.DataConfig, vckpt.get("extra", {}).get("data", {}))
-    shape = (data.height // 4, data.width // 4)
+    shape = C.code_grid(data)
     _, images = generate(
         prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
         condition=cond, shape=shape, device=device,
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="SSIM/PSNR/codebook metrics, and prior metrics when trained")
     s.add_argument("--run_dir", required=True)
     s.add_argument("--data_dir")
-    s.add_argument("--split", default="test", choices=("train", "validate", "test"))
+    s.add_argument("--split", default="test", choices=SPLITS)
     s.add_argument("--json", action="store_true", help="print one JSON line")
     s.add_argument("--n_samples", type=int, default=256,
                    help=f"samples scored for sample quality, 2..{MAX_EVALUATE} (more: a steadier Fréchet distance)")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +18,14 @@ from hipgen_utils.checkpoints import (
     CODES_FILE,
     PRODUCER,
     CheckpointError,
+    atomic_write,
     missing,
     state_fingerprint,
 )
+from hipgen_utils.layout import SPLITS
 from hipgen_utils.rundir import run_lock
 
-CODE_SPLITS = ("train", "validate", "test")
+CODE_SPLITS = SPLITS  # every split is encoded
 
 
 def extract_codes(model, splits: dict, run_dir, *, device="cpu", batch_size=64, progress=True) -> Path:
@@ -61,16 +61,8 @@ def source_fingerprint(splits: dict) -> str:
 
 
 def _write_npz(path: Path, out: dict):
-    """np.savez_compressed to a temp file beside `path`, then rename (atomic)."""
-    # np.savez wants a .npz name; ".tmp.npz" lets rundir.remove_temp_files find it after a kill
-    fd, tmp = tempfile.mkstemp(prefix=CODES_FILE + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **out)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """np.savez_compressed, atomically (np.savez wants a name ending in .npz)."""
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **out), suffix=".tmp.npz")
 
 
 def load_codes(run_dir, vqvae_id: str | None = None) -> dict:

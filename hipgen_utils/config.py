@@ -107,6 +107,19 @@ class DataConfig:
         _at_least(self, 0, "phantom_validate", "phantom_test", "phantom_seed")
 
 
+CODE_STRIDE = 4  # the VQ-VAE's two stride-2 stages: one code per 4x4 pixels
+
+
+def code_grid(data: DataConfig | None = None) -> tuple[int, int]:
+    """The code grid (h, w) of the data config's slices: (height / 4, width / 4), 64x32 for
+    the default 256x128. The one place that says so."""
+    data = data if data is not None else DataConfig()
+    return data.height // CODE_STRIDE, data.width // CODE_STRIDE
+
+
+CODE_GRID = code_grid()  # (64, 32): the default of every function that takes a grid shape
+
+
 @dataclass
 class VQVAEConfig:
     """VQ-VAE model and its training (seed defaults = ``full``)."""

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -42,17 +41,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import config
+from .layout import FILE_RE as _NAME_RE
+from .layout import LABEL_NAMES, N_CLASSES, SPLITS, image_folder, label_folder  # noqa: F401 (re-exported)
 
-SPLITS = ("train", "validate", "test")
 IMAGE_SHAPE = (256, 128)
-LABEL_NAMES = ("background", "body", "bones", "bladder", "rectum", "prostate")
-N_CLASSES = len(LABEL_NAMES)
 RESIZE_MODES = ("resize", "crop")
 NORMS = ("robust", "minmax", "zscore")
 # Bump when the decoding/normalisation code changes so old caches are not reused.
 CACHE_VERSION = 2  # 2: decode failures are recorded and re-tried, never trusted
 
-_NAME_RE = re.compile(r"^(case|seg)_(\d+)_week_(\d+)_slice_(\d+)\.nii(?:\.gz)?$")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _HDR348 = (np.int32(348).astype("<i4").tobytes(), np.int32(348).astype(">i4").tobytes())
 # Below this many files a process pool costs more to start than it saves.
@@ -86,14 +83,6 @@ class SliceInfo:
     slice: int
     path: str
     label_path: str | None = None
-
-
-def image_folder(split: str) -> str:
-    return f"keras_slices_{split}"
-
-
-def label_folder(split: str) -> str:
-    return f"keras_slices_seg_{split}"
 
 
 def _expected() -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -35,8 +34,17 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-LABEL_NAMES = ("background", "body", "bones", "bladder", "rectum", "prostate")
-SPLITS = ("train", "validate", "test")
+from hipgen_utils.layout import (  # noqa: F401 (image_name, label_name: re-exported)
+    IMAGE_RE,
+    LABEL_NAMES,
+    LABEL_RE,
+    SPLITS,
+    image_folder,
+    image_name,
+    label_folder,
+    label_name,
+)
+
 # What the two on-disk axes of a slice are: axis 0 left-right, axis 1 anterior-posterior
 # with anterior at index 0. The release's true orientation is an assumption: change it here
 # (any of "LR"/"RL" with "AP"/"PA", in either order) and everything follows.
@@ -48,8 +56,6 @@ DEFAULT_SHAPE = (256, 128)
 WIDE_SHAPE = (256, 144)  # the release's one odd-sized case-week
 PHANTOM_VERSION = 1  # bump when the drawing changes, so ensure_phantom regenerates
 META_NAME = "PHANTOM.json"
-IMAGE_RE = re.compile(r"^case_(\d{3})_week_(\d+)_slice_(\d+)\.nii\.gz$")
-LABEL_RE = re.compile(r"^seg_(\d{3})_week_(\d+)_slice_(\d+)\.nii\.gz$")
 
 # The anatomy lives in a z coordinate in which the 60 slices of a nominal case-week span
 # [0, 1] (60 x 3 mm = 180 mm); one in-plane pixel is PX_Z in z.
@@ -83,22 +89,12 @@ TISSUE_NAMES = ("background",) + tuple(sorted(set(TISSUES) | {"rect_content", "a
 
 def image_dir(root, split: str) -> Path:
     """``root/keras_slices_{split}`` (images)."""
-    return Path(root) / f"keras_slices_{split}"
+    return Path(root) / image_folder(split)
 
 
 def label_dir(root, split: str) -> Path:
     """``root/keras_slices_seg_{split}`` (label maps)."""
-    return Path(root) / f"keras_slices_seg_{split}"
-
-
-def image_name(case: int, week: int, slice_idx: int) -> str:
-    """``case_NNN_week_W_slice_S.nii.gz``."""
-    return f"case_{case:03d}_week_{week}_slice_{slice_idx}.nii.gz"
-
-
-def label_name(case: int, week: int, slice_idx: int) -> str:
-    """``seg_NNN_week_W_slice_S.nii.gz``."""
-    return f"seg_{case:03d}_week_{week}_slice_{slice_idx}.nii.gz"
+    return Path(root) / label_folder(split)
 
 
 # ------------------------------------------------------------------------ parameters

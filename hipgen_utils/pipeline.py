@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hipgen_utils.config import DataConfig
-
-SPLITS = ("train", "validate", "test")
+from hipgen_utils.config import CODE_GRID, DataConfig
+from hipgen_utils.layout import SPLITS
 
 
 def load_splits(data_cfg: DataConfig | None = None, splits=SPLITS, progress=True) -> dict:
@@ -66,7 +65,7 @@ def slice_conditions(prior, n: int, slices: np.ndarray | None, seed: int = 0):
 
 
 def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=None,
-             prefix=None, shape=(64, 32), device=None, progress=False):  # fmt: skip
+             prefix=None, shape=CODE_GRID, device=None, progress=False):  # fmt: skip
     """Sample `n` (h, w) code grids from the prior and decode them:
     (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1]). device=None: each model's
     own device. `prefix`: see `sampling.sample` / `sampling.keep_first`."""

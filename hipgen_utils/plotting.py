@@ -23,9 +23,9 @@ from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from hipgen_utils.layout import LABEL_NAMES
 from hipgen_utils.metrics import perplexity
 
-LABEL_NAMES = ("background", "body", "bones", "bladder", "rectum", "prostate")
 LABEL_COLOURS = ("#000000", "#56b4e9", "#f0e442", "#009e73", "#d55e00", "#cc79a7")
 LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="hipmri_labels")
 # Overlay opacity per class: the body covers most of the slice, so it is only tinted.

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hipgen_utils.config import CODE_GRID
 from hipgen_utils.pixelcnn import GatedPixelCNN
 
 
@@ -61,7 +62,7 @@ def sample(
     seed: int = 0,
     condition=None,
     prefix: torch.Tensor | None = None,
-    shape: Sequence[int] = (64, 32),
+    shape: Sequence[int] = CODE_GRID,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> torch.LongTensor:
@@ -100,7 +101,7 @@ def sample_naive(
     seed: int = 0,
     condition=None,
     prefix: torch.Tensor | None = None,
-    shape: Sequence[int] = (64, 32),
+    shape: Sequence[int] = CODE_GRID,
     device: torch.device | str | None = None,
     progress: bool = False,
     rows: int | None = None,
@@ -369,7 +370,7 @@ def _lines(prior: GatedPixelCNN, shape) -> int:
     return prior.internal_shape(shape)[0]
 
 
-def kept_lines(prior: GatedPixelCNN, shape: Sequence[int] = (64, 32), fraction: float = 0.5) -> int:
+def kept_lines(prior: GatedPixelCNN, shape: Sequence[int] = CODE_GRID, fraction: float = 0.5) -> int:
     """How many lines (in the prior's sampling order) keeping `fraction` of an image-layout
     (H, W) code grid means: round(fraction * lines), lines = H ("lr") or W ("ap")."""
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction <= 1:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hipgen_utils import plotting
+from hipgen_utils.config import CODE_GRID
 
 MODES = ("samples", "completion")
 
@@ -81,7 +82,7 @@ class SamplerPanel:
         test_images=None,
         test_slices=None,
         device="cpu",
-        shape=(64, 32),
+        shape=CODE_GRID,
         max_samples=16,
         sample_fn=None,
     ):

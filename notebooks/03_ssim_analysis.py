@@ -27,7 +27,7 @@ import json
 
 import numpy as np
 
-from hipgen_utils import config, pipeline, plotting, training
+from hipgen_utils import checkpoints, config, pipeline, plotting, training
 
 ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
 model, ckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
@@ -39,7 +39,7 @@ test = pipeline.load_splits(data_cfg, (SPLIT,))[SPLIT]
 # %%
 summary, per_image = pipeline.reconstruction_report(model, test.images, progress=True)
 print(json.dumps(summary, indent=1))
-(ctx.run / f"ssim_{SPLIT}.json").write_text(json.dumps(summary))
+checkpoints.write_json(ctx.run / f"ssim_{SPLIT}.json", summary)
 
 # %% [markdown]
 # ## Distribution

@@ -155,7 +155,7 @@ plotting.show_and_save(
 # %%
 report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=SEED)
 print(json.dumps(report, indent=1))
-(ctx.run / "sample_quality.json").write_text(json.dumps(report))
+checkpoints.write_json(ctx.run / "sample_quality.json", report)
 plotting.show_and_save(
     plotting.plot_samples(arrays["unigram"][:8], ncols=4, suptitle="unigram reference (codes drawn independently)"),
     ctx.figure("06_unigram_reference"),
@@ -176,5 +176,5 @@ print(" T     Fréchet  nn-SSIM  near-copies")
 for r in sweep:
     print(f"{r['temperature']:.1f}  {r['fid_samples']:8.4f}  {r['nn_ssim_median']:7.3f}  {r['frac_near_copies']:11.3f}")
 print(f"floor (train vs test) {sweep[0]['fid_test_vs_train']:.4f}, ceiling (unigram) {sweep[0]['fid_unigram']:.4f}")
-(ctx.run / "temperature_sweep.json").write_text(json.dumps(sweep))
+checkpoints.write_json(ctx.run / "temperature_sweep.json", sweep)
 plotting.show_and_save(plotting.plot_temperature_sweep(sweep), ctx.figure("06_temperature_sweep"))

@@ -35,7 +35,6 @@ RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
 DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 
 # %%
-import json
 
 import numpy as np
 
@@ -95,7 +94,7 @@ if found is not None:
 
 # %%
 report, arrays = judge.judge_prior(prior, vq, grids, splits, ctx.run, ctx.cfg.judge, vars(data_cfg), progress=True)
-(ctx.run / "anatomy.json").write_text(json.dumps(report, indent=1))
+checkpoints.write_json(ctx.run / "anatomy.json", report, indent=1)
 keys = [k for k in report if k.startswith(("completion_ssim", "completion_dice")) and "per_class" not in k]
 for k in keys:
     print(f"{k:34s} {report[k]:.3f}")
