@@ -315,6 +315,9 @@ def cmd_notebooks(args):
 # --------------------------------------------------------------------------- parser
 
 
+_SAMPLE = C.SampleConfig()  # the sampling defaults, in one place (config.SampleConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hipgen", description="VQ-VAE + PixelCNN for 2D pelvic MRI slices")
     sub = p.add_subparsers(dest="command", required=True)
@@ -362,10 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")
     s.add_argument("--run_dir", required=True)
-    s.add_argument("--n", type=int, default=16, help=f"number of samples, 1..{MAX_PREDICT}")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top_k", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=int, default=_SAMPLE.n_samples, help=f"number of samples, 1..{MAX_PREDICT}")
+    s.add_argument("--temperature", type=float, default=_SAMPLE.temperature)
+    s.add_argument("--top_k", type=int, default=_SAMPLE.top_k, help="sample among the k likeliest codes (0 = off)")
+    s.add_argument("--seed", type=int, default=_SAMPLE.seed)
     s.add_argument("--slice", type=int, default=None, help="slice position to condition on")
     s.add_argument("--out", required=True,
                    help="png: the grid's file (replaced if it exists; '.png' is appended when the name "

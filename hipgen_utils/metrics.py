@@ -482,3 +482,9 @@ def sample_quality(
         },
         "feature_space": ref.describe(),
     }
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """`k` indices spread evenly over 0..n-1, first and last included (all n when n <= k):
+    sorted, unique int64. The one "pick a few to show" rule of the notebooks and figures."""
+    return np.unique(np.round(np.linspace(0, n - 1, min(k, n))).astype(np.int64))

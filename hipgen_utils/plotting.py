@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from hipgen_utils.layout import LABEL_NAMES
-from hipgen_utils.metrics import perplexity
+from hipgen_utils.metrics import evenly_spaced, perplexity
 
 LABEL_COLOURS = ("#000000", "#56b4e9", "#f0e442", "#009e73", "#d55e00", "#cc79a7")
 LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="hipmri_labels")
@@ -201,9 +201,7 @@ def plot_strip(images, slice_idx, title=None, n: int = 10) -> Figure:
     imgs = _images(images, "images")
     pos = _vector(slice_idx, "slice_idx", len(imgs)).astype(np.int64)
     order = np.argsort(pos, kind="stable")
-    picks = order[
-        np.unique(np.round(np.linspace(0, len(order) - 1, min(n, len(order)))).astype(int))
-    ]
+    picks = order[evenly_spaced(len(order), n)]
     fig, axes = _grid(len(picks), ncols=5)
     for ax, i in zip(axes.flat, picks):
         show_slice(ax, imgs[i], title=f"slice {pos[i]}")

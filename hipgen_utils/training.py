@@ -40,6 +40,7 @@ from hipgen_utils.config import (
     check_device,
     from_dict,
 )
+from hipgen_utils.metrics import evenly_spaced
 from hipgen_utils.metrics import perplexity as code_perplexity
 
 
@@ -117,11 +118,6 @@ def scheduled_lr(base: float, schedule: str, step: int, total: int) -> float:
     if schedule == "cosine":
         return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
     raise ValueError(f"lr_schedule={schedule!r} is not supported; use 'cosine' or 'constant'")
-
-
-def _val_subset(n: int, k: int) -> np.ndarray:
-    """`k` evenly spread indices (covers all slice positions, fixed across log steps)."""
-    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
 def _to_batch(images, device) -> torch.Tensor:
@@ -311,7 +307,7 @@ def train_vqvae(
         print(f"resuming {path} at update {step}/{cfg.n_updates}")
 
     n_train = len(train_images)
-    val_idx = _val_subset(len(val_images), cfg.val_images)
+    val_idx = evenly_spaced(len(val_images), cfg.val_images)  # all slice positions, fixed across log steps
     sums = np.zeros(3)
     counted = 0
     usage = torch.zeros(cfg.n_embeddings)  # code counts since the last log step

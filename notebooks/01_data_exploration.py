@@ -32,7 +32,7 @@ SEED = 0
 # %%
 import numpy as np
 
-from hipgen_utils import config, data, pipeline, plotting
+from hipgen_utils import config, data, metrics, pipeline, plotting
 
 ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
 cfg = ctx.cfg
@@ -125,7 +125,7 @@ plotting.show_and_save(
 if train.labels is None:
     print("no label folders in this release: skipping the label figures")
 else:
-    lab_idx = np.unique(np.linspace(0, first.sum() - 1, 8).round().astype(int))
+    lab_idx = metrics.evenly_spaced(first.sum(), 8)
     rows = np.flatnonzero(first)[lab_idx]
     plotting.show_and_save(
         plotting.plot_label_overlays(np.asarray(train.images[rows]), np.asarray(train.labels[rows]),

@@ -50,7 +50,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from hipgen_utils import config, pipeline, plotting, training
+from hipgen_utils import config, metrics, pipeline, plotting, training
 
 ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
 cfg = ctx.cfg
@@ -96,7 +96,7 @@ plotting.show_and_save(plotting.plot_history(history, ssim_line=0.6), ctx.figure
 
 # %%
 val = splits["validate"]
-pick = np.unique(np.linspace(0, len(val) - 1, 6).round().astype(int))
+pick = metrics.evenly_spaced(len(val), 6)
 summary, per_image = pipeline.reconstruction_report(model, val.images[pick])
 plotting.show_and_save(
     plotting.plot_reconstructions(np.asarray(val.images[pick]), per_image["recons"], n=len(pick), ssim=per_image["ssim"]),

@@ -24,7 +24,7 @@ DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 # %%
 import numpy as np
 
-from hipgen_utils import codes, config, pipeline, plotting, training, vqvae
+from hipgen_utils import codes, config, metrics, pipeline, plotting, training, vqvae
 
 ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
 model, ckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
@@ -46,7 +46,7 @@ print(f"saved {path} (VQ-VAE {grids['vqvae_id']})")
 
 # %%
 train = splits["train"]
-pick = np.unique(np.linspace(0, len(train) - 1, 4).round().astype(int))
+pick = metrics.evenly_spaced(len(train), 4)
 plotting.show_and_save(
     plotting.plot_code_maps(np.asarray(train.images[pick]), grids["codes_train"][pick], n=len(pick)),
     ctx.figure("04_code_maps"),

@@ -25,10 +25,11 @@
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
-N_SAMPLES = None  # None -> the profile's
-TEMPERATURE = 1.0
-TOP_K = 0  # 0 = off
-SEED = 0
+# None keeps the profile's sampling settings (SampleConfig: 16 samples, T = 1, no top-k, seed 0)
+N_SAMPLES = None
+TEMPERATURE = None
+TOP_K = None  # 0 = off
+SEED = None
 
 # %%
 import json
@@ -49,7 +50,7 @@ from hipgen_utils import (
 
 ctx = config.notebook_context(PROFILE, RUN_DIR)
 cfg = ctx.cfg
-n_samples = N_SAMPLES or cfg.sample.n_samples
+S = cfg.sample = config.apply_given(cfg.sample, n_samples=N_SAMPLES, temperature=TEMPERATURE, top_k=TOP_K, seed=SEED)
 vq, vckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
 vqvae_id = checkpoints.state_fingerprint(vq.state_dict())
 prior, _ = training.load_prior(ctx.run, vqvae_id=vqvae_id)  # needs 05_train_pixelcnn
@@ -64,14 +65,14 @@ print(f"prior: {prior.n_codes} codes, {'conditional on slice position' if prior.
 # %%
 cond = None
 if prior.n_conditions:
-    cond = np.linspace(0, prior.n_conditions - 1, n_samples).round().astype(int)
+    cond = np.linspace(0, prior.n_conditions - 1, S.n_samples).round().astype(int)
 sample_codes, samples = pipeline.generate(
-    prior, vq, n_samples, temperature=TEMPERATURE, top_k=TOP_K, seed=SEED, condition=cond, shape=shape,
+    prior, vq, S.n_samples, temperature=S.temperature, top_k=S.top_k, seed=S.seed, condition=cond, shape=shape,
     progress=True,
 )  # fmt: skip
 titles = None if cond is None else [f"slice {s}" for s in cond]
 plotting.show_and_save(
-    plotting.plot_samples(samples, titles, ncols=4, suptitle=f"samples (T={TEMPERATURE}, seed={SEED})"),
+    plotting.plot_samples(samples, titles, ncols=4, suptitle=f"samples (T={S.temperature}, seed={S.seed})"),
     ctx.figure("06_samples"),
 )
 
@@ -85,7 +86,7 @@ plotting.show_and_save(
 rows, temps = [], (1.0, 0.8, 0.6)
 pos = None if cond is None else cond[:: max(1, len(cond) // 4)][:4]
 for t in temps:
-    rows.append(pipeline.generate(prior, vq, 4, temperature=t, seed=SEED, condition=pos, shape=shape)[1])
+    rows.append(pipeline.generate(prior, vq, 4, temperature=t, seed=S.seed, condition=pos, shape=shape)[1])
 plotting.show_and_save(
     plotting.plot_samples(np.concatenate(rows), [f"T={t}" for t in temps for _ in range(4)], ncols=4,
                           suptitle="the same seed at three temperatures"),
@@ -130,7 +131,7 @@ i = len(test) // 2
 keep = sampling.kept_lines(prior, shape, 0.5)
 c_cond = [int(grids["slice_test"][i])] if prior.n_conditions else None
 _, completed = pipeline.generate(
-    prior, vq, 1, temperature=TEMPERATURE, seed=SEED, condition=c_cond,
+    prior, vq, 1, temperature=S.temperature, seed=S.seed, condition=c_cond,
     prefix=sampling.keep_first(prior, np.asarray(grids["codes_test"][i : i + 1]), k=keep), shape=shape,
 )  # fmt: skip
 lines = sampling.kept_lines(prior, shape, 1.0)
@@ -153,7 +154,7 @@ plotting.show_and_save(
 # and by notebook 07, which measures anatomy through a segmenter.
 
 # %%
-report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=SEED)
+report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=S.seed)
 print(json.dumps(report, indent=1))
 checkpoints.write_json(ctx.run / "sample_quality.json", report)
 plotting.show_and_save(
@@ -170,7 +171,7 @@ plotting.show_and_save(
 
 # %%
 sweep = pipeline.temperature_sweep(
-    prior, vq, grids, splits, (0.7, 0.8, 0.9, 1.0), n_samples=cfg.sample.n_sweep_samples, seed=SEED
+    prior, vq, grids, splits, (0.7, 0.8, 0.9, 1.0), n_samples=cfg.sample.n_sweep_samples, seed=S.seed
 )
 print(" T     Fréchet  nn-SSIM  near-copies")
 for r in sweep:

@@ -44,6 +44,7 @@ from hipgen_utils import (
     config,
     judge,
     judge_plots,
+    metrics,
     pipeline,
     plotting,
     segmenter,
@@ -77,7 +78,7 @@ if found is not None:
         name = names[c] if c < len(names) else str(c)
         print(f"  {c} {name:10s} {d:.3f}  {'trusted' if c != classes[0] and d >= ctx.cfg.judge.trust_dice else ''}")
     test = splits["test"]
-    pick = np.linspace(0, len(test) - 1, 4).round().astype(int)
+    pick = metrics.evenly_spaced(len(test), 4)
     pred = segmenter.segment(seg, test.images[pick], classes)
     plotting.show_and_save(
         plotting.plot_label_overlays(
@@ -132,7 +133,7 @@ plotting.show_and_save(
 
 # %%
 if "sets" in arrays:
-    k = np.linspace(0, len(arrays["slices"]) - 1, 4).round().astype(int)
+    k = metrics.evenly_spaced(len(arrays["slices"]), 4)
     plotting.show_and_save(
         plotting.plot_label_overlays(
             np.concatenate([arrays["sets"]["test"][k], arrays["sets"]["samples"][k]]),

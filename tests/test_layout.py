@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from hipgen_utils import checkpoints, codes, data, layout, phantom, pipeline, plotting
@@ -50,3 +51,21 @@ def test_the_code_grid_has_one_home():
     assert config.code_grid(config.DataConfig(height=128, width=96)) == (32, 24)
     for fn in (sampling.sample, sampling.sample_naive, pipeline.generate, widgets.SamplerPanel.__init__):
         assert inspect.signature(fn).parameters["shape"].default is config.CODE_GRID
+
+
+def test_evenly_spaced_picks():
+    from hipgen_utils.metrics import evenly_spaced
+
+    assert evenly_spaced(10, 4).tolist() == [0, 3, 6, 9]
+    assert evenly_spaced(3, 8).tolist() == [0, 1, 2]  # all of them when there are few
+    assert evenly_spaced(0, 4).tolist() == []
+    assert evenly_spaced(120, 6).dtype == np.int64
+
+
+def test_cli_sampling_defaults_come_from_sample_config():
+    from hipgen_utils.cli import build_parser
+    from hipgen_utils.config import SampleConfig
+
+    args = build_parser().parse_args(["predict", "--run_dir", "r", "--out", "o.png"])
+    want = SampleConfig()
+    assert (args.n, args.temperature, args.top_k, args.seed) == (want.n_samples, want.temperature, want.top_k, want.seed)
