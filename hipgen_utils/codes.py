@@ -28,8 +28,9 @@ from hipgen_utils.rundir import run_lock
 CODE_SPLITS = SPLITS  # every split is encoded
 
 
-def extract_codes(model, splits: dict, run_dir, *, device="cpu", batch_size=64, progress=True) -> Path:
-    """Encode each SliceSet in `splits` ({"train": SliceSet, ...}) and write run_dir/codes.npz."""
+def extract_codes(model, splits: dict, run_dir, *, device=None, batch_size=64, progress=True) -> Path:
+    """Encode each SliceSet in `splits` ({"train": SliceSet, ...}) and write run_dir/codes.npz
+    (device=None: the model's own)."""
     from hipgen_utils.vqvae import encode_images
 
     out = {

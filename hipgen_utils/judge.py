@@ -238,7 +238,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary: dict = {}
     arrays: dict = {}
 
-    found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device="cpu", progress=progress, log=log)
+    found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device=device, progress=progress, log=log)
     seg, classes, trusted = None, [], []
     if found is not None:
         seg, ckpt = found

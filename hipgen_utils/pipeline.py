@@ -135,7 +135,7 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     return rows
 
 
-def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
+def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="auto", *,
                  n_samples=64, seed=0, progress=False, judge_cfg=None, anatomy=True) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict: reconstruction metrics on `split`, plus the prior's
     bits per code and sample quality when run_dir holds a prior, plus (``anatomy=True``) the
@@ -144,8 +144,9 @@ def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="cpu", *,
     cached in run_dir when missing)."""
     from hipgen_utils.checkpoints import PRIOR_FILE, state_fingerprint
     from hipgen_utils.codes import load_codes
-    from hipgen_utils.training import load_prior, load_vqvae
+    from hipgen_utils.training import as_device, load_prior, load_vqvae
 
+    device = as_device(device)
     vqvae, _ = load_vqvae(run_dir, device)
     wanted = ("train", split) if (Path(run_dir) / PRIOR_FILE).exists() else (split,)
     splits = load_splits(data_cfg, splits=tuple(dict.fromkeys(wanted)), progress=progress)

@@ -62,6 +62,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def as_device(device="auto") -> torch.device:
+    """A torch.device from a name ("auto", "cpu", "cuda", "cuda:1", "mps"; see `pick_device`)
+    or a torch.device. The loaders default to "auto": a model loaded on a GPU box runs there."""
+    return device if isinstance(device, torch.device) else pick_device(str(device))
+
+
 @functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; read from /proc/cpuinfo
@@ -386,8 +392,9 @@ def _data_changed(path: Path, data: dict | None) -> bool:
     return bool(_data_diff(saved, data))
 
 
-def load_vqvae(run_dir, device="cpu"):
-    """(model in eval mode, checkpoint dict) from run_dir/vqvae.pt."""
+def load_vqvae(run_dir, device="auto"):
+    """(model in eval mode on `device`, checkpoint dict) from run_dir/vqvae.pt; "auto" = CUDA,
+    then MPS, then the CPU (`as_device`)."""
     from hipgen_utils.config import from_dict
     from hipgen_utils.vqvae import VQVAE
 
@@ -398,7 +405,7 @@ def load_vqvae(run_dir, device="cpu"):
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the stored config ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), ckpt
+    return model.to(as_device(device)).eval(), ckpt
 
 
 # --------------------------------------------------------------------------- PixelCNN
@@ -593,8 +600,9 @@ def _move_stale_prior(path: Path, vqvae_id: str):
                           why=f"{path.name} was trained on another VQ-VAE's codes")  # fmt: skip
 
 
-def load_prior(run_dir, device="cpu", vqvae_id: str | None = None):
-    """(prior in eval mode, checkpoint dict) from run_dir/pixelcnn.pt; checks it matches the VQ-VAE."""
+def load_prior(run_dir, device="auto", vqvae_id: str | None = None):
+    """(prior in eval mode on `device` ("auto": see `as_device`), checkpoint dict) from
+    run_dir/pixelcnn.pt; checks it matches the VQ-VAE."""
     from hipgen_utils.config import from_dict
     from hipgen_utils.pixelcnn import GatedPixelCNN
 
@@ -607,4 +615,4 @@ def load_prior(run_dir, device="cpu", vqvae_id: str | None = None):
         )
     prior = GatedPixelCNN.from_config(from_dict(PixelCNNConfig, ckpt["config"]), int(ckpt["n_codes"]))
     prior.load_state_dict(ckpt["model"])
-    return prior.to(device).eval(), ckpt
+    return prior.to(as_device(device)).eval(), ckpt

@@ -81,7 +81,7 @@ class SamplerPanel:
         test_codes=None,
         test_images=None,
         test_slices=None,
-        device="cpu",
+        device=None,
         shape=CODE_GRID,
         max_samples=16,
         sample_fn=None,
