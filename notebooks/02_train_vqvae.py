@@ -105,4 +105,44 @@ plotting.show_and_save(
 print(f"checkpoint: {ctx.run / 'vqvae.pt'}")
 
 # %% [markdown]
+# ## One batch through the model, step by step
+# What `VQVAE.forward` does, written out on four validation slices with the trained model:
+# 1. the **encoder** (two stride-2 convolutions, residual blocks, a 1×1 projection) turns
+#    each 4×4 pixel patch into one `embedding_dim`-long vector z_e;
+# 2. the **quantiser** measures the squared distance from every z_e to every codebook
+#    entry and keeps the nearest one (argmin): that index is the *code*, the entry e is
+#    what the decoder sees;
+# 3. the **decoder** (mirror image of the encoder) paints the slice back from the entries.
+#
+# The argmin has no gradient, so training passes the decoder's gradient straight through
+# to z_e (`z_e + (e − z_e).detach()`: forward value e, gradient as if it were z_e). The
+# loss has three parts: the reconstruction error (MSE), the commitment β‖z_e − sg(e)‖² that
+# keeps the encoder close to its codes, and the codebook's own update: here an exponential
+# moving average of the vectors assigned to each code (`codebook="ema"`), so that part has
+# no loss term; with `codebook="loss"` it is ‖sg(z_e) − e‖².
+
+# %%
+import torch
+import torch.nn.functional as F
+
+x = torch.as_tensor(np.array(val.images[:4]))[:, None].to(next(model.parameters()).device)
+with torch.no_grad():
+    z_e = model.pre_quantization(model.encoder(x))  # (B, D, H/4, W/4)
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])  # one row per code position
+    book = model.quantizer.embedding  # (K, D)
+    # (positions, K) squared distances ||z||^2 - 2 z.e + ||e||^2, computed as the quantiser does
+    dist = torch.addmm((book * book).sum(1), flat, book.t(), beta=1.0, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
+    codes = dist.argmin(1)  # the nearest entry = the code
+    e = book[codes]
+    z_q = (flat + (e - flat).detach()).view(z_e.shape[0], *z_e.shape[2:], -1).permute(0, 3, 1, 2)
+    x_hat = model.decoder(z_q)
+print(f"slices x {tuple(x.shape)} -> encoder z_e {tuple(z_e.shape)} -> distances {tuple(dist.shape)} "
+      f"-> codes {tuple(codes.view(z_e.shape[0], *z_e.shape[2:]).shape)} -> entries z_q {tuple(z_q.shape)} "
+      f"-> decoder {tuple(x_hat.shape)}")  # fmt: skip
+assert torch.equal(codes.view(z_e.shape[0], *z_e.shape[2:]), model.encode(x)), "the written-out steps are the model's"
+recon, commit = F.mse_loss(x_hat, x).item(), model.quantizer.beta * F.mse_loss(flat, e).item()
+print(f"reconstruction MSE {recon:.5f} + commitment {commit:.5f} (beta {model.quantizer.beta}) "
+      f"+ codebook: {'EMA update, no loss term' if model.quantizer.codebook == 'ema' else f'{F.mse_loss(e, flat).item():.5f}'}")
+
+# %% [markdown]
 # **Next:** `03_ssim_analysis` scores the test split.
