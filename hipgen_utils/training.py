@@ -470,7 +470,8 @@ def train_pixelcnn(
         except ValueError as e:
             raise ConfigError(str(e)) from None
         prior.top_coder.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in prior.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    trainable = [p for p in prior.parameters() if p.requires_grad]  # all but a frozen top coder
+    opt = torch.optim.Adam(trainable, lr=cfg.learning_rate)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
     total_steps = cfg.epochs * per_epoch
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
@@ -534,7 +535,7 @@ def train_pixelcnn(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in prior.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         running += loss.item() / math.log(2)
         seen += 1
