@@ -221,8 +221,8 @@ def bench_sample(args):
     """16 samples with the demo prior: fast vs naive (naive timed on a few rows, extrapolated)."""
     from hipgen_utils.checkpoints import PRIOR_FILE
     from hipgen_utils.pixelcnn import GatedPixelCNN
+    from hipgen_utils.run import load_prior
     from hipgen_utils.sampling import one_cpu_thread, sample, sample_naive
-    from hipgen_utils.training import load_prior
 
     demo = C.get_profile("demo")
     trained = C.REPO_ROOT / "runs" / "demo"
@@ -344,17 +344,15 @@ def compare_priors(
     seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists."""
     from pathlib import Path
 
-    from hipgen_utils.checkpoints import state_fingerprint
-    from hipgen_utils.codes import load_codes
     from hipgen_utils.metrics import unigram_bits_per_code
-    from hipgen_utils.pipeline import load_splits, slice_conditions
+    from hipgen_utils.pipeline import slice_conditions
+    from hipgen_utils.run import Run
     from hipgen_utils.sampling import sample
-    from hipgen_utils.training import bits_per_code, load_vqvae, train_pixelcnn
+    from hipgen_utils.training import bits_per_code, train_pixelcnn
 
     run = Path(run_dir) if run_dir is not None else C.REPO_ROOT / "runs" / C.profile_name(profile)
-    vqvae, vckpt = load_vqvae(run)
-    vid = state_fingerprint(vqvae.state_dict())
-    codes = load_codes(run, vid)
+    r = Run.at(run, profile=profile)
+    vqvae, vid, codes = r.vqvae(), r.vqvae_id, r.codes()
     budget = float(budget_s) if budget_s is not None else _default_budget(run)
     if budget <= 0:
         raise C.ConfigError(f"--budget_s {budget:g} must be > 0 seconds")
@@ -365,8 +363,8 @@ def compare_priors(
     judge_fn = _judge() if judge else None
     splits = data_cfg = None
     if judge_fn is not None:
-        data_cfg = vckpt.get("extra", {}).get("data")
-        splits = load_splits(C.from_dict(C.DataConfig, data_cfg or {}), ("train", "test"), progress=False)
+        data_cfg = r.vqvae_checkpoint.get("extra", {}).get("data")
+        splits = r.splits("train", "test", progress=False)
     shape = tuple(codes["codes_train"].shape[1:])
     print(f"comparing {len(chosen)} prior variants on {run} ({len(codes['codes_train'])} training grids "
           f"{shape[0]}x{shape[1]}, K={k}); {budget:.0f} s of training each, {torch.get_num_threads()} "

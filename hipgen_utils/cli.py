@@ -145,31 +145,22 @@ def _train_vqvae(args, cfg, run):
 def _train_prior(args, cfg, run):
     """Extract the codes when missing, stale or unreadable (safe: they are a pure function
     of the VQ-VAE and the data), then train the prior."""
-    from hipgen_utils.checkpoints import CODES_FILE, state_fingerprint
-    from hipgen_utils.codes import codes_are_current, extract_codes, load_codes
-    from hipgen_utils.pipeline import load_splits
-    from hipgen_utils.training import load_vqvae, pick_device, train_pixelcnn
+    from hipgen_utils.checkpoints import CODES_FILE
+    from hipgen_utils.codes import codes_are_current, extract_codes
+    from hipgen_utils.run import Run
+    from hipgen_utils.training import train_pixelcnn
 
-    device = pick_device(cfg.pixelcnn.device)
-    vqvae, vckpt = load_vqvae(run, device)
-    vid = state_fingerprint(vqvae.state_dict())
+    r = Run.at(run, data_dir=args.data_dir, device=cfg.pixelcnn.device, profile=cfg.profile)
+    vid = r.vqvae_id
     if not codes_are_current(run, vid):
         why = "from another VQ-VAE or unreadable" if (run / CODES_FILE).exists() else "missing"
         print(f"{run / CODES_FILE} {why}: extracting codes with the trained VQ-VAE ...")
-        extract_codes(vqvae, load_splits(_data_from_checkpoint(vckpt, args)), run, device=device)
-    codes = load_codes(run, vid)
+        extract_codes(r.vqvae(), r.splits(), run, device=r.device)
+    codes = r.codes()
     _, hist = train_pixelcnn(cfg.pixelcnn, codes, codes["n_embeddings"], run, vqvae_id=vid,
                              resume=args.resume, overwrite=args.overwrite)  # fmt: skip
     if hist["val_bits"]:
         print(f"done: {int(hist['epoch'][-1])} epochs, validation bits/code {hist['val_bits'][-1]:.4f}")
-
-
-def _data_from_checkpoint(vckpt: dict, args) -> C.DataConfig:
-    """The data config the VQ-VAE was trained with, unless --data_dir points elsewhere."""
-    data = C.from_dict(C.DataConfig, vckpt.get("extra", {}).get("data", {}))
-    if getattr(args, "data_dir", None):
-        data.data_dir = args.data_dir
-    return data
 
 
 def _json_safe(x):
@@ -185,17 +176,13 @@ def _json_safe(x):
 
 def cmd_evaluate(args):
     from hipgen_utils.pipeline import evaluate_run
-    from hipgen_utils.training import load_vqvae, pick_device
+    from hipgen_utils.run import Run
 
     _check_sampling(args, args.n_samples, 2, MAX_EVALUATE, "--n_samples")
-    run = Path(args.run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist; train first (hipgen train --mode vq_vae --run_dir {run})")
-    _, vckpt = load_vqvae(run)
-    data_cfg = _data_from_checkpoint(vckpt, args)
+    run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
-        run, data_cfg, args.split, pick_device(args.device), n_samples=args.n_samples, seed=args.seed,
-        progress=not args.json, judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy,
+        run, args.split, n_samples=args.n_samples, seed=args.seed, progress=not args.json,
+        judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy,
     )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(result)))
@@ -264,25 +251,21 @@ def cmd_predict(args):
 def _predict(args, out: Path, note: str = "", replaced=()):
     import torch
 
-    from hipgen_utils.checkpoints import state_fingerprint
-    from hipgen_utils.pipeline import generate, write_nifti_samples
+    from hipgen_utils.pipeline import generate, spread_slices, write_nifti_samples
     from hipgen_utils.plotting import plot_samples, save_figure
-    from hipgen_utils.training import load_prior, load_vqvae, pick_device
+    from hipgen_utils.run import Run
 
-    device = pick_device(args.device)
-    vqvae, vckpt = load_vqvae(args.run_dir, device)
-    prior, _ = load_prior(args.run_dir, device, vqvae_id=state_fingerprint(vqvae.state_dict()))
-    cond = None
+    run = Run.at(args.run_dir, device=args.device)
+    vqvae, prior, device = run.vqvae(), run.prior(), run.device
     if args.slice is not None:
         if not prior.n_conditions:
             raise C.ConfigError("--slice given but this prior is unconditional (trained with conditional=false)")
         if not 0 <= args.slice < prior.n_conditions:
             raise C.ConfigError(f"--slice {args.slice} out of range; this prior knows slices 0..{prior.n_conditions - 1}")
         cond = torch.full((args.n,), args.slice, dtype=torch.long)
-    elif prior.n_conditions:
-        cond = torch.arange(args.n) * prior.n_conditions // max(args.n, 1)  # spread over the pelvis
-    data = C.from_dict(C.DataConfig, vckpt.get("extra", {}).get("data", {}))
-    shape = C.code_grid(data)
+    else:
+        cond = spread_slices(prior, args.n)  # spread over the pelvis (None: unconditional)
+    shape = run.code_grid()
     _, images = generate(
         prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
         condition=cond, shape=shape, device=device,

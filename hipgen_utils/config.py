@@ -427,27 +427,3 @@ def figures_dir(profile: str | None, run: Path) -> Path:
 def apply_given(section, **values):
     """`override` with the values that are not None (the notebooks' parameters cell: None = keep)."""
     return override(section, **{k: v for k, v in values.items() if v is not None})
-
-
-@dataclass
-class Context:
-    """What every notebook starts from: the config, its run directory and figure folder."""
-
-    cfg: Config
-    run: Path
-    figures: Path
-
-    def figure(self, name: str) -> Path:
-        return self.figures / f"{name}.png"
-
-
-def notebook_context(profile=None, run=None, data_dir=None) -> Context:
-    """The notebooks' first cell: resolve the profile, run dir and figure folder, and print them."""
-    cfg = get_profile(profile)
-    if data_dir is not None:
-        cfg.data.data_dir = str(data_dir)
-    rd = run_dir(cfg.profile, run)
-    ctx = Context(cfg, rd, figures_dir(cfg.profile, rd))
-    source = cfg.data.data_dir or os.environ.get(DATA_ENV) or "built-in phantom"
-    print(f"profile: {cfg.profile}  |  data: {source}  |  run dir: {rd}  |  figures: {ctx.figures}")
-    return ctx

@@ -64,6 +64,16 @@ def slice_conditions(prior, n: int, slices: np.ndarray | None, seed: int = 0):
     return torch.as_tensor(rng.choice(pool, size=n), dtype=torch.long)
 
 
+def spread_slices(prior, n: int):
+    """Conditions for a display of `n` samples: slice positions evenly spaced from the lowest
+    to the highest the prior was trained on (0..n_conditions-1; repeated when n is larger),
+    as an (n,) int64 tensor; None for an unconditional prior. Notebook 06, `hipgen predict`
+    and the sampler panel show samples spread over the pelvis this one way."""
+    if not getattr(prior, "n_conditions", 0):
+        return None
+    return torch.as_tensor(np.linspace(0, prior.n_conditions - 1, n).round().astype(np.int64))
+
+
 def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=None,
              prefix=None, shape=CODE_GRID, device=None, progress=False):  # fmt: skip
     """Sample `n` (h, w) code grids from the prior and decode them:
@@ -110,6 +120,17 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     return summary, {"samples": samples, "sample_codes": sample_codes, "unigram": uni}
 
 
+def samples_at_temperatures(prior, vqvae, temperatures, n, *, seed=0, condition=None, shape=CODE_GRID,
+                            device=None, progress=False) -> list[np.ndarray]:  # fmt: skip
+    """`n` decoded samples at each temperature (a list of (n, H, W) float32 arrays), with the
+    same seed and slice positions, so they differ only in the temperature."""
+    return [
+        generate(prior, vqvae, n, temperature=float(t), seed=seed, condition=condition, shape=shape,
+                 device=device, progress=progress)[1]  # fmt: skip
+        for t in temperatures
+    ]
+
+
 def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7, 0.8, 0.9, 1.0), *,
                       n_samples=64, seed=0, device=None, progress=False) -> list[dict]:  # fmt: skip
     """Measured sample quality at each temperature: one dict per temperature with
@@ -127,35 +148,27 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     cond = slice_conditions(prior, n_samples, codes["slice_test"], seed)
     uni = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], n_samples, (h, w), k, seed=seed), device=device)
     train, test = np.asarray(splits["train"].images), np.asarray(splits["test"].images)
-    rows = []
-    for t in temps:
-        _, images = generate(prior, vqvae, n_samples, temperature=t, seed=seed, condition=cond,
-                             shape=(h, w), device=device, progress=progress)  # fmt: skip
-        rows.append({"temperature": t, **sample_quality(images, train, test, uni, seed=seed)})
+    images = samples_at_temperatures(prior, vqvae, temps, n_samples, seed=seed, condition=cond, shape=(h, w),
+                                     device=device, progress=progress)  # fmt: skip
+    rows = [{"temperature": t, **sample_quality(im, train, test, uni, seed=seed)} for t, im in zip(temps, images)]
     return rows
 
 
-def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="auto", *,
-                 n_samples=64, seed=0, progress=False, judge_cfg=None, anatomy=True) -> dict:  # fmt: skip
-    """The `hipgen evaluate --json` dict: reconstruction metrics on `split`, plus the prior's
-    bits per code and sample quality when run_dir holds a prior, plus (``anatomy=True``) the
-    anatomy judge's keys (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion
-    scores, anatomy_gap, segmenter-feature Fréchet distance; the segmenter is trained and
-    cached in run_dir when missing)."""
-    from hipgen_utils.checkpoints import PRIOR_FILE, state_fingerprint
-    from hipgen_utils.codes import load_codes
-    from hipgen_utils.training import as_device, load_prior, load_vqvae
-
-    device = as_device(device)
-    vqvae, _ = load_vqvae(run_dir, device)
-    wanted = ("train", split) if (Path(run_dir) / PRIOR_FILE).exists() else (split,)
-    splits = load_splits(data_cfg, splits=tuple(dict.fromkeys(wanted)), progress=progress)
+def evaluate_run(run, split="test", *, n_samples=64, seed=0, progress=False, judge_cfg=None,
+                 anatomy=True) -> dict:  # fmt: skip
+    """The `hipgen evaluate --json` dict for a `run.Run`: reconstruction metrics on `split`
+    (of the data its VQ-VAE was trained on), plus the prior's bits per code and sample
+    quality when the run holds a prior, plus (``anatomy=True``) the anatomy judge's keys
+    (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
+    segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
+    directory when missing). Everything runs on ``run.device``."""
+    vqvae, device = run.vqvae(), run.device
+    wanted = ("train", split) if run.has_prior() else (split,)
+    splits = run.splits(*dict.fromkeys(wanted), progress=progress)
     result, _ = reconstruction_report(vqvae, splits[split].images, device, progress=progress)
     result = {"split": split, **result}
-    if (Path(run_dir) / PRIOR_FILE).exists():
-        vid = state_fingerprint(vqvae.state_dict())
-        prior, _ = load_prior(run_dir, device, vqvae_id=vid)
-        codes = load_codes(run_dir, vid)
+    if run.has_prior():
+        prior, codes = run.prior(), run.codes()
         if split != "test":
             splits["test"] = splits[split]
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
@@ -167,11 +180,11 @@ def evaluate_run(run_dir, data_cfg: DataConfig, split="test", device="auto", *,
             from hipgen_utils.judge import judge_prior
 
             if "train" not in splits:
-                splits["train"] = load_splits(data_cfg, ("train",), progress=progress)["train"]
+                splits["train"] = run.splits("train", progress=progress)["train"]
             def log(msg):  # stdout may be --json's single line
                 print(msg, file=sys.stderr)
 
-            verdict, _ = judge_prior(prior, vqvae, codes, splits, run_dir, judge_cfg, asdict(data_cfg),
+            verdict, _ = judge_prior(prior, vqvae, codes, splits, run.dir, judge_cfg, asdict(run.data_config()),
                                      device=device, progress=progress, log=log)  # fmt: skip
             result.update(verdict)
     return result

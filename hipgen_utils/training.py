@@ -392,22 +392,6 @@ def _data_changed(path: Path, data: dict | None) -> bool:
     return bool(_data_diff(saved, data))
 
 
-def load_vqvae(run_dir, device="auto"):
-    """(model in eval mode on `device`, checkpoint dict) from run_dir/vqvae.pt; "auto" = CUDA,
-    then MPS, then the CPU (`as_device`)."""
-    from hipgen_utils.config import from_dict
-    from hipgen_utils.vqvae import VQVAE
-
-    path = Path(run_dir) / VQVAE_FILE
-    ckpt = load_checkpoint(path, "vqvae")
-    model = VQVAE.from_config(from_dict(VQVAEConfig, ckpt["config"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored config ({str(e).splitlines()[0]})") from None
-    return model.to(as_device(device)).eval(), ckpt
-
-
 # --------------------------------------------------------------------------- PixelCNN
 
 
@@ -599,21 +583,3 @@ def _move_stale_prior(path: Path, vqvae_id: str):
     if stale:
         rundir.move_aside(path.parent, (path.name, *rundir.PRIOR_DEPENDENTS),
                           why=f"{path.name} was trained on another VQ-VAE's codes")  # fmt: skip
-
-
-def load_prior(run_dir, device="auto", vqvae_id: str | None = None):
-    """(prior in eval mode on `device` ("auto": see `as_device`), checkpoint dict) from
-    run_dir/pixelcnn.pt; checks it matches the VQ-VAE."""
-    from hipgen_utils.config import from_dict
-    from hipgen_utils.pixelcnn import GatedPixelCNN
-
-    path = Path(run_dir) / PRIOR_FILE
-    ckpt = load_checkpoint(path, "pixelcnn")
-    if vqvae_id is not None and ckpt.get("vqvae_id") != vqvae_id:
-        raise CheckpointError(
-            f"{path}: this prior was trained on another VQ-VAE's codes "
-            f"({ckpt.get('vqvae_id')} vs {vqvae_id}); retrain it (notebooks/05_train_pixelcnn)"
-        )
-    prior = GatedPixelCNN.from_config(from_dict(PixelCNNConfig, ckpt["config"]), int(ckpt["n_codes"]))
-    prior.load_state_dict(ckpt["model"])
-    return prior.to(as_device(device)).eval(), ckpt

@@ -32,10 +32,11 @@ SEED = 0
 # %%
 import numpy as np
 
-from hipgen_utils import config, data, metrics, pipeline, plotting
+from hipgen_utils import data, metrics, pipeline, plotting
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
-cfg = ctx.cfg
+run = Run.open(PROFILE, RUN_DIR, DATA_DIR)  # the profile's config, the run directory, the figure folder
+cfg = run.cfg
 
 # %% [markdown]
 # ## Where the data comes from
@@ -65,7 +66,7 @@ for split, d in info["splits"].items():
 census = {s: d["shapes"] for s, d in info["splits"].items() if "shapes" in d}
 odd = {s: {k: v for k, v in c.items() if k != "256x128"} for s, c in census.items()}
 print("not 256x128:", {s: c for s, c in odd.items() if c} or "none")
-plotting.show_and_save(plotting.plot_shape_census(census), ctx.figure("01_shape_census"))
+plotting.show_and_save(plotting.plot_shape_census(census), run.figure("01_shape_census"))
 
 # %% [markdown]
 # ## Load the splits (cached)
@@ -90,7 +91,7 @@ raw = [data.read_nifti_slice(train.paths[i]).astype(np.float64).ravel() for i in
 raw_labels = [f"case {train.case[i]} wk {train.week[i]} sl {train.slice[i]}" for i in picks]
 plotting.show_and_save(
     plotting.plot_intensity_histograms(raw, raw_labels, np.asarray(train.images[picks])),
-    ctx.figure("01_intensity_histograms"),
+    run.figure("01_intensity_histograms"),
 )
 
 # %% [markdown]
@@ -101,7 +102,7 @@ idx = rng.choice(len(train), size=min(12, len(train)), replace=False)
 titles = [f"case {train.case[i]} wk {train.week[i]} sl {train.slice[i]}" for i in idx]
 plotting.show_and_save(
     plotting.plot_montage(np.asarray(train.images[idx]), titles, ncols=4, suptitle="random training slices"),
-    ctx.figure("01_montage"),
+    run.figure("01_montage"),
 )
 
 # %% [markdown]
@@ -114,7 +115,7 @@ first = (train.case == train.case[0]) & (train.week == train.week[0])
 plotting.show_and_save(
     plotting.plot_strip(np.asarray(train.images[first]), train.slice[first],
                         title=f"case {train.case[0]} week {train.week[0]}"),
-    ctx.figure("01_case_week_strip"),
+    run.figure("01_case_week_strip"),
 )  # fmt: skip
 
 # %% [markdown]
@@ -130,11 +131,11 @@ else:
     plotting.show_and_save(
         plotting.plot_label_overlays(np.asarray(train.images[rows]), np.asarray(train.labels[rows]),
                                      [f"slice {train.slice[i]}" for i in rows]),
-        ctx.figure("01_label_overlays"),
+        run.figure("01_label_overlays"),
     )  # fmt: skip
     plotting.show_and_save(
         plotting.plot_class_area_vs_slice(np.asarray(train.labels), train.slice, n_slices=int(train.slice.max()) + 1),
-        ctx.figure("01_class_area_vs_slice"),
+        run.figure("01_class_area_vs_slice"),
     )
 
 # %% [markdown]

@@ -51,9 +51,15 @@ from dataclasses import asdict
 import numpy as np
 
 from hipgen_utils import config, metrics, pipeline, plotting, training
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
-cfg = ctx.cfg
+run = Run.open(PROFILE, RUN_DIR, DATA_DIR)  # the profile's config, the run directory, the figure folder
+cfg = run.cfg
+
+# %% [markdown]
+# The parameters cell's values replace the profile's (None keeps it):
+
+# %%
 cfg.vqvae = config.apply_given(
     cfg.vqvae, batch_size=batch_size, n_updates=n_updates, n_hiddens=n_hiddens,
     n_residual_hiddens=n_residual_hiddens, n_residual_layers=n_residual_layers,
@@ -73,7 +79,7 @@ print({k: v.images.shape for k, v in splits.items()})
 
 # %%
 model, history = training.train_vqvae(
-    cfg.vqvae, splits["train"].images, splits["validate"].images, ctx.run,
+    cfg.vqvae, splits["train"].images, splits["validate"].images, run.dir,
     resume=not RETRAIN, overwrite=RETRAIN,  # a finished run is reused, an interrupted one continued
     extra={"data": asdict(cfg.data), "profile": cfg.profile},
 )  # fmt: skip
@@ -89,7 +95,7 @@ print(
 # 0.6 line, and codebook use.
 
 # %%
-plotting.show_and_save(plotting.plot_history(history, ssim_line=0.6), ctx.figure("02_training_curves"))
+plotting.show_and_save(plotting.plot_history(history, ssim_line=0.6), run.figure("02_training_curves"))
 
 # %% [markdown]
 # ## Originals vs reconstructions (validation)
@@ -100,9 +106,9 @@ pick = metrics.evenly_spaced(len(val), 6)
 summary, per_image = pipeline.reconstruction_report(model, val.images[pick])
 plotting.show_and_save(
     plotting.plot_reconstructions(np.asarray(val.images[pick]), per_image["recons"], n=len(pick), ssim=per_image["ssim"]),
-    ctx.figure("02_reconstructions"),
+    run.figure("02_reconstructions"),
 )
-print(f"checkpoint: {ctx.run / 'vqvae.pt'}")
+print(f"checkpoint: {run.dir / 'vqvae.pt'}")
 
 # %% [markdown]
 # ## One batch through the model, step by step

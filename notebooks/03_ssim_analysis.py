@@ -27,32 +27,30 @@ import json
 
 import numpy as np
 
-from hipgen_utils import checkpoints, config, pipeline, plotting, training
+from hipgen_utils import checkpoints, pipeline, plotting
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
-model, ckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
-data_cfg = config.from_dict(config.DataConfig, ckpt["extra"]["data"])
-if DATA_DIR is not None:
-    data_cfg.data_dir = str(DATA_DIR)
-test = pipeline.load_splits(data_cfg, (SPLIT,))[SPLIT]
+run = Run.open(PROFILE, RUN_DIR, DATA_DIR)
+model = run.vqvae()  # says which notebook to run first when missing
+test = run.splits(SPLIT)[SPLIT]  # the data the VQ-VAE was trained on (DATA_DIR: its folder)
 
 # %%
 summary, per_image = pipeline.reconstruction_report(model, test.images, progress=True)
 print(json.dumps(summary, indent=1))
-checkpoints.write_json(ctx.run / f"ssim_{SPLIT}.json", summary)
+checkpoints.write_json(run.dir / f"ssim_{SPLIT}.json", summary)
 
 # %% [markdown]
 # ## Distribution
 # The 0.6 line is the course threshold; the reference solutions reach a mean of about 0.85.
 
 # %%
-plotting.show_and_save(plotting.plot_ssim_histogram(per_image["ssim"], line=0.6), ctx.figure("03_ssim_histogram"))
+plotting.show_and_save(plotting.plot_ssim_histogram(per_image["ssim"], line=0.6), run.figure("03_ssim_histogram"))
 
 # %% [markdown]
 # ## Against slice position
 
 # %%
-plotting.show_and_save(plotting.plot_ssim_vs_slice(per_image["ssim"], test.slice), ctx.figure("03_ssim_vs_slice"))
+plotting.show_and_save(plotting.plot_ssim_vs_slice(per_image["ssim"], test.slice), run.figure("03_ssim_vs_slice"))
 
 # %% [markdown]
 # ## Best and worst four
@@ -60,7 +58,7 @@ plotting.show_and_save(plotting.plot_ssim_vs_slice(per_image["ssim"], test.slice
 # %%
 plotting.show_and_save(
     plotting.plot_best_worst(np.asarray(test.images), per_image["recons"], per_image["ssim"], k=4),
-    ctx.figure("03_best_worst"),
+    run.figure("03_best_worst"),
 )
 
 # %% [markdown]
@@ -71,7 +69,7 @@ plotting.show_and_save(
 # %%
 print(f"codes used {summary['codes_used']}/{model.quantizer.n_embeddings}, perplexity {summary['perplexity']:.1f}")
 plotting.show_and_save(plotting.plot_codebook_usage(per_image["usage"], title=f"codebook usage ({SPLIT})"),
-                       ctx.figure("03_codebook_usage"))  # fmt: skip
+                       run.figure("03_codebook_usage"))  # fmt: skip
 
 # %% [markdown]
 # **Next:** `04_extract_codes` encodes every split into code grids for the prior.

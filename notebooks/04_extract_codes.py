@@ -24,18 +24,16 @@ DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 # %%
 import numpy as np
 
-from hipgen_utils import codes, config, metrics, pipeline, plotting, training, vqvae
+from hipgen_utils import codes, metrics, pipeline, plotting, vqvae
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR, DATA_DIR)
-model, ckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
-data_cfg = config.from_dict(config.DataConfig, ckpt["extra"]["data"])
-if DATA_DIR is not None:
-    data_cfg.data_dir = str(DATA_DIR)
-splits = pipeline.load_splits(data_cfg)
+run = Run.open(PROFILE, RUN_DIR, DATA_DIR)
+model = run.vqvae()  # says which notebook to run first when missing
+splits = run.splits()  # every split of the data the VQ-VAE was trained on
 
 # %%
-path = codes.extract_codes(model, splits, ctx.run)
-grids = codes.load_codes(ctx.run)
+path = codes.extract_codes(model, splits, run.dir)
+grids = run.codes()  # checked to come from this VQ-VAE
 for s in pipeline.SPLITS:
     print(f"{s:9s} codes {grids[f'codes_{s}'].shape} {grids[f'codes_{s}'].dtype}")
 print(f"saved {path} (VQ-VAE {grids['vqvae_id']})")
@@ -49,7 +47,7 @@ train = splits["train"]
 pick = metrics.evenly_spaced(len(train), 4)
 plotting.show_and_save(
     plotting.plot_code_maps(np.asarray(train.images[pick]), grids["codes_train"][pick], n=len(pick)),
-    ctx.figure("04_code_maps"),
+    run.figure("04_code_maps"),
 )
 
 # %% [markdown]
@@ -59,7 +57,7 @@ plotting.show_and_save(
 usage = vqvae.codebook_usage(grids["codes_train"], grids["n_embeddings"])
 print(f"codes used {usage['codes_used']}/{grids['n_embeddings']}, perplexity {usage['perplexity']:.1f}")
 plotting.show_and_save(plotting.plot_codebook_usage(usage["counts"], title="codebook usage (train)"),
-                       ctx.figure("04_codebook_usage_train"))  # fmt: skip
+                       run.figure("04_codebook_usage_train"))  # fmt: skip
 
 # %% [markdown]
 # ## Check: decoding the extracted codes gives exactly the reconstructions

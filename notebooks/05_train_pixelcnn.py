@@ -61,19 +61,23 @@ device = None
 # %%
 from dataclasses import asdict
 
-from hipgen_utils import checkpoints, codes, config, metrics, plotting, training
+from hipgen_utils import config, metrics, plotting, training
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR)
-cfg = ctx.cfg
+run = Run.open(PROFILE, RUN_DIR)
+grids = run.codes()  # the VQ-VAE's code grids; says which notebook to run first when missing
+cfg = run.cfg
+
+# %% [markdown]
+# The parameters cell's values replace the profile's (None keeps it):
+
+# %%
 cfg.pixelcnn = config.apply_given(
     cfg.pixelcnn, n_channels=n_channels, n_layers=n_layers, kernel_size=kernel_size,
     conditional=conditional, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
     v_dilation=v_dilation, top_codes=top_codes, device=device,
 )  # fmt: skip
 print(asdict(cfg.pixelcnn))
-vq, _ = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
-vqvae_id = checkpoints.state_fingerprint(vq.state_dict())
-grids = codes.load_codes(ctx.run, vqvae_id)  # needs 04_extract_codes
 print({k: v.shape for k, v in grids.items() if k.startswith("codes_")})
 
 # %%
@@ -121,7 +125,7 @@ plt.show()
 
 # %%
 prior, history = training.train_pixelcnn(
-    cfg.pixelcnn, grids, grids["n_embeddings"], ctx.run, vqvae_id=vqvae_id,
+    cfg.pixelcnn, grids, grids["n_embeddings"], run.dir, vqvae_id=run.vqvae_id,
     resume=not RETRAIN, overwrite=RETRAIN,  # a finished prior is reused, an interrupted one continued
 )
 print(
@@ -133,13 +137,13 @@ print(
 # ## Bits per code against the unigram line
 
 # %%
-plotting.show_and_save(plotting.plot_prior_history(history, unigram), ctx.figure("05_prior_bits_per_code"))
+plotting.show_and_save(plotting.plot_prior_history(history, unigram), run.figure("05_prior_bits_per_code"))
 
 # %%
 test_bits = training.bits_per_code(prior, grids["codes_test"], grids["slice_test"] if prior.n_conditions else None)
 test_unigram = metrics.unigram_bits_per_code(grids["codes_train"], grids["codes_test"], grids["n_embeddings"])
 print(f"test: prior {test_bits:.3f} bits/code, unigram {test_unigram:.3f} -> ratio {test_bits / test_unigram:.2f}")
-print(f"checkpoint: {ctx.run / 'pixelcnn.pt'}")
+print(f"checkpoint: {run.dir / 'pixelcnn.pt'}")
 
 # %% [markdown]
 # **Next:** `06_sample` draws new slices from the prior.

@@ -36,25 +36,15 @@ import json
 
 import numpy as np
 
-from hipgen_utils import (
-    checkpoints,
-    codes,
-    config,
-    pipeline,
-    plotting,
-    sampling,
-    training,
-    vqvae,
-    widgets,
-)
+from hipgen_utils import checkpoints, config, pipeline, plotting, sampling, vqvae, widgets
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR)
-cfg = ctx.cfg
+run = Run.open(PROFILE, RUN_DIR)
+vq, prior, grids = run.vqvae(), run.prior(), run.codes()  # says which notebook to run first when missing
+cfg = run.cfg
+
+# %%
 S = cfg.sample = config.apply_given(cfg.sample, n_samples=N_SAMPLES, temperature=TEMPERATURE, top_k=TOP_K, seed=SEED)
-vq, vckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
-vqvae_id = checkpoints.state_fingerprint(vq.state_dict())
-prior, _ = training.load_prior(ctx.run, vqvae_id=vqvae_id)  # needs 05_train_pixelcnn
-grids = codes.load_codes(ctx.run, vqvae_id)
 shape = grids["codes_train"].shape[1:]
 print(f"prior: {prior.n_codes} codes, {'conditional on slice position' if prior.n_conditions else 'unconditional'}; grid {shape}")
 
@@ -63,17 +53,15 @@ print(f"prior: {prior.n_codes} codes, {'conditional on slice position' if prior.
 # Spread over the pelvis when the prior is conditional (slice positions evenly spaced).
 
 # %%
-cond = None
-if prior.n_conditions:
-    cond = np.linspace(0, prior.n_conditions - 1, S.n_samples).round().astype(int)
+cond = pipeline.spread_slices(prior, S.n_samples)  # None for an unconditional prior
 sample_codes, samples = pipeline.generate(
     prior, vq, S.n_samples, temperature=S.temperature, top_k=S.top_k, seed=S.seed, condition=cond, shape=shape,
     progress=True,
 )  # fmt: skip
-titles = None if cond is None else [f"slice {s}" for s in cond]
+titles = None if cond is None else [f"slice {int(s)}" for s in cond]
 plotting.show_and_save(
     plotting.plot_samples(samples, titles, ncols=4, suptitle=f"samples (T={S.temperature}, seed={S.seed})"),
-    ctx.figure("06_samples"),
+    run.figure("06_samples"),
 )
 
 # %% [markdown]
@@ -83,14 +71,13 @@ plotting.show_and_save(
 # best is measured at the end of this notebook, not judged by eye.
 
 # %%
-rows, temps = [], (1.0, 0.8, 0.6)
+temps = (1.0, 0.8, 0.6)
 pos = None if cond is None else cond[:: max(1, len(cond) // 4)][:4]
-for t in temps:
-    rows.append(pipeline.generate(prior, vq, 4, temperature=t, seed=S.seed, condition=pos, shape=shape)[1])
+rows = pipeline.samples_at_temperatures(prior, vq, temps, 4, seed=S.seed, condition=pos, shape=shape)
 plotting.show_and_save(
     plotting.plot_samples(np.concatenate(rows), [f"T={t}" for t in temps for _ in range(4)], ncols=4,
                           suptitle="the same seed at three temperatures"),
-    ctx.figure("06_temperature"),
+    run.figure("06_temperature"),
 )  # fmt: skip
 
 # %% [markdown]
@@ -100,7 +87,7 @@ plotting.show_and_save(
 # from code, so a callback that raises fails the notebook instead of hiding inside the widget.
 
 # %%
-splits = pipeline.load_splits(config.from_dict(config.DataConfig, vckpt["extra"]["data"]), ("train", "test"))
+splits = run.splits("train", "test")
 test = splits["test"]
 panel = widgets.SamplerPanel(
     prior, lambda c: vqvae.decode_codes(vq, np.asarray(c)), test_codes=grids["codes_test"],
@@ -137,7 +124,7 @@ _, completed = pipeline.generate(
 lines = sampling.kept_lines(prior, shape, 1.0)
 plotting.show_and_save(
     plotting.plot_completion(np.asarray(test.images[i]), keep, completed[0], code_rows=lines, order=prior.order),
-    ctx.figure("06_completion"),
+    run.figure("06_completion"),
 )
 
 # %% [markdown]
@@ -156,10 +143,10 @@ plotting.show_and_save(
 # %%
 report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples, seed=S.seed)
 print(json.dumps(report, indent=1))
-checkpoints.write_json(ctx.run / "sample_quality.json", report)
+checkpoints.write_json(run.dir / "sample_quality.json", report)
 plotting.show_and_save(
     plotting.plot_samples(arrays["unigram"][:8], ncols=4, suptitle="unigram reference (codes drawn independently)"),
-    ctx.figure("06_unigram_reference"),
+    run.figure("06_unigram_reference"),
 )
 
 # %% [markdown]
@@ -177,8 +164,8 @@ print(" T     Fréchet  nn-SSIM  near-copies")
 for r in sweep:
     print(f"{r['temperature']:.1f}  {r['fid_samples']:8.4f}  {r['nn_ssim_median']:7.3f}  {r['frac_near_copies']:11.3f}")
 print(f"floor (train vs test) {sweep[0]['fid_test_vs_train']:.4f}, ceiling (unigram) {sweep[0]['fid_unigram']:.4f}")
-checkpoints.write_json(ctx.run / "temperature_sweep.json", sweep)
-plotting.show_and_save(plotting.plot_temperature_sweep(sweep), ctx.figure("06_temperature_sweep"))
+checkpoints.write_json(run.dir / "temperature_sweep.json", sweep)
+plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_temperature_sweep"))
 
 # %% [markdown]
 # ## What the samples get right, and what they get wrong

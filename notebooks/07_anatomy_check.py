@@ -38,28 +38,12 @@ DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 
 import numpy as np
 
-from hipgen_utils import (
-    checkpoints,
-    codes,
-    config,
-    judge,
-    judge_plots,
-    metrics,
-    pipeline,
-    plotting,
-    segmenter,
-    training,
-)
+from hipgen_utils import checkpoints, judge, judge_plots, metrics, plotting, segmenter
+from hipgen_utils.run import Run
 
-ctx = config.notebook_context(PROFILE, RUN_DIR)
-vq, vckpt = training.load_vqvae(ctx.run)  # says which notebook to run first when missing
-vqvae_id = checkpoints.state_fingerprint(vq.state_dict())
-prior, _ = training.load_prior(ctx.run, vqvae_id=vqvae_id)  # needs 05_train_pixelcnn
-grids = codes.load_codes(ctx.run, vqvae_id)
-data_cfg = config.from_dict(config.DataConfig, vckpt["extra"]["data"])
-if DATA_DIR is not None:
-    data_cfg.data_dir = str(DATA_DIR)
-splits = pipeline.load_splits(data_cfg, ("train", "test"))
+run = Run.open(PROFILE, RUN_DIR, DATA_DIR)
+vq, prior, grids = run.vqvae(), run.prior(), run.codes()  # says which notebook to run first when missing
+splits, data_cfg = run.splits("train", "test"), run.data_config()
 
 # %% [markdown]
 # ## The segmenter
@@ -67,7 +51,7 @@ splits = pipeline.load_splits(data_cfg, ("train", "test"))
 # training files, their preparation and the label classes); later runs load it.
 
 # %%
-found = segmenter.ensure_segmenter(splits, ctx.cfg.judge, ctx.run, vars(data_cfg))
+found = segmenter.ensure_segmenter(splits, run.cfg.judge, run.dir, vars(data_cfg))
 if found is not None:
     seg, seg_ckpt = found
     classes = seg_ckpt["classes"]
@@ -76,7 +60,7 @@ if found is not None:
     for c in classes:
         d = seg_ckpt["test_dice"][str(c)]
         name = names[c] if c < len(names) else str(c)
-        print(f"  {c} {name:10s} {d:.3f}  {'trusted' if c != classes[0] and d >= ctx.cfg.judge.trust_dice else ''}")
+        print(f"  {c} {name:10s} {d:.3f}  {'trusted' if c != classes[0] and d >= run.cfg.judge.trust_dice else ''}")
     test = splits["test"]
     pick = metrics.evenly_spaced(len(test), 4)
     pred = segmenter.segment(seg, test.images[pick], classes)
@@ -85,7 +69,7 @@ if found is not None:
             np.concatenate([test.images[pick], test.images[pick]]), np.concatenate([test.labels[pick], pred]),
             [f"true, slice {test.slice[i]}" for i in pick] + [f"segmenter, slice {test.slice[i]}" for i in pick],
         ),
-        ctx.figure("07_segmenter"),
+        run.figure("07_segmenter"),
     )  # fmt: skip
 
 # %% [markdown]
@@ -94,8 +78,8 @@ if found is not None:
 # distance (seeded; the same call gives the same numbers).
 
 # %%
-report, arrays = judge.judge_prior(prior, vq, grids, splits, ctx.run, ctx.cfg.judge, vars(data_cfg), progress=True)
-checkpoints.write_json(ctx.run / "anatomy.json", report, indent=1)
+report, arrays = judge.judge_prior(prior, vq, grids, splits, run.dir, run.cfg.judge, vars(data_cfg), progress=True)
+checkpoints.write_json(run.dir / "anatomy.json", report, indent=1)
 keys = [k for k in report if k.startswith(("completion_ssim", "completion_dice")) and "per_class" not in k]
 for k in keys:
     print(f"{k:34s} {report[k]:.3f}")
@@ -123,7 +107,7 @@ if mirror is not None:
 plotting.show_and_save(
     judge_plots.plot_completion_grid(arrays["completion_originals"][rows], arrays["completion_region"], comps,
                                      mirror, scores, labs),
-    ctx.figure("07_completion_grid"),
+    run.figure("07_completion_grid"),
 )  # fmt: skip
 
 # %% [markdown]
@@ -140,7 +124,7 @@ if "sets" in arrays:
             np.concatenate([arrays["labels"]["test"][k], arrays["labels"]["samples"][k]]),
             [f"test, slice {arrays['slices'][i]}" for i in k] + [f"sample, slice {arrays['slices'][i]}" for i in k],
         ),
-        ctx.figure("07_samples_labelled"),
+        run.figure("07_samples_labelled"),
     )  # fmt: skip
 
 # %% [markdown]
@@ -160,7 +144,7 @@ if "anatomy" in report:
     print(f"Fréchet (segmenter features): samples {report['fid_seg_samples']:.3f}, "
           f"floor {report['fid_seg_test_vs_train']:.3f}, ceiling {report['fid_seg_unigram']:.3f}")  # fmt: skip
     plotting.show_and_save(judge_plots.plot_anatomy_gap(report["anatomy_gap_terms"], report["anatomy_gap"]),
-                           ctx.figure("07_anatomy_gap"))  # fmt: skip
+                           run.figure("07_anatomy_gap"))  # fmt: skip
 
 # %% [markdown]
 # ## What the numbers say

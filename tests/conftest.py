@@ -182,15 +182,9 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_parts(trained):
     """The tiny trained run loaded: (prior, vqvae, codes, {"train", "test"} splits, run_dir)."""
-    from hipgen_utils import pipeline
-    from hipgen_utils.checkpoints import state_fingerprint
-    from hipgen_utils.codes import load_codes
-    from hipgen_utils.config import DataConfig
-    from hipgen_utils.training import load_prior, load_vqvae
+    from hipgen_utils.run import Run
 
     root, run_dir = trained
-    vq, _ = load_vqvae(run_dir)
-    vid = state_fingerprint(vq.state_dict())
-    prior, _ = load_prior(run_dir, vqvae_id=vid)
-    splits = pipeline.load_splits(DataConfig(data_dir=str(root)), ("train", "test"), progress=False)
-    return prior, vq, load_codes(run_dir, vid), splits, run_dir
+    run = Run.at(run_dir, data_dir=root)
+    splits = run.splits("train", "test", progress=False)
+    return run.prior(), run.vqvae(), run.codes(), splits, run_dir

@@ -91,7 +91,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     grids = {f"codes_{s}": rng.integers(0, k, (4, 8, 4)).astype(np.int16) for s in ("train", "validate", "test")}
     grids.update({f"slice_{s}": np.array([0, 1, 2, 1]) for s in ("train", "validate", "test")})
     grids["n_embeddings"] = k
-    monkeypatch.setattr(training, "load_vqvae", lambda run: (vq, {"extra": {}}))
+    monkeypatch.setattr("hipgen_utils.run.load_vqvae", lambda run, device=None: (vq, {"extra": {}}))
     monkeypatch.setattr("hipgen_utils.codes.load_codes", lambda run, vid=None: grids)
     monkeypatch.setattr(bench, "_judge", lambda: lambda prior, *a: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
     monkeypatch.setattr("hipgen_utils.pipeline.load_splits", lambda *a, **k: {})

@@ -134,7 +134,8 @@ def test_completion_uses_the_kept_half_top_codes(monkeypatch):
 
 
 def test_config_and_training(tmp_path):
-    from hipgen_utils.training import load_prior, train_pixelcnn
+    from hipgen_utils.run import load_prior
+    from hipgen_utils.training import train_pixelcnn
 
     with pytest.raises(ConfigError, match="top_codes=1"):
         PixelCNNConfig(top_codes=1)

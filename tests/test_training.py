@@ -8,11 +8,10 @@ import torch
 
 from hipgen_utils import config as C
 from hipgen_utils.checkpoints import CheckpointError, MissingStepError, load_checkpoint
+from hipgen_utils.run import load_prior, load_vqvae
 from hipgen_utils.training import (
     TrainingStopped,
     batch_indices,
-    load_prior,
-    load_vqvae,
     train_pixelcnn,
     train_vqvae,
 )
