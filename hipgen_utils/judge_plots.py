@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from hipgen_utils.plotting import (
+from hipgen_utils.plotting.common import (
     _PANEL_H,
     _PANEL_W,
     LABEL_NAMES,
