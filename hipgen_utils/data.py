@@ -1,4 +1,4 @@
-"""HipMRI 2D-slice data: find the release, read NIfTI slices, harmonise, cache, batch.
+"""HipMRI 2D-slice data: find the release, list its splits, load a split into a `SliceSet`.
 
 The release is read as it is on disk::
 
@@ -13,76 +13,46 @@ arrays so the next load is a memory map instead of 12k gzip decodes.
 
 Bad input stops the load with a one-line `BadFileError` naming the file; with
 ``skip_bad=True`` bad files are skipped, listed in ``SliceSet.skipped`` and summarised.
+
+The parts that stand on their own live beside this module: `nifti` reads one file,
+`preprocess` normalises and harmonises one slice, `decode_cache` decodes many files and
+caches the arrays, `data_types` defines the errors, `SliceInfo` and `SliceSet`. Import
+those types and `read_nifti_slice` from here. This module is the path from a folder to a
+`SliceSet` and is over 400 lines for that reason: the listing decides which files are bad,
+unpaired or orphaned and `load_split` acts on those decisions (and publishes a cache entry
+as one transaction), so a file can be followed from the disk to its row in one place.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
 import warnings
-import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-import torch
-from nibabel.filebasedimages import ImageFileError
-from nibabel.spatialimages import HeaderDataError
-from nibabel.wrapstruct import WrapStructError
-from skimage.transform import resize as sk_resize
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from . import config
+from .data_types import BadFileError, DataError, SliceInfo, SliceSet
+from .decode_cache import (
+    _cache_key,
+    _decode_all,
+    _discard,
+    _failures_fixed,
+    _from_doc,
+    _load_cached,
+    _meta_doc,
+    _open_npy,
+)
 from .layout import FILE_RE as _NAME_RE
 from .layout import LABEL_NAMES, N_CLASSES, SPLITS, image_folder, label_folder  # noqa: F401 (re-exported)
+from .nifti import _NIFTI_SUFFIXES, read_nifti_slice  # noqa: F401 (read_nifti_slice re-exported)
+from .preprocess import IMAGE_SHAPE, NORMS, RESIZE_MODES
 
-IMAGE_SHAPE = (256, 128)
-RESIZE_MODES = ("resize", "crop")
-NORMS = ("robust", "minmax", "zscore")
-# Bump when the decoding/normalisation code changes so old caches are not reused.
-CACHE_VERSION = 2  # 2: decode failures are recorded and re-tried, never trusted
-
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_HDR348 = (np.int32(348).astype("<i4").tobytes(), np.int32(348).astype(">i4").tobytes())
-# Below this many files a process pool costs more to start than it saves.
-_POOL_MIN_FILES = 256
-_CHUNK = 64
 _ORPHAN = "label file with no matching image (ignored)"
-
-
-class DataError(ValueError):
-    """Bad data folder, split or setting (message is one line)."""
-
-
-class BadFileError(DataError):
-    """One unreadable or unusable file; ``str(e) == f"{path}: {reason}"``."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # picklable across the process pool
-        return (type(self), (self.path, self.reason))
-
-
-@dataclass
-class SliceInfo:
-    """One image slice on disk and its label file (None when the split has no labels)."""
-
-    case: int
-    week: int
-    slice: int
-    path: str
-    label_path: str | None = None
 
 
 def _expected() -> str:
@@ -229,320 +199,7 @@ def list_split(root, split: str, *, skipped: list | None = None) -> list[SliceIn
     return infos
 
 
-def _gunzip(blob: bytes) -> bytes:
-    """Whole-buffer gzip decode (all members); EOFError when the stream is cut short."""
-    out = []
-    while blob:
-        d = zlib.decompressobj(wbits=31)  # 31: gzip wrapper, CRC checked
-        out.append(d.decompress(blob))
-        if not d.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker")
-        blob = d.unused_data
-    return b"".join(out)
-
-
-def _open_nifti(path: str):
-    """(header, read_data) for `path`; ``read_data()`` gives the scaled voxel array.
-
-    Fast path for single-file NIfTI-1 (the release): read and gunzip the whole file in
-    one go, parse the 348-byte header with nibabel and let the header read the voxels
-    from memory. ``nib.load`` gives the same array but sniffs the format, builds an image
-    and streams through GzipFile in small reads: ~3x slower per slice, and decoding ~25k
-    small files is all a cold load does. Anything else (NIfTI-2, Analyze, other names,
-    unrecognised bytes) goes through ``nib.load`` and its errors."""
-    if path.endswith(_NIFTI_SUFFIXES):
-        try:
-            with open(path, "rb") as f:
-                blob = f.read()
-        except OSError as e:  # permissions, a dangling link: not a corrupt file
-            raise BadFileError(
-                path, f"cannot read file ({type(e).__name__}: {e.strerror})"
-            ) from None
-        if not blob:
-            raise BadFileError(path, "empty file (0 bytes); re-copy it from the release")
-        if path.endswith(".gz"):
-            if blob[:2] != b"\x1f\x8b":
-                raise BadFileError(path, "not a gzip file although named .gz; re-copy it")
-            blob = _gunzip(blob)
-        if len(blob) >= 348 and blob[344:348] == b"n+1\0" and blob[:4] in _HDR348:
-            hdr = nib.Nifti1Header(blob[:348], check=True)  # validates codes/dims
-            return hdr, lambda: hdr.data_from_fileobj(io.BytesIO(blob))
-    img = nib.load(path)
-    return img.header, lambda: np.asanyarray(img.dataobj)
-
-
-def _read_nifti(path) -> tuple[np.ndarray, tuple]:
-    """`read_nifti_slice` plus the shape stored in the header (singleton dims included)."""
-    path = str(path)
-    try:
-        hdr, read_data = _open_nifti(path)
-        shape = tuple(int(s) for s in hdr.get_data_shape())
-        core = tuple(s for s in shape if s != 1)
-        if len(core) > 2:
-            raise BadFileError(
-                path,
-                f"3-D volume ({'x'.join(map(str, shape))}) where one 2-D slice was expected; "
-                "is this a scan rather than a keras_slices file?",
-            )
-        if len(core) < 2:
-            raise BadFileError(path, f"not a 2-D slice (shape {shape})")
-        arr = np.asarray(read_data())
-    except BadFileError:
-        raise
-    except ImageFileError as e:
-        msg = str(e)
-        if "Empty file" in msg:
-            reason = "empty file (0 bytes); re-copy it from the release"
-        elif "not a gzip file" in msg:
-            reason = "not a gzip file although named .gz; re-copy it from the release"
-        else:
-            reason = "not a NIfTI file (unrecognised header)"
-        raise BadFileError(path, reason) from None
-    except (
-        EOFError,
-        OSError,
-        ValueError,
-        KeyError,
-        zlib.error,
-        HeaderDataError,
-        WrapStructError,
-    ) as e:
-        # EOFError/zlib.error/BadGzipFile: broken gzip; OSError "Expected N bytes": short payload
-        detail = " ".join(str(e).split())[:80]
-        kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__
-        raise BadFileError(
-            path, f"corrupt or truncated file ({kind}: {detail}); re-copy it"
-        ) from None
-    arr = arr.reshape(core)
-    if not arr.flags.writeable:  # parsed from an immutable bytes buffer
-        arr = arr.copy()
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        n = int(arr.size - np.isfinite(arr).sum())
-        raise BadFileError(path, f"NaN/Inf voxels ({n} of {arr.size}); re-export the slice")
-    if arr.dtype.kind not in "fiub":
-        raise BadFileError(path, f"unsupported voxel dtype ({arr.dtype})")
-    return arr, shape
-
-
-def read_nifti_slice(path) -> np.ndarray:
-    """One slice as a raw 2-D ``(H, W)`` array in its stored dtype (scl_slope applied if set).
-
-    Singleton dims (e.g. a trailing ``(256, 128, 1)``) are dropped. Raises BadFileError
-    for an empty, corrupt or truncated file, a non-NIfTI file, a 3-D volume, or NaN/Inf."""
-    return _read_nifti(path)[0]
-
-
-def _crop_or_pad(img: np.ndarray, shape) -> np.ndarray:
-    out = np.zeros(shape, dtype=img.dtype)
-    src, dst = [], []
-    for n_in, n_out in zip(img.shape, shape):
-        if n_in >= n_out:  # centre crop
-            a = (n_in - n_out) // 2
-            src.append(slice(a, a + n_out))
-            dst.append(slice(0, n_out))
-        else:  # centre zero-pad
-            a = (n_out - n_in) // 2
-            src.append(slice(0, n_in))
-            dst.append(slice(a, a + n_in))
-    out[tuple(dst)] = img[tuple(src)]
-    return out
-
-
-def harmonise(img: np.ndarray, shape=IMAGE_SHAPE, mode: str = "resize", is_label: bool = False):
-    """Bring a 2-D slice to `shape` ``(H, W)``.
-
-    ``mode="resize"``: images bilinear (order 1) with anti-aliasing, returned float32;
-    labels nearest (order 0, no anti-aliasing) so no new label values appear, dtype kept.
-    ``mode="crop"``: centre crop / zero pad each axis, dtype kept (float32 for images)."""
-    if mode not in RESIZE_MODES:
-        raise DataError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
-    img = np.asarray(img)
-    if img.ndim != 2:
-        raise DataError(f"harmonise expects a 2-D slice, got shape {img.shape}")
-    shape = tuple(int(s) for s in shape)
-    if not is_label:
-        img = img.astype(np.float32, copy=False)
-    if img.shape == shape:
-        return img
-    if mode == "crop":
-        return _crop_or_pad(img, shape)
-    if is_label:
-        out = sk_resize(img, shape, order=0, anti_aliasing=False, preserve_range=True)
-        return out.astype(img.dtype)
-    out = sk_resize(img, shape, order=1, anti_aliasing=True, preserve_range=True)
-    return out.astype(np.float32)
-
-
-def normalise(img: np.ndarray, method: str = "robust", path=None) -> np.ndarray:
-    """Per-image intensity normalisation of any dtype/scale to float32 in [0, 1].
-
-    ``"robust"``: min-max between the 0.5 and 99.5 percentiles, then clip (falls back to
-    min-max when those percentiles coincide, e.g. a mostly-empty slice);
-    ``"minmax"``: plain min-max; ``"zscore"``: (x - mean) / std clipped to +-3, mapped to
-    [0, 1]. A constant image raises BadFileError naming `path`."""
-    if method not in NORMS:
-        raise DataError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMS)}")
-    x = np.asarray(img, dtype=np.float64)
-    lo, hi = float(x.min()), float(x.max())
-    if not hi > lo:
-        raise BadFileError(
-            path if path is not None else "<array>",
-            f"constant image (every voxel = {lo:g}); nothing to learn, remove it or use skip_bad",
-        )
-    if method == "zscore":
-        y = (np.clip((x - x.mean()) / x.std(), -3.0, 3.0) + 3.0) / 6.0
-    else:
-        if method == "robust":
-            plo, phi = np.percentile(x, [0.5, 99.5])
-            if phi > plo:
-                lo, hi = float(plo), float(phi)
-        y = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return y.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-def _decode_one(info: SliceInfo, shape, mode, norm):
-    """Read, check, normalise and harmonise one slice (+ its label)."""
-    raw, hdr_shape = _read_nifti(info.path)
-    img = harmonise(normalise(raw, norm, path=info.path), shape, mode)
-    lab, values = None, None
-    if info.label_path is not None:
-        lraw, _ = _read_nifti(info.label_path)
-        if lraw.shape != raw.shape:
-            raise BadFileError(
-                info.label_path,
-                f"label shape differs from its image (label {lraw.shape}, image {raw.shape})",
-            )
-        bad = (lraw < 0) | (lraw >= N_CLASSES) | (lraw != np.round(lraw))
-        if bad.any():
-            v = lraw[bad].flat[0].item()
-            raise BadFileError(
-                info.label_path,
-                f"label values outside the integers 0..{N_CLASSES - 1} (found {v:g})",
-            )
-        lraw = lraw.astype(np.uint8)
-        values = np.flatnonzero(np.bincount(lraw.ravel(), minlength=N_CLASSES)).tolist()
-        lab = harmonise(lraw, shape, mode, is_label=True)
-    return img, lab, hdr_shape, str(raw.dtype), float(raw.min()), float(raw.max()), values
-
-
-def _decode_chunk(args):
-    """Worker: decode files [(i, info)] -> [(i, result | None, (path, reason) | None)].
-
-    With `out` ({"images": npy path, "labels": ...}) the rows are written straight into
-    those memory-mapped files and left out of the result, so ~128 KB per slice is not
-    pickled back to the parent (that cost a third of the CPU time of a pooled load)."""
-    items, shape, mode, norm, skip_bad, out = args
-    dst = {k: np.load(f, mmap_mode="r+") for k, f in out.items()} if out else None
-    results = []
-    for i, info in items:
-        try:
-            res = _decode_one(info, shape, mode, norm)
-        except BadFileError as e:
-            if not skip_bad:
-                raise
-            results.append((i, None, (e.path, e.reason)))
-            continue
-        if dst is not None:
-            dst["images"][i] = res[0]
-            if res[1] is not None:
-                dst["labels"][i] = res[1]
-            res = (None, None, *res[2:])
-        results.append((i, res, None))
-    return results
-
-
-def _decode_all(infos, shape, mode, norm, skip_bad, workers, progress, desc, dst):
-    """Decode every slice into dst['images'][i] / dst['labels'][i].
-
-    Returns (meta, bad): meta[i] = (raw shape, dtype, min, max, label values), or None for
-    a skipped file, whose (path, reason) is in bad[i]."""
-    n = len(infos)
-    meta: list = [None] * n
-    bad: dict[int, tuple[str, str]] = {}
-    pool = workers > 1 and n >= _POOL_MIN_FILES
-    on_disk = all(isinstance(v, np.memmap) for v in dst.values())
-    out = {k: v.filename for k, v in dst.items()} if pool and on_disk else None
-    chunks = [
-        ([(i, infos[i]) for i in range(a, min(a + _CHUNK, n))], shape, mode, norm, skip_bad, out)
-        for a in range(0, n, _CHUNK)
-    ]
-    bar = tqdm(total=n, desc=desc, unit="slice", disable=not progress, leave=False)
-
-    def take(results):
-        for i, res, why in results:
-            if res is None:
-                bad[i] = why
-                continue
-            img, lab, *rest = res
-            if img is not None:  # else the worker wrote it into the memmap already
-                dst["images"][i] = img
-            if lab is not None:
-                dst["labels"][i] = lab
-            meta[i] = tuple(rest)
-        bar.update(len(results))
-
-    try:
-        if pool:
-            ex = cf.ProcessPoolExecutor(max_workers=workers)
-            try:
-                for results in ex.map(_decode_chunk, chunks):
-                    take(results)
-            finally:  # on a bad file, do not wait for the rest of the split to decode
-                ex.shutdown(wait=True, cancel_futures=True)
-        else:
-            for c in chunks:
-                take(_decode_chunk(c))
-    finally:
-        bar.close()
-    return meta, bad
-
-
-def _cache_key(root: Path, split, fingerprint, shape, mode, norm) -> str:
-    """Hash of everything the decoded arrays depend on: the root, every file's name, size
-    and mtime, the settings and CACHE_VERSION. skip_bad is left out on purpose: a load
-    without it only succeeds (and caches) when no file is bad, so both settings can share
-    one entry, and `hipgen info` (skip_bad=True) warms the cache for training."""
-    blob = json.dumps([CACHE_VERSION, str(root), split, fingerprint, list(shape), mode, norm])
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-@dataclass
-class SliceSet:
-    """One decoded split.
-
-    images: ``(N, H, W) float32`` in [0, 1] (may be a read-only np.memmap);
-    labels: ``(N, H, W) uint8`` 0..5, or None when the release has no labels for the split;
-    case/week/slice: ``(N,) int64``; paths: image file per row; raw_*: per file, as stored
-    (shape incl. singleton dims, dtype, min, max); skipped: ``(path, reason)`` of files left
-    out; label_values: sorted label values found in the split's label files (or None)."""
-
-    split: str
-    root: Path
-    images: np.ndarray
-    labels: np.ndarray | None
-    case: np.ndarray
-    week: np.ndarray
-    slice: np.ndarray
-    paths: list[str]
-    raw_shapes: list[tuple]
-    raw_dtypes: list[str]
-    raw_min: np.ndarray
-    raw_max: np.ndarray
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    label_values: list[int] | None = None
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __repr__(self) -> str:
-        lab = "no labels" if self.labels is None else "labels"
-        return (
-            f"SliceSet({self.split!r}, {len(self)} slices of {tuple(self.images.shape[1:])}, "
-            f"{lab}, {len(self.skipped)} skipped, root={str(self.root)!r})"
-        )
+# ----------------------------------------------------------------------------- loading
 
 
 def _summarise_skipped(skipped, n_files, split):
@@ -590,7 +247,7 @@ def load_split(
 
     `data_dir` is resolved by `resolve_data_dir` (None -> $HIPMRI_DATA -> phantom). Each
     image is normalised (`norm`, on the raw slice) and then brought to `shape`
-    (`resize_mode`, see `harmonise`). With `cache` the arrays are stored under
+    (`resize_mode`, see `preprocess.harmonise`). With `cache` the arrays are stored under
     ``cache_dir()/slices/<key>/`` and memory-mapped read-only; the key covers every file's
     name, size and mtime plus the settings, so an edited or added file triggers a fresh
     decode. `workers` processes decode in parallel (default ``min(2, cpu_count)``).
@@ -685,34 +342,6 @@ def load_split(
     return sset
 
 
-def _failures_fixed(cdir: Path, shape, mode, norm) -> bool:
-    """Whether a file that failed to decode when this cache entry was written decodes now.
-
-    The key (names, sizes, mtimes) does not change when a file's permissions are fixed or a
-    copy finishes, so failures are re-tried on every cache hit, never trusted."""
-    try:
-        failed = json.loads((cdir / "meta.json").read_text()).get("failed", [])
-    except (OSError, ValueError):
-        return True  # unreadable metadata: decode afresh
-    for case, week, sl, path, label_path in failed:
-        try:
-            _decode_one(SliceInfo(case, week, sl, path, label_path), shape, mode, norm)
-        except BadFileError:
-            continue
-        return True
-    return False
-
-
-def _discard(cdir: Path):
-    """Remove a stale cache entry (renamed first, so no reader sees half of it)."""
-    trash = cdir.with_name(f".tmp-stale-{cdir.name}-{os.getpid()}")
-    try:
-        os.rename(cdir, trash)
-    except OSError:
-        return  # another process removed it already
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def _warn_resized(sset: SliceSet, shape, mode):
     """One warning line when slices were not `shape` on disk (e.g. 256x144, 512x256): they
     were resized or centre-cropped to it, which changes what the model sees."""
@@ -731,66 +360,12 @@ def _warn_resized(sset: SliceSet, shape, mode):
         )
 
 
-def _open_npy(path, dtype, shape):
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-
-
 def _check_some_left(doc, root, split):
     if not doc["paths"]:
         raise DataError(
             f"{root / image_folder(split)}: all {len(doc['skipped'])} files were bad, "
             f"e.g. {doc['skipped'][0][0]}: {doc['skipped'][0][1]}"
         )
-
-
-def _meta_doc(infos, meta, keep, skipped, has_labels, split, root) -> dict:
-    """Everything but the pixel arrays, JSON-ready (also the cache's meta.json)."""
-    good = [infos[i] for i in keep]
-    rows = [meta[i] for i in keep]
-    return {
-        "version": CACHE_VERSION,
-        "split": split,
-        "root": str(root),
-        "case": [g.case for g in good],
-        "week": [g.week for g in good],
-        "slice": [g.slice for g in good],
-        "paths": [g.path for g in good],
-        "raw_shapes": [list(r[0]) for r in rows],
-        "raw_dtypes": [r[1] for r in rows],
-        "raw_min": [r[2] for r in rows],
-        "raw_max": [r[3] for r in rows],
-        "skipped": [list(s) for s in skipped],
-        "has_labels": has_labels,
-        "label_values": sorted({v for r in rows for v in r[4]}) if has_labels else None,
-        # files that failed to decode, re-tried on every cache hit (see _failures_fixed)
-        "failed": [[i.case, i.week, i.slice, i.path, i.label_path] for i, m in zip(infos, meta) if m is None],
-    }
-
-
-def _from_doc(doc, images, labels, root) -> SliceSet:
-    return SliceSet(
-        split=doc["split"],
-        root=Path(root),
-        images=images,
-        labels=labels,
-        case=np.asarray(doc["case"], dtype=np.int64),
-        week=np.asarray(doc["week"], dtype=np.int64),
-        slice=np.asarray(doc["slice"], dtype=np.int64),
-        paths=list(doc["paths"]),
-        raw_shapes=[tuple(s) for s in doc["raw_shapes"]],
-        raw_dtypes=list(doc["raw_dtypes"]),
-        raw_min=np.asarray(doc["raw_min"], dtype=np.float64),
-        raw_max=np.asarray(doc["raw_max"], dtype=np.float64),
-        skipped=[tuple(s) for s in doc["skipped"]],
-        label_values=doc["label_values"],
-    )
-
-
-def _load_cached(cdir: Path, root) -> SliceSet:
-    doc = json.loads((cdir / "meta.json").read_text())
-    images = np.load(cdir / "images.npy", mmap_mode="r")
-    labels = np.load(cdir / "labels.npy", mmap_mode="r") if doc["has_labels"] else None
-    return _from_doc(doc, images, labels, root)
 
 
 # ----------------------------------------------------------------------------- where from
@@ -868,49 +443,3 @@ def describe(data_dir, skip_bad: bool = True, *, progress: bool = True) -> dict:
             "skipped": [list(x) for x in s.skipped],
         }
     return out
-
-
-# ----------------------------------------------------------------------------- torch
-
-
-class SliceDataset(Dataset):
-    """A `SliceSet` as a torch Dataset: item ``i`` -> (``(1, H, W) float32`` in [0, 1],
-    ``{"case", "week", "slice", "index"}`` ints)."""
-
-    def __init__(self, sliceset: SliceSet):
-        self.s = sliceset
-
-    def __len__(self) -> int:
-        return len(self.s)
-
-    def __getitem__(self, i):
-        # copy: the cache is a read-only memmap and torch wants writable memory
-        x = torch.from_numpy(np.array(self.s.images[i], dtype=np.float32, copy=True))
-        meta = {
-            "case": int(self.s.case[i]),
-            "week": int(self.s.week[i]),
-            "slice": int(self.s.slice[i]),
-            "index": int(i),
-        }
-        return x.unsqueeze(0), meta
-
-
-def make_loader(
-    sliceset: SliceSet,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 0,
-    num_workers: int = 0,
-) -> DataLoader:
-    """Batches of ``(B, 1, H, W) float32`` images plus a dict of ``(B,) int64`` tensors
-    (case, week, slice, index). Shuffling uses its own seeded torch.Generator, so the
-    order depends only on `seed`."""
-    gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(
-        SliceDataset(sliceset),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=gen,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )

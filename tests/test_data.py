@@ -1,4 +1,4 @@
-"""Data layer: naming, discovery, reading, harmonising, normalising, caching, batching."""
+"""Data layer: naming, discovery, reading, harmonising, normalising, caching."""
 
 from __future__ import annotations
 
@@ -11,23 +11,22 @@ import types
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from conftest import label_from, smooth_image, write_nifti
 
-from hipgen_utils import config, data
+from hipgen_utils import config, data, data_types, decode_cache, nifti, preprocess
 from hipgen_utils.data import BadFileError, DataError
 
 
 def _count_reads(monkeypatch):
-    """Count NIfTI files the data module opens (serial decoding path)."""
+    """Count NIfTI files the data layer opens (serial decoding path)."""
     calls = []
-    real = data._open_nifti
+    real = nifti._open_nifti
 
     def counting(path):
         calls.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(data, "_open_nifti", counting)
+    monkeypatch.setattr(nifti, "_open_nifti", counting)
     return calls
 
 
@@ -107,7 +106,7 @@ def test_read_singleton_and_dtype_kept(tmp_path):
     rng = np.random.default_rng(0)
     img = smooth_image(rng, (256, 128), 3000, np.int16)
     p = write_nifti(tmp_path / "case_001_week_0_slice_0.nii.gz", img[..., None])
-    out = data.read_nifti_slice(p)
+    out = nifti.read_nifti_slice(p)
     assert out.shape == (256, 128) and out.dtype == np.int16
     np.testing.assert_array_equal(out, img)
     # uncompressed .nii and NIfTI-2 (the slow nib.load path) read the same pixels
@@ -115,7 +114,7 @@ def test_read_singleton_and_dtype_kept(tmp_path):
     p2 = tmp_path / "b.nii.gz"
     nib.save(nib.Nifti2Image(img, np.eye(4)), str(p2))
     for p in (p1, p2):
-        np.testing.assert_array_equal(data.read_nifti_slice(p), img)
+        np.testing.assert_array_equal(nifti.read_nifti_slice(p), img)
 
 
 def _bad_files(tmp_path):
@@ -160,7 +159,7 @@ def _bad_files(tmp_path):
 def test_bad_files_give_one_line_naming_the_file(tmp_path, kind):
     path, words = _bad_files(tmp_path)[kind]
     with pytest.raises(BadFileError) as e:
-        data.read_nifti_slice(path)
+        nifti.read_nifti_slice(path)
     assert e.value.path == str(path)
     assert str(e.value).startswith(f"{path}: ") and words in str(e.value)
     assert "\n" not in str(e.value) and e.value.__cause__ is None
@@ -172,27 +171,27 @@ def test_bad_files_give_one_line_naming_the_file(tmp_path, kind):
 def test_harmonise_resize_and_crop_images():
     rng = np.random.default_rng(0)
     img = rng.random((256, 144)).astype(np.float32)
-    r = data.harmonise(img, (256, 128), "resize")
+    r = preprocess.harmonise(img, (256, 128), "resize")
     assert r.shape == (256, 128) and r.dtype == np.float32
     assert 0.0 <= r.min() and r.max() <= 1.0
-    c = data.harmonise(img, (256, 128), "crop")
+    c = preprocess.harmonise(img, (256, 128), "crop")
     np.testing.assert_array_equal(c, img[:, 8:136])  # centre crop, 8 columns each side
-    p = data.harmonise(img[:, :120], (256, 128), "crop")
+    p = preprocess.harmonise(img[:, :120], (256, 128), "crop")
     assert (p[:, :4] == 0).all() and (p[:, 124:] == 0).all()
     np.testing.assert_array_equal(p[:, 4:124], img[:, :120])
     with pytest.raises(DataError, match="unknown resize mode"):
-        data.harmonise(img, mode="stretch")
+        preprocess.harmonise(img, mode="stretch")
 
 
 @pytest.mark.parametrize("mode", ["resize", "crop"])
 def test_harmonise_labels_stay_integer(mode):
     lab = label_from(smooth_image(np.random.default_rng(0), (256, 144))).astype(np.int16)
-    out = data.harmonise(lab, (256, 128), mode, is_label=True)
+    out = preprocess.harmonise(lab, (256, 128), mode, is_label=True)
     assert out.shape == (256, 128) and out.dtype == np.int16
     assert set(np.unique(out)) <= set(np.unique(lab)) and len(np.unique(out)) == 6
     # only 0 and 5 in, so any interpolation would show up as 1..4 at the edges
     two = np.where(lab > 2, 5, 0).astype(np.uint8)
-    out = data.harmonise(two, (256, 128), mode, is_label=True)
+    out = preprocess.harmonise(two, (256, 128), mode, is_label=True)
     assert out.dtype == np.uint8 and set(np.unique(out)) == {0, 5}
 
 
@@ -200,23 +199,23 @@ def test_harmonise_labels_stay_integer(mode):
 @pytest.mark.parametrize("method", ["robust", "minmax", "zscore"])
 def test_normalise_any_dtype_and_scale(dtype, scale, method):
     img = smooth_image(np.random.default_rng(0), (64, 32), scale, dtype)
-    out = data.normalise(img, method)
+    out = preprocess.normalise(img, method)
     assert out.dtype == np.float32 and out.shape == img.shape
     assert out.min() >= 0.0 and out.max() <= 1.0 and out.max() - out.min() > 0.5
     # invariant to the stored scale and offset, up to quantisation of the integer dtypes
-    ref = data.normalise(img.astype(np.float64) / scale * 3.0 + 7.0, method)
+    ref = preprocess.normalise(img.astype(np.float64) / scale * 3.0 + 7.0, method)
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 def test_normalise_robust_clips_outliers_and_rejects_constant():
     img = np.tile(np.linspace(0, 1, 100), (100, 1))
     img[0, 0] = 1e6  # one hot voxel must not squash the rest into ~0
-    out = data.normalise(img, "robust")
+    out = preprocess.normalise(img, "robust")
     assert out[50, 50] == pytest.approx(0.5, abs=0.02) and out[0, 0] == 1.0
     with pytest.raises(BadFileError, match=r"^slice_7\.nii\.gz: constant image"):
-        data.normalise(np.full((8, 8), 3.0), path="slice_7.nii.gz")
+        preprocess.normalise(np.full((8, 8), 3.0), path="slice_7.nii.gz")
     with pytest.raises(DataError, match="unknown normalisation"):
-        data.normalise(img, "histeq")
+        preprocess.normalise(img, "histeq")
 
 
 # ----------------------------------------------------------------------------- load_split
@@ -253,8 +252,8 @@ def test_mixed_widths_and_singleton_harmonised(make_hipmri, mode):
     assert s.raw_shapes == [(256, 128, 1), (256, 128, 1), (256, 144)]
     assert s.raw_dtypes == ["float32", "float32", "int16"]
     assert set(np.unique(s.labels[2])) <= set(range(6))
-    norm = data.normalise(wide)
-    np.testing.assert_array_equal(s.images[2], data.harmonise(norm, (256, 128), mode))
+    norm = preprocess.normalise(wide)
+    np.testing.assert_array_equal(s.images[2], preprocess.harmonise(norm, (256, 128), mode))
     if mode == "crop":
         np.testing.assert_array_equal(s.images[2], norm[:, 8:136])
     else:  # resampled, not cropped: the full field of view survives
@@ -298,7 +297,7 @@ def test_skip_bad_counts_and_lists(make_hipmri):
     ]
     # rows of a skip-compacted cache still line up with their files
     for i, p in enumerate(s.paths):
-        np.testing.assert_array_equal(s.images[i], data.normalise(data.read_nifti_slice(p)))
+        np.testing.assert_array_equal(s.images[i], preprocess.normalise(nifti.read_nifti_slice(p)))
     # the cached reload reports the same skips; without skip_bad it still refuses
     with pytest.warns(UserWarning, match="skipped 4 of 7"):
         again = data.load_split(root, "test", skip_bad=True, progress=False)
@@ -332,7 +331,7 @@ def test_orphan_labels_reported_and_duplicates_caught(make_hipmri):
         s = data.load_split(root, "train", cache=False, progress=False)
     assert len(s) == 2 and s.skipped == [(str(orphan), data._ORPHAN)]
     img = root / "keras_slices_train/case_001_week_0_slice_1.nii.gz"
-    write_nifti(str(img)[: -len(".gz")], data.read_nifti_slice(img))  # same slice as .nii
+    write_nifti(str(img)[: -len(".gz")], nifti.read_nifti_slice(img))  # same slice as .nii
     with pytest.raises(
         BadFileError,
         match=r"slice_1\.nii\.gz: duplicate slice \(same case/week/slice as case_001_week_0_slice_1\.nii\)",
@@ -351,9 +350,9 @@ def test_cache_hit_does_not_decode(make_hipmri, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded a file on a cache hit")
 
-    monkeypatch.setattr(data.nib, "load", boom)
-    monkeypatch.setattr(data, "_open_nifti", boom)
-    monkeypatch.setattr(data, "read_nifti_slice", boom)
+    monkeypatch.setattr(nifti.nib, "load", boom)
+    monkeypatch.setattr(nifti, "_open_nifti", boom)
+    monkeypatch.setattr(nifti, "read_nifti_slice", boom)
     second = data.load_split(root, "validate", progress=False)  # skip_bad shares the entry
     np.testing.assert_array_equal(np.asarray(first.images), np.asarray(second.images))
     np.testing.assert_array_equal(np.asarray(first.labels), np.asarray(second.labels))
@@ -363,7 +362,7 @@ def test_cache_hit_does_not_decode(make_hipmri, monkeypatch):
     with pytest.raises(AssertionError, match="decoded"):
         data.load_split(root, "validate", norm="zscore", progress=False)
     meta = next((config.cache_dir() / "slices").glob("*/meta.json"))
-    assert json.loads(meta.read_text())["version"] == data.CACHE_VERSION
+    assert json.loads(meta.read_text())["version"] == decode_cache.CACHE_VERSION
 
 
 def test_cache_invalidated_by_touched_or_changed_file(make_hipmri, monkeypatch):
@@ -380,7 +379,7 @@ def test_cache_invalidated_by_touched_or_changed_file(make_hipmri, monkeypatch):
     new = smooth_image(np.random.default_rng(9), scale=10.0)[::-1].copy()
     write_nifti(f, new)
     b = data.load_split(root, "validate", progress=False)
-    np.testing.assert_array_equal(b.images[2], data.normalise(new))
+    np.testing.assert_array_equal(b.images[2], preprocess.normalise(new))
     assert not np.array_equal(a.images[2], b.images[2])
     np.testing.assert_array_equal(a.images[1], b.images[1])
 
@@ -389,8 +388,8 @@ def test_cache_false_and_process_pool_agree(make_hipmri, monkeypatch):
     root = make_hipmri(n_case_weeks={"train": 2}, n_slices=3)
     plain = data.load_split(root, "train", cache=False, progress=False, workers=1)
     assert not isinstance(plain.images, np.memmap)
-    monkeypatch.setattr(data, "_POOL_MIN_FILES", 1)
-    monkeypatch.setattr(data, "_CHUNK", 2)
+    monkeypatch.setattr(decode_cache, "_POOL_MIN_FILES", 1)
+    monkeypatch.setattr(decode_cache, "_CHUNK", 2)
     pooled = data.load_split(root, "train", progress=False, workers=2)
     np.testing.assert_array_equal(plain.images, pooled.images)
     np.testing.assert_array_equal(plain.labels, pooled.labels)
@@ -471,25 +470,6 @@ def test_describe_census(make_hipmri, nifti_writer):
     )
 
 
-# ----------------------------------------------------------------------------- torch
-
-
-def test_loader_batches_and_seeded_shuffle(make_hipmri):
-    root = make_hipmri(n_case_weeks={"train": 2}, n_slices=5)
-    s = data.load_split(root, "train", progress=False)
-    x, meta = next(iter(data.make_loader(s, batch_size=4)))
-    assert x.shape == (4, 1, 256, 128) and x.dtype == torch.float32
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    assert meta["index"].tolist() == [0, 1, 2, 3] and meta["slice"].tolist() == [0, 1, 2, 3]
-    np.testing.assert_array_equal(x[2, 0].numpy(), s.images[2])
-
-    def order(seed):
-        return torch.cat([m["index"] for _, m in data.make_loader(s, 3, True, seed)]).tolist()
-
-    assert order(1) == order(1) and sorted(order(1)) == list(range(10))
-    assert order(1) != order(2)
-
-
 def test_builtin_phantom_loads():
     phantom = pytest.importorskip("hipgen_utils.phantom")
     if not hasattr(phantom, "ensure_phantom"):
@@ -498,3 +478,11 @@ def test_builtin_phantom_loads():
     root = data.resolve_data_dir(None, cfg, progress=False)
     s = data.load_split(root, "train", progress=False)
     assert s.images.shape[1:] == data.IMAGE_SHAPE and len(s) == 2
+
+
+def test_data_reexports_what_callers_import_from_it():
+    """The CLI, the pipeline and notebook 01 import these from hipgen_utils.data."""
+    assert data.read_nifti_slice is nifti.read_nifti_slice
+    for name in ("DataError", "BadFileError", "SliceInfo", "SliceSet"):
+        assert getattr(data, name) is getattr(data_types, name)
+    assert data.IMAGE_SHAPE is preprocess.IMAGE_SHAPE
