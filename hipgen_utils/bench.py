@@ -176,7 +176,7 @@ def _prior_throughput(cfg: C.PixelCNNConfig, n_codes: int, batch: int, bf16: boo
 def bench_prior(args):
     """Training throughput of the demo prior: loss layout, bf16 autocast, batch size.
     With --compare: the prior variants at the same time budget (`compare_priors`)."""
-    from hipgen_utils.training import cpu_has_bf16
+    from hipgen_utils.devices import cpu_has_bf16
 
     if getattr(args, "compare", False):
         compare_priors(

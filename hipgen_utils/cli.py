@@ -97,21 +97,13 @@ def cmd_phantom(args):
 
 
 def cmd_info(args):
-    from hipgen_utils.data import describe
+    from hipgen_utils.data import census_lines, describe
 
     info = describe(args.data_dir, skip_bad=True)
     if args.json:
         print(json.dumps(info))
         return
-    print(f"HipMRI data at {info['root']}")
-    for split, d in info["splits"].items():
-        if "error" in d:
-            print(f"  {split:9s} {d['error']}")
-            continue
-        print(f"  {split:9s} {d['n_files']:6d} files, {d['n_case_weeks']} case-weeks  shapes {d['shapes']}  dtypes {d['dtypes']}")
-        print(f"            raw intensity {d['intensity_range']}  labels {d['labels']}  skipped {len(d['skipped'])}")
-        for path, why in d["skipped"]:
-            print(f"            skipped {path}: {why}")
+    print("\n".join(census_lines(info)))
 
 
 def cmd_train(args):

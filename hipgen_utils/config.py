@@ -35,7 +35,7 @@ DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def check_device(name) -> str:
-    """`name` if it names a device `training.pick_device` understands, else ConfigError."""
+    """`name` if it names a device `devices.pick_device` understands, else ConfigError."""
     ok = isinstance(name, str) and (
         name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
     )

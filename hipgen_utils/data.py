@@ -443,3 +443,21 @@ def describe(data_dir, skip_bad: bool = True, *, progress: bool = True) -> dict:
             "skipped": [list(x) for x in s.skipped],
         }
     return out
+
+
+def census_lines(info: dict) -> list[str]:
+    """`describe`'s census as text lines, as ``hipgen info`` and notebook 01 print it: the
+    root, then per split its files, case-weeks, shapes, dtypes, raw intensity range, label
+    values and skipped count, then each skipped file with its reason."""
+    lines = [f"HipMRI data at {info['root']}"]
+    for split, d in info["splits"].items():
+        if "error" in d:
+            lines.append(f"  {split:9s} {d['error']}")
+            continue
+        lo, hi = d["intensity_range"]
+        lines.append(f"  {split:9s} {d['n_files']:6d} files, {d['n_case_weeks']:3d} case-weeks  "
+                     f"shapes {d['shapes']}  dtypes {d['dtypes']}")  # fmt: skip
+        lines.append(f"            raw intensity [{lo:.3g}, {hi:.3g}]  labels {d['labels']}  "
+                     f"skipped {len(d['skipped'])}")  # fmt: skip
+        lines.extend(f"            skipped {path}: {why}" for path, why in d["skipped"])
+    return lines

@@ -36,12 +36,12 @@ from hipgen_utils.checkpoints import (
     load_checkpoint,
     state_fingerprint,
 )
-from hipgen_utils.training import as_device
+from hipgen_utils.devices import as_device
 
 
 def load_vqvae(run_dir, device="auto"):
     """(model in eval mode on `device`, checkpoint dict) from run_dir/vqvae.pt; "auto" = CUDA,
-    then MPS, then the CPU (`training.as_device`)."""
+    then MPS, then the CPU (`devices.as_device`)."""
     from hipgen_utils.vqvae import VQVAE
 
     path = Path(run_dir) / VQVAE_FILE
@@ -55,7 +55,7 @@ def load_vqvae(run_dir, device="auto"):
 
 
 def load_prior(run_dir, device="auto", vqvae_id: str | None = None):
-    """(prior in eval mode on `device` ("auto": see `training.as_device`), checkpoint dict)
+    """(prior in eval mode on `device` ("auto": see `devices.as_device`), checkpoint dict)
     from run_dir/pixelcnn.pt; with `vqvae_id`, refuses a prior trained on another VQ-VAE's codes."""
     from hipgen_utils.pixelcnn import GatedPixelCNN
 

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hipgen_utils.checkpoints import CheckpointError, atomic_save, load_checkpoint
-from hipgen_utils.training import autocast
+from hipgen_utils.devices import autocast
 
 SEGMENTER_FILE = "segmenter.pt"
 

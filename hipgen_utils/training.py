@@ -4,16 +4,13 @@ Both loops are deterministic given the seed (the batch at update t depends only 
 (seed, t), so a resumed run sees the same batches as an uninterrupted one), keep a
 history dict of plain floats, write an atomic checkpoint (model + optimiser + config +
 history + RNG state) at every log step, and stop on a non-finite loss keeping the last
-good checkpoint.
+good checkpoint. Where a run starts from (fresh, resumed, replaced) is `resume`'s decision,
+the device `devices`'.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import math
-import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,72 +21,25 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hipgen_utils import rundir
-from hipgen_utils.checkpoints import (
-    PRIOR_FILE,
-    VQVAE_FILE,
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-)
-from hipgen_utils.config import (
-    DATA_ENV,
-    ConfigError,
-    DataConfig,
-    PixelCNNConfig,
-    VQVAEConfig,
-    check_device,
-    from_dict,
-)
+from hipgen_utils.checkpoints import PRIOR_FILE, VQVAE_FILE, atomic_save
+from hipgen_utils.config import ConfigError, PixelCNNConfig, VQVAEConfig
+from hipgen_utils.devices import autocast, pick_device
 from hipgen_utils.metrics import evenly_spaced
 from hipgen_utils.metrics import perplexity as code_perplexity
+from hipgen_utils.resume import (
+    data_changed,
+    data_diff,
+    existing_checkpoint,
+    grids_id,
+    holding_run_lock,
+    move_stale_prior,
+    pin_data_dir,
+    restore,
+)
 
 
 class TrainingStopped(RuntimeError):
     """Training hit a non-finite loss; the last good checkpoint is kept."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then CPU; otherwise the named device."""
-    check_device(name)  # a ConfigError in one line, not torch's RuntimeError
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device auto or cpu")
-    return torch.device(name)
-
-
-def as_device(device="auto") -> torch.device:
-    """A torch.device from a name ("auto", "cpu", "cuda", "cuda:1", "mps"; see `pick_device`)
-    or a torch.device. The loaders default to "auto": a model loaded on a GPU box runs there."""
-    return device if isinstance(device, torch.device) else pick_device(str(device))
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; read from /proc/cpuinfo
-    once per process: `autocast` asks on every training step).
-
-    Elsewhere CPU bf16 is emulated and slower than float32, so it is not used."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast(device: torch.device, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA (the quantiser keeps float32 inside); on a CPU only when
-    `cpu_bf16` is asked for and the CPU has native bf16; a no-op elsewhere."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if kind == "cpu" and cpu_bf16 and cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -131,113 +81,6 @@ def _to_batch(images, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
 
 
-# settings that do not change the trained weights, so --resume may change them
-FREE_ON_RESUME = ("log_interval", "val_images", "device", "cpu_bf16")
-
-
-def _resume_diff(saved: dict, wanted: dict, grows: str) -> list[str]:
-    """`name: saved -> wanted` for every setting --resume may not change (all but
-    FREE_ON_RESUME; `grows`, the run length, only upwards)."""
-    out = []
-    for k, v in wanted.items():
-        if k in FREE_ON_RESUME or saved.get(k) == v or (k == grows and v > saved.get(k, v)):
-            continue
-        out.append(f"{k}: {saved.get(k)!r} -> {v!r}" + (" (can only grow)" if k == grows else ""))
-    return out
-
-
-def _data_diff(saved: dict | None, wanted: dict | None) -> list[str]:
-    """The data settings that differ (the phantom's sizes only matter when it is used)."""
-    if not isinstance(saved, dict) or not isinstance(wanted, dict):
-        return []
-    saved, wanted = asdict(from_dict(DataConfig, saved)), asdict(from_dict(DataConfig, wanted))
-    keys = [k for k in wanted if not (wanted["data_dir"] and k.startswith("phantom_"))]
-    return [f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in keys if saved[k] != wanted[k]]
-
-
-def _pin_data_dir(extra: dict | None) -> dict | None:
-    """`extra` with data.data_dir made absolute (as given, else $HIPMRI_DATA; None = the
-    phantom), so the checkpoint says which data it saw and --resume can compare it."""
-    if not extra or not isinstance(extra.get("data"), dict):
-        return extra
-    data = dict(extra["data"])
-    src = data.get("data_dir") or os.environ.get(DATA_ENV)
-    data["data_dir"] = str(Path(src).expanduser().resolve()) if src else None
-    return {**extra, "data": data}
-
-
-def _restore(model, opt, ckpt, cfg, grows: str, path, other_diffs=()):
-    """Load model/optimiser/RNG state from `ckpt` for --resume; (step, history).
-
-    Refused in one line naming the fields when any setting that changes the result differs
-    (CheckpointError); a longer run (`grows` upwards) is said and recorded in the history."""
-    saved = asdict(from_dict(type(cfg), ckpt["config"]))  # fields added since get their defaults
-    wanted = asdict(cfg)
-    diff = _resume_diff(saved, wanted, grows) + list(other_diffs)
-    if diff:
-        raise CheckpointError(
-            f"{path}: --resume with settings that differ from the checkpoint's ({'; '.join(diff)}); "
-            "use the same settings, start again with --overwrite (RETRAIN = True in a notebook), "
-            "or use another run directory (--run_dir, $HIPGEN_RUN_DIR)"
-        )
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"])
-    step, history = int(ckpt["step"]), {k: list(v) for k, v in ckpt["history"].items()}
-    if wanted[grows] > saved[grows]:
-        note = f"{grows} {saved[grows]} -> {wanted[grows]} at update {step}"
-        history.setdefault("extended", []).append(note)
-        print(f"{path}: extending the run, {note} (recorded in the history)")
-    return step, history
-
-
-def _trained_for(ckpt: dict) -> str:
-    """'20 updates', '10 of 20 updates' or '3 epochs' for a checkpoint dict."""
-    cfg, step = ckpt.get("config", {}), int(ckpt.get("step", 0))
-    if ckpt.get("kind") == "pixelcnn":
-        done = (ckpt.get("history", {}).get("epoch") or [0])[-1]
-        return f"{done:g} epochs" if done >= cfg.get("epochs", 0) else f"{done:g} of {cfg.get('epochs')} epochs"
-    total = cfg.get("n_updates", step)
-    return f"{step} updates" if step >= total else f"{step} of {total} updates"
-
-
-def _existing_checkpoint(path: Path, kind: str, *, resume: bool, overwrite: bool, moved_with=()):
-    """What to start from when `path` may hold a checkpoint: its dict for --resume, None to
-    train from scratch. Without --resume or --overwrite an existing checkpoint is refused in
-    one line (never replaced in silence); with --overwrite it and the files computed from it
-    (`moved_with`) are moved aside together (rundir.move_aside)."""
-    if resume and overwrite:
-        raise CheckpointError("--resume and --overwrite exclude each other; pick one")
-    if not path.exists():
-        return None
-    if overwrite:
-        rundir.move_aside(path.parent, (path.name, *moved_with))
-        return None
-    if not resume:
-        label = {"vqvae": "VQ-VAE", "pixelcnn": "PixelCNN prior"}[kind]
-        try:
-            what = f"a trained {label} ({_trained_for(load_checkpoint(path, kind))})"
-        except CheckpointError:
-            raise CheckpointError(f"{path.parent} holds an unreadable {path.name}; pass --overwrite to start "
-                                  "again (it is moved aside, not deleted)") from None  # fmt: skip
-        raise CheckpointError(
-            f"{path.parent} already holds {what}; pass --resume to continue or --overwrite to start again"
-        )
-    return load_checkpoint(path, kind)
-
-
-def _holding_run_lock(train):
-    """Run a training function holding its run directory's lock (its 4th argument), so a
-    second training on the same run directory is refused instead of replacing this one."""
-
-    @functools.wraps(train)
-    def locked(cfg, a, b, run_dir, **kw):
-        with rundir.run_lock(run_dir):
-            return train(cfg, a, b, run_dir, **kw)
-
-    return locked
-
-
 # --------------------------------------------------------------------------- VQ-VAE
 
 
@@ -264,7 +107,7 @@ def validate_vqvae(model, images, idx, device, batch_size=32) -> dict:
     return {"recon": r, "embedding": e, "total": r + e, "ssim": float(np.mean(np.concatenate(ssims)))}
 
 
-@_holding_run_lock
+@holding_run_lock
 def train_vqvae(
     cfg: VQVAEConfig,
     train_images,
@@ -298,15 +141,15 @@ def train_vqvae(
         "val_total", "val_ssim", "codes_used", "perplexity", "restarts", "seconds",
     )}  # fmt: skip
     step = 0
-    extra = _pin_data_dir(extra)
+    extra = pin_data_dir(extra)
     data = (extra or {}).get("data")
-    ckpt = _existing_checkpoint(
+    ckpt = existing_checkpoint(
         path, "vqvae", resume=resume, overwrite=overwrite,
-        moved_with=rundir.VQVAE_DEPENDENTS + (rundir.DATA_DEPENDENTS if _data_changed(path, data) else ()),
+        moved_with=rundir.VQVAE_DEPENDENTS + (rundir.DATA_DEPENDENTS if data_changed(path, data) else ()),
     )  # fmt: skip
     if ckpt is not None:
         saved_data = ckpt.get("extra", {}).get("data")
-        step, history = _restore(model, opt, ckpt, cfg, "n_updates", path, _data_diff(saved_data, data))
+        step, history = restore(model, opt, ckpt, cfg, "n_updates", path, data_diff(saved_data, data))
         if step >= cfg.n_updates:
             print(f"{path}: already trained for {step} updates; reusing it (--overwrite or RETRAIN = True trains again)")
             return model.eval(), history
@@ -380,18 +223,6 @@ def train_vqvae(
     return model.eval(), history
 
 
-def _data_changed(path: Path, data: dict | None) -> bool:
-    """Whether the VQ-VAE in `path` saw other data than `data` (also when unreadable): then
-    what was trained on the data alone (the segmenter) is replaced too."""
-    if not path.exists():
-        return False
-    try:
-        saved = load_checkpoint(path, "vqvae").get("extra", {}).get("data")
-    except CheckpointError:
-        return True
-    return bool(_data_diff(saved, data))
-
-
 # --------------------------------------------------------------------------- PixelCNN
 
 
@@ -414,7 +245,7 @@ def bits_per_code(prior, codes, conds, device=None, batch_size=64) -> float:
     return total / count / math.log(2)
 
 
-@_holding_run_lock
+@holding_run_lock
 def train_pixelcnn(
     cfg: PixelCNNConfig,
     codes: dict,
@@ -460,13 +291,13 @@ def train_pixelcnn(
     total_steps = cfg.epochs * per_epoch
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
     step = 0
-    codes_id = _codes_id(codes)
-    _move_stale_prior(path, vqvae_id)
-    ckpt = _existing_checkpoint(path, "pixelcnn", resume=resume, overwrite=overwrite, moved_with=rundir.PRIOR_DEPENDENTS)
+    codes_id = grids_id(codes)
+    move_stale_prior(path, vqvae_id)
+    ckpt = existing_checkpoint(path, "pixelcnn", resume=resume, overwrite=overwrite, moved_with=rundir.PRIOR_DEPENDENTS)
     if ckpt is not None:
         same_codes = ckpt.get("codes_id") in (None, codes_id)  # None: a checkpoint from before codes_id
         other = [] if same_codes else ["codes.npz: other slices than the checkpoint was trained on"]
-        step, history = _restore(prior, opt, ckpt, cfg, "epochs", path, other)
+        step, history = restore(prior, opt, ckpt, cfg, "epochs", path, other)
         out_of_time = cfg.max_seconds > 0 and history["seconds"] and history["seconds"][-1] >= cfg.max_seconds
         if step >= total_steps or out_of_time:
             print(f"{path}: already trained for {step / per_epoch:g} epochs; reusing it "
@@ -559,27 +390,3 @@ def train_pixelcnn(
     return prior.eval(), history
 
 
-def _codes_id(codes: dict) -> str:
-    """What the grids a prior trains on were made from (ties a resume to them): the VQ-VAE
-    and the encoded slices (codes.source_fingerprint), else a hash of the grids themselves."""
-    if "source_id" in codes and "vqvae_id" in codes:
-        return f"{codes['vqvae_id']}:{codes['source_id']}"
-    h = hashlib.sha1()
-    for key in ("codes_train", "slice_train", "codes_validate", "slice_validate"):
-        if key in codes:
-            h.update(key.encode() + np.ascontiguousarray(codes[key]).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _move_stale_prior(path: Path, vqvae_id: str):
-    """A prior trained on another VQ-VAE's codes cannot be resumed nor sampled with this
-    VQ-VAE: move it (and its sample scores) aside, saying so, rather than refuse."""
-    if not path.exists():
-        return
-    try:
-        stale = load_checkpoint(path, "pixelcnn").get("vqvae_id") != vqvae_id
-    except CheckpointError:
-        return  # unreadable: _existing_checkpoint refuses it unless --overwrite
-    if stale:
-        rundir.move_aside(path.parent, (path.name, *rundir.PRIOR_DEPENDENTS),
-                          why=f"{path.name} was trained on another VQ-VAE's codes")  # fmt: skip

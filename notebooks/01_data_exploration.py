@@ -46,16 +46,7 @@ cfg = run.cfg
 # %%
 root = data.resolve_data_dir(cfg.data.data_dir, cfg.data)
 info = data.describe(root)
-print(f"data root: {root}")
-for split, d in info["splits"].items():
-    if "error" in d:
-        print(f"{split:9s} {d['error']}")
-        continue
-    print(
-        f"{split:9s} {d['n_files']:6d} files, {d['n_case_weeks']:3d} case-weeks | shapes {d['shapes']} | "
-        f"dtypes {d['dtypes']} | raw intensity [{d['intensity_range'][0]:.3g}, {d['intensity_range'][1]:.3g}] | "
-        f"labels {d['labels']} | skipped {len(d['skipped'])}"
-    )
+print("\n".join(data.census_lines(info)))  # what `hipgen info --data_dir DIR` prints
 
 # %% [markdown]
 # ## Shape census

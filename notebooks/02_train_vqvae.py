@@ -50,7 +50,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from hipgen_utils import config, metrics, pipeline, plotting, training
+from hipgen_utils import config, devices, metrics, pipeline, plotting, training
 from hipgen_utils.run import Run
 
 run = Run.open(PROFILE, RUN_DIR, DATA_DIR)  # the profile's config, the run directory, the figure folder
@@ -67,7 +67,7 @@ cfg.vqvae = config.apply_given(
     learning_rate=learning_rate, log_interval=log_interval, device=device,
 )  # fmt: skip
 print(asdict(cfg.vqvae))
-print("device:", training.pick_device(cfg.vqvae.device))
+print("device:", devices.pick_device(cfg.vqvae.device))
 
 # %%
 splits = pipeline.load_splits(cfg.data, ("train", "validate"))

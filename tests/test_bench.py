@@ -17,9 +17,9 @@ def test_bench_commands_parse():
 
 
 def test_bench_prior_quick_prints_every_variant(capsys, monkeypatch):
-    from hipgen_utils import bench, training
+    from hipgen_utils import bench
 
-    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)  # bf16 rows are skipped, said so
+    monkeypatch.setattr("hipgen_utils.devices.cpu_has_bf16", lambda: False)  # bf16 rows are skipped, said so
     monkeypatch.setattr(bench, "_prior_throughput", lambda cfg, k, batch, bf16, nll, steps: 10.0 * batch)
     bench.bench_prior(build_parser().parse_args(["bench", "prior", "--quick"]))
     out = capsys.readouterr().out

@@ -486,3 +486,22 @@ def test_data_reexports_what_callers_import_from_it():
     for name in ("DataError", "BadFileError", "SliceInfo", "SliceSet"):
         assert getattr(data, name) is getattr(data_types, name)
     assert data.IMAGE_SHAPE is preprocess.IMAGE_SHAPE
+
+
+def test_census_lines_say_each_split_and_every_skipped_file():
+    info = {
+        "root": "/data/hipmri",
+        "splits": {
+            "train": {"n_files": 12, "n_case_weeks": 2, "shapes": {"256x128": 11, "256x144": 1},
+                      "dtypes": {"float32": 12}, "intensity_range": [0.0, 1234.5], "labels": [0, 1, 2],
+                      "skipped": [["/data/x.nii.gz", "not a NIfTI file"]]},  # fmt: skip
+            "test": {"error": "no folder keras_slices_test"},
+        },
+    }
+    lines = data.census_lines(info)
+    assert lines[0] == "HipMRI data at /data/hipmri"
+    train = "\n".join(line for line in lines if "train" in line or line.startswith(" " * 12))
+    for part in ("12 files", "2 case-weeks", "256x144", "[0, 1.23e+03]", "[0, 1, 2]", "skipped 1",
+                 "skipped /data/x.nii.gz: not a NIfTI file"):  # fmt: skip
+        assert part in train, part
+    assert any("test" in line and "no folder keras_slices_test" in line for line in lines)

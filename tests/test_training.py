@@ -223,14 +223,14 @@ def test_pixelcnn_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_
 
 
 def test_cpu_bf16_autocast_only_when_asked_and_native(monkeypatch):
-    from hipgen_utils import training
+    from hipgen_utils import devices
 
     def dtype_inside(**kw):
-        with training.autocast(torch.device("cpu"), **kw):
+        with devices.autocast(torch.device("cpu"), **kw):
             return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
 
-    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
     assert dtype_inside(cpu_bf16=True) == torch.bfloat16
     assert dtype_inside() == torch.float32  # evaluation and the VQ-VAE stay float32 on a CPU
-    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
     assert dtype_inside(cpu_bf16=True) == torch.float32  # emulated bf16 would be slower
