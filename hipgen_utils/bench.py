@@ -1,4 +1,5 @@
-"""Benchmarks (`hipgen bench data|vqvae|prior|sample`): each prints a table.
+"""Benchmarks (`hipgen bench data|vqvae|prior|sample`): each prints a table. The prior
+variants' comparison (`bench prior --compare`) is `prior_variants.compare_priors`.
 
 Timings on shared machines are noisy: compare ratios within one run, not across runs.
 """
@@ -175,10 +176,12 @@ def _prior_throughput(cfg: C.PixelCNNConfig, n_codes: int, batch: int, bf16: boo
 
 def bench_prior(args):
     """Training throughput of the demo prior: loss layout, bf16 autocast, batch size.
-    With --compare: the prior variants at the same time budget (`compare_priors`)."""
+    With --compare: the prior variants at the same time budget (`prior_variants.compare_priors`)."""
     from hipgen_utils.devices import cpu_has_bf16
 
     if getattr(args, "compare", False):
+        from hipgen_utils.prior_variants import compare_priors
+
         compare_priors(
             getattr(args, "run_dir", None), getattr(args, "budget_s", None), getattr(args, "variants", None),
             args.profile, getattr(args, "out", None), judge=not getattr(args, "no_judge", False),
@@ -259,6 +262,8 @@ def bench_sample(args):
         return
     # the global-context switches (issue 9) on a demo-sized prior: timing does not depend on
     # the weights, so untrained ones do; same conditions, the fast sampler only
+    from hipgen_utils.prior_variants import COMPARE_VARIANTS
+
     rows = []
     for name, switches in COMPARE_VARIANTS.items():
         torch.manual_seed(0)
@@ -272,166 +277,3 @@ def bench_sample(args):
         ["variant", "samples", "seconds", "switches"],
         rows,
     )
-
-
-# --------------------------------------------------------------------------- prior --compare
-
-# the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior;
-# every switch the table varies is named in each variant, so a variant is the same model
-# whatever the profile's defaults are ("baseline" is the prior before global context)
-_OFF = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0}
-COMPARE_VARIANTS = {
-    name: {**_OFF, **switches}
-    for name, switches in {
-        "baseline": {},
-        "attention": {"attn_layers": 1},  # every earlier position
-        "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
-        "ap": {"order": "ap"},
-        "dilated": {"v_dilation": 8},
-        "dilated_attention": {"v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
-        "hierarchy": {"v_dilation": 8, "top_codes": 64},  # two levels: a 16x8 top grid seen whole
-        "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
-    }.items()
-}
-JUDGE_COLUMNS = (
-    "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
-    "completion_ssim", "completion_ssim_mirror", "anatomy_gap",
-)  # fmt: skip
-
-
-def _default_budget(run) -> float:
-    """The wall time the run's own prior trained for (its checkpoint's history)."""
-    from hipgen_utils.checkpoints import PRIOR_FILE, load_checkpoint
-
-    try:
-        return float(load_checkpoint(run / PRIOR_FILE, "pixelcnn")["history"]["seconds"][-1])
-    except (FileNotFoundError, KeyError, IndexError, RuntimeError):
-        raise C.ConfigError(
-            f"no trained prior in {run} to take the time budget from; pass --budget_s SECONDS"
-        ) from None
-
-
-def _judge():
-    """hipgen_utils.judge.judge_prior when it exists, else None."""
-    try:
-        from hipgen_utils import judge
-    except ImportError:
-        return None
-    return getattr(judge, "judge_prior", None)
-
-
-def compare_priors(
-    run_dir=None,
-    budget_s: float | None = None,
-    variants=None,
-    profile: str = "demo",
-    out_dir=None,
-    judge: bool = True,
-    n_sample: int = 16,
-    reuse: bool = False,
-) -> list[dict]:
-    """Train each prior variant on the run's codes for the same wall-clock budget and score it.
-
-    run_dir: holds vqvae.pt and codes.npz (default runs/<profile>); budget_s: training seconds
-    per variant (default: what the run's own pixelcnn.pt took); variants: names of
-    COMPARE_VARIANTS or "name=key:value,key:value" (default all); out_dir: keep each variant's
-    checkpoint in out_dir/<name>/ (default a temporary folder); reuse: a variant whose
-    checkpoint in out_dir was trained with the same settings and budget is scored as it is
-    (an interrupted one is resumed) instead of trained again. Each variant is the profile's
-    prior with its switches, trained by `train_pixelcnn` with max_seconds = budget (the cosine
-    schedule fitted to it). Prints one table and returns its rows as dicts: test bits/code and
-    the ratio to the unigram, seconds to sample `n_sample` (fast sampler, CPU), training
-    seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists."""
-    from pathlib import Path
-
-    from hipgen_utils.metrics import unigram_bits_per_code
-    from hipgen_utils.pipeline import slice_conditions
-    from hipgen_utils.run import Run
-    from hipgen_utils.sampling import sample
-    from hipgen_utils.training import bits_per_code, train_pixelcnn
-
-    run = Path(run_dir) if run_dir is not None else C.REPO_ROOT / "runs" / C.profile_name(profile)
-    r = Run.at(run, profile=profile)
-    vqvae, vid, codes = r.vqvae(), r.vqvae_id, r.codes()
-    budget = float(budget_s) if budget_s is not None else _default_budget(run)
-    if budget <= 0:
-        raise C.ConfigError(f"--budget_s {budget:g} must be > 0 seconds")
-    chosen = _parse_variants(variants)
-    cfg0 = C.get_profile(profile)
-    k = codes["n_embeddings"]
-    unigram = unigram_bits_per_code(codes["codes_train"], codes["codes_test"], k)
-    judge_fn = _judge() if judge else None
-    splits = data_cfg = None
-    if judge_fn is not None:
-        data_cfg = r.vqvae_checkpoint.get("extra", {}).get("data")
-        splits = r.splits("train", "test", progress=False)
-    shape = tuple(codes["codes_train"].shape[1:])
-    print(f"comparing {len(chosen)} prior variants on {run} ({len(codes['codes_train'])} training grids "
-          f"{shape[0]}x{shape[1]}, K={k}); {budget:.0f} s of training each, {torch.get_num_threads()} "
-          f"CPU threads; profile {profile} prior: {cfg0.pixelcnn.n_channels} channels, "
-          f"{cfg0.pixelcnn.n_layers} layers; judge: {'yes' if judge_fn else 'not available'}", flush=True)  # fmt: skip
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="hipgen-compare-") as tmp:
-        base = Path(out_dir) if out_dir is not None else Path(tmp)
-        for name, switches in chosen.items():
-            cfg = replace(cfg0.pixelcnn, **switches, epochs=100_000, max_seconds=budget)
-            where = base / name
-            where.mkdir(parents=True, exist_ok=True)
-            again = not (reuse and (where / "pixelcnn.pt").exists())
-            prior, hist = train_pixelcnn(
-                cfg, codes, k, where, vqvae_id=vid, overwrite=again, resume=not again, progress=False
-            )
-            prior = prior.cpu().eval()
-            cond = codes["slice_test"] if prior.n_conditions else None
-            bits = bits_per_code(prior, codes["codes_test"], cond)
-            sc = slice_conditions(prior, n_sample, codes["slice_test"], seed=0)
-            _, sample_s = _timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape)
-            row = {
-                "variant": name, "switches": switches, "test_bits": bits, "x_unigram": bits / unigram,
-                "sample_s": sample_s, "train_s": float(hist["seconds"][-1]), "updates": int(hist["step"][-1]),
-            }  # fmt: skip
-            if judge_fn is not None:
-                try:
-                    summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg)
-                    row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
-                    row["judge"] = summary  # everything, per class too, for compare.json
-                except Exception as e:  # the judge is optional here: say why, keep the table
-                    print(f"judge failed on {name}: {type(e).__name__}: {e}", flush=True)
-            rows.append(row)
-            print(f"  {name}: {row['updates']} updates in {row['train_s']:.0f} s, test bits {bits:.3f} "
-                  f"({bits / unigram:.3f}x unigram)", flush=True)  # fmt: skip
-    cols = ["variant", "test_bits", "x_unigram", "sample_s", "train_s", "updates"]
-    cols += [c for c in JUDGE_COLUMNS if any(c in r for r in rows)]
-    print_table(
-        f"hipgen bench prior --compare: {budget:.0f} s of training per variant; unigram {unigram:.3f} "
-        f"bits/code; sample_s = {n_sample} samples, fast sampler, 1 CPU thread",
-        cols,
-        [[r.get(c, "") for c in cols] for r in rows],
-    )
-    for r in rows:
-        print(f"  {r['variant']}: {r['switches'] or 'the profile prior as it is'}")
-    if out_dir is not None:
-        from hipgen_utils.checkpoints import write_json
-
-        write_json(Path(out_dir) / "compare.json", {"budget_s": budget, "unigram_bits": unigram, "rows": rows}, indent=1)
-    return rows
-
-
-def _parse_variants(variants) -> dict:
-    """Names of COMPARE_VARIANTS, or 'name=key:value,key:value' (values as on the CLI)."""
-    if not variants:
-        return dict(COMPARE_VARIANTS)
-    out = {}
-    for v in variants:
-        name, _, spec = str(v).partition("=")
-        if not spec:
-            if name not in COMPARE_VARIANTS:
-                raise C.ConfigError(
-                    f"unknown prior variant {name!r}; choose from {', '.join(COMPARE_VARIANTS)} or give name=key:value,..."
-                )
-            out[name] = COMPARE_VARIANTS[name]
-            continue
-        pairs = dict(p.split(":", 1) for p in spec.split(",") if ":" in p)
-        over = C.override(C.PixelCNNConfig(), **pairs)  # type-checked like CLI flags
-        out[name] = {key: getattr(over, key) for key in pairs}
-    return out

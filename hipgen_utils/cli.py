@@ -16,6 +16,11 @@ parameters cell and the dataclasses in hipgen_utils.config). Errors print one li
 exit 2 (see the README's "Errors"): a bad value, a trained run that would be replaced
 without --overwrite, a --resume whose settings differ, a run directory in use by another
 process, a missing/unreadable/mismatched artefact, bad data.
+
+Why one file of about 420 lines: it is the parser (every flag with its help) and one short
+function per command that checks the arguments and calls the library; the work itself is in
+`run`, `training`, `pipeline` and `bench`. Reading the commands side by side is how their
+flags stay consistent.
 """
 
 from __future__ import annotations

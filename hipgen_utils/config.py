@@ -3,6 +3,10 @@
 The switch is the profile name: an argument, else ``$HIPGEN_PROFILE``, else ``demo``.
 The CLI (``--key value``) and the notebooks' parameters cell override the same field
 names (the seed's flag names: ``batch_size``, ``n_updates``, ``n_hiddens`` ...).
+
+Why one file of about 430 lines: every setting with its default and a comment saying what
+it does, and the three profiles that change them, are read together: whoever asks "what
+does `demo` change, and why" finds it all here. Most of the lines are those comments.
 """
 
 from __future__ import annotations

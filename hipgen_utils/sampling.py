@@ -36,6 +36,10 @@ leaves that block's top code to be drawn.
 On the CPU the fast sampler runs single-threaded (the thread count is restored after):
 its work is thousands of tiny sequential ops that extra threads cannot speed up, and on a
 busy machine OpenMP threads waiting for each other made it ~10x slower.
+
+Why one file of about 400 lines: the fast and the naive sampler must draw identical codes,
+and reading them next to each other (same uniforms, same inverse CDF, same prefix and
+top-grid handling) is how one checks that they do; the tests check it too.
 """
 
 from __future__ import annotations

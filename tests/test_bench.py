@@ -1,3 +1,4 @@
+from hipgen_utils import prior_variants
 from hipgen_utils.bench import print_table
 from hipgen_utils.cli import build_parser
 
@@ -45,7 +46,7 @@ def test_bench_prior_compare_parses_and_dispatches(monkeypatch):
     )  # fmt: skip
     assert args.compare and args.budget_s == 20.0 and args.variants == ["baseline", "x=attn_layers:1"]
     seen = {}
-    monkeypatch.setattr(bench, "compare_priors", lambda *a, **k: seen.update(a=a, k=k))
+    monkeypatch.setattr(prior_variants, "compare_priors", lambda *a, **k: seen.update(a=a, k=k))
     bench.bench_prior(args)
     assert seen["a"][:3] == ("somewhere", 20.0, ["baseline", "x=attn_layers:1"]) and seen["k"] == {"judge": False, "reuse": True}
 
@@ -53,22 +54,21 @@ def test_bench_prior_compare_parses_and_dispatches(monkeypatch):
 def test_parse_variants():
     import pytest
 
-    from hipgen_utils import bench
     from hipgen_utils.config import ConfigError
 
-    assert bench._parse_variants(None) == bench.COMPARE_VARIANTS
+    assert prior_variants._parse_variants(None) == prior_variants.COMPARE_VARIANTS
     off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0}
-    assert bench._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
+    assert prior_variants._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
         "ap": {**off, "order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
     }  # fmt: skip
     # every named variant states every switch the table varies: the same model whatever the
     # profile's defaults (the demo profile's prior is dilated, "baseline" is not)
-    assert all(set(off) <= set(v) for v in bench.COMPARE_VARIANTS.values())
-    assert bench.COMPARE_VARIANTS["hierarchy"]["top_codes"] > 0
+    assert all(set(off) <= set(v) for v in prior_variants.COMPARE_VARIANTS.values())
+    assert prior_variants.COMPARE_VARIANTS["hierarchy"]["top_codes"] > 0
     with pytest.raises(ConfigError, match="unknown prior variant 'nope'"):
-        bench._parse_variants(["nope"])
+        prior_variants._parse_variants(["nope"])
     with pytest.raises(ConfigError, match="attn_layers"):
-        bench._parse_variants(["bad=attn_layers:many"])
+        prior_variants._parse_variants(["bad=attn_layers:many"])
 
 
 def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch, capsys):
@@ -79,7 +79,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     import numpy as np
     import torch
 
-    from hipgen_utils import bench, training
+    from hipgen_utils import training
     from hipgen_utils.config import get_profile
     from hipgen_utils.vqvae import VQVAE
 
@@ -93,7 +93,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     grids["n_embeddings"] = k
     monkeypatch.setattr("hipgen_utils.run.load_vqvae", lambda run, device=None: (vq, {"extra": {}}))
     monkeypatch.setattr("hipgen_utils.codes.load_codes", lambda run, vid=None: grids)
-    monkeypatch.setattr(bench, "_judge", lambda: lambda prior, *a: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
+    monkeypatch.setattr(prior_variants, "_judge", lambda: lambda prior, *a: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
     monkeypatch.setattr("hipgen_utils.pipeline.load_splits", lambda *a, **k: {})
     real_train = training.train_pixelcnn
     budgets = []
@@ -103,7 +103,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
         return real_train(replace(c, epochs=2, batch_size=2, max_seconds=0.0, top_updates=3), *a, **kw)
 
     monkeypatch.setattr(training, "train_pixelcnn", quick_train)
-    rows = bench.compare_priors(tmp_path, budget_s=7, variants=["baseline", "combined", "hierarchy=top_codes:4,top_factor:2"],
+    rows = prior_variants.compare_priors(tmp_path, budget_s=7, variants=["baseline", "combined", "hierarchy=top_codes:4,top_factor:2"],
                                 profile="ci", out_dir=tmp_path / "out")  # fmt: skip
     assert budgets == [7.0] * 3 and [r["variant"] for r in rows] == ["baseline", "combined", "hierarchy"]
     assert all(r["updates"] == 4 and r["test_bits"] > 0 and r["anatomy_gap"] == 0.5 for r in rows)
@@ -114,7 +114,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     # --reuse: a finished variant with the same settings is scored again, not retrained
     ckpt = tmp_path / "out" / "baseline" / "pixelcnn.pt"
     stamp = ckpt.stat().st_mtime_ns
-    again = bench.compare_priors(tmp_path, budget_s=7, variants=["baseline"], profile="ci",
+    again = prior_variants.compare_priors(tmp_path, budget_s=7, variants=["baseline"], profile="ci",
                                  out_dir=tmp_path / "out", reuse=True)  # fmt: skip
     assert ckpt.stat().st_mtime_ns == stamp and again[0]["test_bits"] == rows[0]["test_bits"]
     assert not list((tmp_path / "out" / "baseline").glob("replaced-*"))
