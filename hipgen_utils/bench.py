@@ -161,7 +161,7 @@ def _prior_throughput(cfg: C.PixelCNNConfig, n_codes: int, batch: int, bf16: boo
     torch.manual_seed(0)
     prior = GatedPixelCNN.from_config(cfg, n_codes).train()
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
-    codes = torch.randint(0, n_codes, (batch, 64, 32))
+    codes = torch.randint(0, n_codes, (batch, *C.CODE_GRID))
     cond = torch.randint(0, cfg.n_slices, (batch,)) if cfg.conditional else None
     for i in range(steps + 1):
         if i == 1:  # first step is warm-up

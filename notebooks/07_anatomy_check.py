@@ -35,7 +35,6 @@ RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
 DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 
 # %%
-
 import numpy as np
 
 from hipgen_utils import checkpoints, judge, judge_plots, metrics, plotting, segmenter
