@@ -9,7 +9,7 @@ fill in local detail around a layout that is already decided.
 
 How the top codes are made: `TopCoder` is a small VQ-VAE over the bottom *codes* (not over
 the image): each factor x factor block of bottom codes is embedded, flattened and mapped by
-an MLP to one vector, which a second nearest-neighbour codebook (`vqvae.VectorQuantizer`,
+an MLP to one vector, which a second nearest-neighbour codebook (`quantizer.VectorQuantizer`,
 EMA updates, dead-code restarts) turns into one top code; a convolutional decoder predicts
 every bottom code of the grid back from the top codes (cross-entropy). This is the "further
 downsampled encoder output with its own quantiser" of VQ-VAE-2 (Razavi et al. 2019), taken
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hipgen_utils.vqvae import VectorQuantizer
+from hipgen_utils.quantizer import VectorQuantizer
 
 
 class TopCoder(nn.Module):

@@ -218,8 +218,9 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     segmenter's one-line messages."""
     from hipgen_utils import sampling
     from hipgen_utils.config import JudgeConfig
-    from hipgen_utils.metrics import FrechetReference, frechet_distance, sample_unigram_codes
+    from hipgen_utils.metrics import sample_unigram_codes
     from hipgen_utils.pipeline import generate
+    from hipgen_utils.sample_quality import FrechetReference, frechet_distance
     from hipgen_utils.segmenter import (
         bottleneck_features,
         dice_per_class,

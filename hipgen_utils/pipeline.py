@@ -94,7 +94,8 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
-    from hipgen_utils.metrics import sample_quality, sample_unigram_codes, unigram_bits_per_code
+    from hipgen_utils.metrics import sample_unigram_codes, unigram_bits_per_code
+    from hipgen_utils.sample_quality import sample_quality
     from hipgen_utils.training import bits_per_code
     from hipgen_utils.vqvae import decode_codes
 
@@ -134,10 +135,11 @@ def samples_at_temperatures(prior, vqvae, temperatures, n, *, seed=0, condition=
 def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7, 0.8, 0.9, 1.0), *,
                       n_samples=64, seed=0, device=None, progress=False) -> list[dict]:  # fmt: skip
     """Measured sample quality at each temperature: one dict per temperature with
-    "temperature" and the `metrics.sample_quality` keys (Fréchet distance with its floor and
-    ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at every
-    temperature, so the rows differ only in the temperature."""
-    from hipgen_utils.metrics import sample_quality, sample_unigram_codes
+    "temperature" and the `sample_quality.sample_quality` keys (Fréchet distance with its
+    floor and ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at
+    every temperature, so the rows differ only in the temperature."""
+    from hipgen_utils.metrics import sample_unigram_codes
+    from hipgen_utils.sample_quality import sample_quality
     from hipgen_utils.vqvae import decode_codes
 
     temps = [float(t) for t in temperatures]

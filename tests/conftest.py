@@ -188,3 +188,28 @@ def trained_parts(trained):
     run = Run.at(run_dir, data_dir=root)
     splits = run.splits("train", "test", progress=False)
     return run.prior(), run.vqvae(), run.codes(), splits, run_dir
+
+
+# ---- small synthetic images for the metric tests (test_metrics, test_sample_quality)
+
+BLOB_HW = (64, 32)  # small images keep the tests fast; features resize to 128x64 anyway
+
+
+def blobs(n: int, seed: int, h: int = BLOB_HW[0], w: int = BLOB_HW[1]) -> np.ndarray:
+    """(n, h, w) float32 in [0, 1]: a few smooth Gaussian blobs per image."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.zeros((n, h, w), dtype=np.float64)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+            s = rng.uniform(0.08, 0.2) * w
+            out[i] += rng.uniform(0.5, 1.0) * np.exp(
+                -((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2)
+            )
+        out[i] /= out[i].max()
+    return out.astype(np.float32)
+
+
+def noise(n: int, seed: int, h: int = BLOB_HW[0], w: int = BLOB_HW[1]) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, h, w), dtype=np.float32)

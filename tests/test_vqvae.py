@@ -1,4 +1,5 @@
-"""Tests for hipgen_utils.vqvae: shapes, quantiser maths, codebook updates, helpers."""
+"""Tests for hipgen_utils.vqvae and hipgen_utils.quantizer: shapes, quantiser maths,
+codebook updates, helpers."""
 
 import math
 
@@ -8,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from hipgen_utils.config import get_profile
+from hipgen_utils.quantizer import VectorQuantizer
 from hipgen_utils.vqvae import (
     VQVAE,
-    VectorQuantizer,
     codebook_usage,
     decode_codes,
     encode_images,
@@ -76,6 +77,12 @@ def test_from_config_uses_model_fields():
     )
     assert model.encoder[2].out_channels == cfg.n_hiddens
     assert len(model.encoder[-1].layers) == cfg.n_residual_layers
+
+
+def test_quantizer_still_importable_from_vqvae():
+    from hipgen_utils import quantizer, vqvae
+
+    assert vqvae.VectorQuantizer is VectorQuantizer and vqvae.VQOutput is quantizer.VQOutput
 
 
 def test_bad_inputs_raise_one_line_errors():
