@@ -370,8 +370,10 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
 
 
 def _lines(prior: GatedPixelCNN, shape) -> int:
-    """Lines in sampling order of an image-layout (H, W) grid: H for order "lr", W for "ap"."""
-    return prior.internal_shape(shape)[0]
+    """Lines in sampling order of an image-layout (H, W) grid: H for order "lr", W for "ap"
+    (read from the prior's ``order`` alone, so a stand-in prior needs nothing else)."""
+    H, W = (int(s) for s in shape)
+    return W if getattr(prior, "order", "lr") == "ap" else H
 
 
 def kept_lines(prior: GatedPixelCNN, shape: Sequence[int] = CODE_GRID, fraction: float = 0.5) -> int:
@@ -394,7 +396,7 @@ def keep_first(prior: GatedPixelCNN, codes, fraction: float = 0.5, *, k: int | N
         k = kept_lines(prior, shape, fraction)
     elif isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= _lines(prior, shape):
         raise ValueError(f"k={k!r} must be an integer in 0..{_lines(prior, shape)} (lines in sampling order)")
-    return codes[:, :, :k] if prior.order == "ap" else codes[:, :k]
+    return codes[:, :, :k] if getattr(prior, "order", "lr") == "ap" else codes[:, :k]
 
 
 def kept_mask(prior: GatedPixelCNN, shape: Sequence[int], k: int):

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from hipgen_utils import plotting
+from hipgen_utils import plotting, sampling
 from hipgen_utils.config import CODE_GRID
 
 MODES = ("samples", "completion")
@@ -89,9 +89,7 @@ class SamplerPanel:
         for attr in ("n_codes", "n_conditions"):
             if not hasattr(prior, attr):
                 raise TypeError(f"prior has no attribute {attr!r}; pass a PixelCNN prior")
-        if sample_fn is None:
-            from hipgen_utils.sampling import sample as sample_fn  # lazy: heavy model imports
-        self.prior, self.decode, self.sample_fn = prior, decode, sample_fn
+        self.prior, self.decode, self.sample_fn = prior, decode, sample_fn or sampling.sample
         self.device, self.shape = device, tuple(int(s) for s in shape)
         self.n_codes = int(prior.n_codes)
         self.n_conditions = int(prior.n_conditions or 0)
@@ -108,8 +106,7 @@ class SamplerPanel:
         # axis 0 (left -> right on screen) for order "lr", code columns along axis 1 (anterior
         # -> posterior, top -> bottom on screen) for "ap"
         self.order = getattr(prior, "order", "lr")
-        h = self.shape[1] if self.order == "ap" else self.shape[0]
-        self.lines = h
+        self.lines = sampling.kept_lines(prior, self.shape, 1.0)  # code rows ("lr") or columns ("ap")
         n_test = 0 if self.test_codes is None else len(self.test_codes)
         style = {"description_width": "90px"}
         common = dict(continuous_update=False, style=style)
@@ -147,7 +144,7 @@ class SamplerPanel:
             value=0, min=0, max=max(n_test - 1, 0), description="test image", **common
         )
         self.keep_rows = widgets.IntSlider(
-            value=h // 2, min=0, max=h,
+            value=self.lines // 2, min=0, max=self.lines,
             description="keep (anterior)" if self.order == "ap" else "keep (left)", **common,
         )  # fmt: skip
         self.status = widgets.HTML()
@@ -276,8 +273,7 @@ class SamplerPanel:
             # show the test image's own slice position on the (disabled) slice slider; in
             # this mode the slider is not observed for rendering, so this draws nothing
             self.slice.value = cond
-        prefix = self.test_codes[idx : idx + 1]
-        prefix = prefix[:, :, :keep] if self.order == "ap" else prefix[:, :keep]
+        prefix = sampling.keep_first(self.prior, self.test_codes[idx : idx + 1], k=keep)
         codes = self.sample_fn(
             self.prior, 1, condition=cond, prefix=prefix, **self._common_kwargs()
         )
