@@ -126,9 +126,12 @@ def cmd_train(args):
 
 
 def _train_vqvae(args, cfg, run):
+    from hipgen_utils.checkpoints import VQVAE_FILE
     from hipgen_utils.pipeline import load_splits
+    from hipgen_utils.resume import refuse_existing
     from hipgen_utils.training import train_vqvae
 
+    refuse_existing(run / VQVAE_FILE, "vqvae", resume=args.resume, overwrite=args.overwrite)  # before the data
     splits = load_splits(cfg.data, ("train", "validate"))
     print(f"training VQ-VAE on {len(splits['train'])} slices: {asdict(cfg.vqvae)}")
     _, hist = train_vqvae(

@@ -109,17 +109,26 @@ def existing_checkpoint(path: Path, kind: str, *, resume: bool, overwrite: bool,
     if overwrite:
         rundir.move_aside(path.parent, (path.name, *moved_with))
         return None
-    if not resume:
-        label = {"vqvae": "VQ-VAE", "pixelcnn": "PixelCNN prior"}[kind]
-        try:
-            what = f"a trained {label} ({_trained_for(load_checkpoint(path, kind))})"
-        except CheckpointError:
-            raise CheckpointError(f"{path.parent} holds an unreadable {path.name}; pass --overwrite to start "
-                                  "again (it is moved aside, not deleted)") from None  # fmt: skip
-        raise CheckpointError(
-            f"{path.parent} already holds {what}; pass --resume to continue or --overwrite to start again"
-        )
+    refuse_existing(path, kind, resume=resume, overwrite=overwrite)
     return load_checkpoint(path, kind)
+
+
+def refuse_existing(path: Path, kind: str, *, resume: bool, overwrite: bool) -> None:
+    """The one-line refusal of `existing_checkpoint` when `path` holds a checkpoint and
+    neither --resume nor --overwrite is given; nothing otherwise. The CLI asks it before
+    loading any data, so a refused command fails at once."""
+    if not Path(path).exists() or resume or overwrite:
+        return
+    path = Path(path)
+    label = {"vqvae": "VQ-VAE", "pixelcnn": "PixelCNN prior"}[kind]
+    try:
+        what = f"a trained {label} ({_trained_for(load_checkpoint(path, kind))})"
+    except CheckpointError:
+        raise CheckpointError(f"{path.parent} holds an unreadable {path.name}; pass --overwrite to start "
+                              "again (it is moved aside, not deleted)") from None  # fmt: skip
+    raise CheckpointError(
+        f"{path.parent} already holds {what}; pass --resume to continue or --overwrite to start again"
+    )
 
 
 def holding_run_lock(train):

@@ -73,6 +73,17 @@ def test_training_again_refuses_to_overwrite_a_trained_run(run_copy, capsys):
     assert (run / "vqvae.pt").read_bytes() == before
 
 
+def test_a_refused_vqvae_training_loads_no_data(run_copy, capsys, monkeypatch):
+    root, run = run_copy
+
+    def no_data(*a, **k):
+        raise AssertionError("the data was loaded before the refusal")
+
+    monkeypatch.setattr("hipgen_utils.pipeline.load_splits", no_data)
+    code, _, err = cli(capsys, *vq_train(run, root))
+    assert_one_line_error(code, err, "already holds a trained VQ-VAE (4 updates); pass --resume")
+
+
 def test_overwrite_moves_the_run_and_everything_computed_from_it_aside(run_copy, capsys):
     root, run = run_copy
     (run / "sample_quality.json").write_text("{}")
