@@ -67,8 +67,9 @@ def slice_conditions(prior, n: int, slices: np.ndarray | None, seed: int = 0):
 def spread_slices(prior, n: int):
     """Conditions for a display of `n` samples: slice positions evenly spaced from the lowest
     to the highest the prior was trained on (0..n_conditions-1; repeated when n is larger),
-    as an (n,) int64 tensor; None for an unconditional prior. Notebook 06, `hipgen predict`
-    and the sampler panel show samples spread over the pelvis this one way."""
+    as an (n,) int64 tensor; None for an unconditional prior. Notebook 06 and `hipgen predict`
+    show samples spread over the pelvis this one way (measurements draw from the data's own
+    positions instead: `slice_conditions`)."""
     if not getattr(prior, "n_conditions", 0):
         return None
     return torch.as_tensor(np.linspace(0, prior.n_conditions - 1, n).round().astype(np.int64))

@@ -37,6 +37,7 @@ from hipgen_utils.checkpoints import (
     state_fingerprint,
 )
 from hipgen_utils.devices import as_device
+from hipgen_utils.layout import SPLITS
 
 
 def load_vqvae(run_dir, device="auto"):
@@ -152,10 +153,11 @@ class Run:
     def prior(self):
         """The PixelCNN prior of notebook 05 (eval mode, on `device`), checked against this VQ-VAE."""
         if "prior" not in self._cache:
-            self._cache["prior"], self._cache["prior_ckpt"] = load_prior(self.dir, self.device, self.vqvae_id)
+            self._cache["prior"], _ = load_prior(self.dir, self.device, self.vqvae_id)
         return self._cache["prior"]
 
     def has_prior(self) -> bool:
+        """Whether notebook 05 has written a prior here (nothing is loaded)."""
         return (self.dir / PRIOR_FILE).exists()
 
     def data_config(self) -> C.DataConfig:
@@ -166,8 +168,7 @@ class Run:
         return data
 
     def splits(self, *names: str, progress: bool = True) -> dict:
-        """{split: SliceSet} of that data (all four splits when no name is given)."""
-        from hipgen_utils.layout import SPLITS
+        """{split: SliceSet} of that data (every split, `layout.SPLITS`, when no name is given)."""
         from hipgen_utils.pipeline import load_splits
 
         return load_splits(self.data_config(), names or SPLITS, progress=progress)
