@@ -40,6 +40,12 @@ Switches for context over the whole slice (all off by default; see `PixelCNNConf
 * ``attn_pool=b``: the attention's keys/values are the means over b x b blocks, and a
   position attends to the blocks complete before it (plus a learned null key): a coarse
   grid of (rows/b) x (cols/b) keys, b**2 times cheaper to train and sample.
+* ``mirror=True`` (order "lr" only): the second half of the rows also sees its mirror image.
+  A pelvis is close to left-right symmetric, and once the first half is drawn, row r >=
+  ceil(H/2) has its mirror row H-1-r (the partner femoral head) behind it;
+  `hipgen_utils.mirror.MirrorConditioner` maps the embeddings around that row to per-layer gate
+  biases (zero in the first half, so causality holds; the sampler computes it once the first
+  half is known).
 * ``top_codes=K_top``: a two-level prior (VQ-VAE-2 style, see `hipgen_utils.hierarchy`).
   A frozen `TopCoder` turns each top_factor x top_factor block of bottom codes into one of
   K_top top codes; a small PixelCNN (``top_prior``, this class without a top) models the
@@ -74,6 +80,7 @@ from torch import nn
 from hipgen_utils.attention import AttentionBlock
 from hipgen_utils.config import PixelCNNConfig
 from hipgen_utils.hierarchy import TopCoder, TopConditioner
+from hipgen_utils.mirror import MirrorConditioner, first_mirrored_row
 
 POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
 ORDERS = ("lr", "ap")  # sampling orders: rows along left-right (image layout) / anterior-posterior
@@ -118,6 +125,7 @@ class GatedLayer(nn.Module):
         n_pos: int = 0,
         dilation: int = 1,
         n_top: int = 0,
+        n_mirror: int = 0,
     ):
         super().__init__()
         c, a = n_channels, kernel_size // 2
@@ -141,6 +149,8 @@ class GatedLayer(nn.Module):
         self.pos = nn.Linear(n_pos, 4 * c, bias=False) if n_pos else None
         # gate biases from the top-level map of a two-level prior (n_top = its channels)
         self.top = nn.Linear(n_top, 4 * c, bias=False) if n_top else None
+        # gate biases from the mirror map (n_mirror = its channels; zero in the first half)
+        self.mirror = nn.Linear(n_mirror, 4 * c, bias=False) if n_mirror else None
 
     def vertical(
         self, window: torch.Tensor, bias: torch.Tensor | None = None
@@ -240,6 +250,7 @@ class GatedPixelCNN(nn.Module):
         top_channels: int = 64,
         top_layers: int = 6,
         top_dilation: int = 2,
+        mirror: bool = False,
     ):
         super().__init__()
         for name, value, low in (
@@ -273,6 +284,10 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"GatedPixelCNN: dropout={dropout!r} must be in [0, 1)")
         if order not in ORDERS:
             raise ValueError(f"GatedPixelCNN: order={order!r} must be one of {', '.join(map(repr, ORDERS))}")
+        if mirror and order != "lr":
+            raise ValueError(
+                f"GatedPixelCNN: mirror=True needs order='lr' (rows along left-right), got order={order!r}"
+            )
         if top_codes == 1:
             raise ValueError("GatedPixelCNN: top_codes=1 must be 0 (one level) or at least 2 (top codebook size)")
         if v_dilation & (v_dilation - 1):
@@ -310,12 +325,21 @@ class GatedPixelCNN(nn.Module):
             )  # fmt: skip
             self.top_cond = TopConditioner(top_codes, n_channels, top_factor)
 
+        # the second half's mirror context (hipgen_utils.mirror): features of the mirror rows
+        self.mirror_cond = MirrorConditioner(n_channels) if mirror else None
+        # ... and the same map straight into the summed skips that the output head reads
+        self.mirror_out = nn.Linear(n_channels, n_channels, bias=False) if mirror else None
+        self.mirror = bool(mirror)
+
         self.embedding = nn.Embedding(n_codes, n_channels)
         n_pos = 4 * POS_FREQS if positional else 0
         cycle = [2**j for j in range(v_dilation.bit_length())]  # 1, 2, 4, .., v_dilation
         n_top = n_channels if top_codes else 0
         self.layers = nn.ModuleList(
-            GatedLayer(n_channels, kernel_size, n_conditions, dropout, n_pos, cycle[i % len(cycle)], n_top)
+            GatedLayer(
+                n_channels, kernel_size, n_conditions, dropout, n_pos, cycle[i % len(cycle)], n_top,
+                n_channels if mirror else 0,
+            )  # fmt: skip
             for i in range(n_layers)
         )
         # attention block j follows gated layer ceil((j+1) * L / A) - 1: spread evenly, the
@@ -352,6 +376,7 @@ class GatedPixelCNN(nn.Module):
             top_channels=cfg.top_channels,
             top_layers=cfg.top_layers,
             top_dilation=cfg.top_dilation,
+            mirror=getattr(cfg, "mirror", False),
         )
 
     def receptive_field(self) -> int:
@@ -424,17 +449,30 @@ class GatedPixelCNN(nn.Module):
             )
         return t.to(device=self.embedding.weight.device, dtype=torch.long)
 
-    def cond_biases(self, cond: torch.Tensor | None, shape=None, top: torch.Tensor | None = None) -> list:
+    def cond_biases(
+        self, cond: torch.Tensor | None, shape=None, top: torch.Tensor | None = None,
+        mirror: torch.Tensor | None = None,
+    ) -> list:  # fmt: skip
         """Per layer gate biases [vertical | horizontal] (4C channels last), or None each.
 
         cond: a checked (B,) int64 tensor from `check_cond`, or None. shape: the internal
         (rows, cols) grid (`internal_shape`), needed by a positional model. top: a two-level
         prior's (B, H/f, W/f) top codes in image layout (required there, refused elsewhere).
         The biases are (B, 1, 1, 4C) for the condition alone, (1, H, W, 4C) for position
-        alone, (B, H, W, 4C) for both or with a top. They never depend on (bottom) codes, so
-        causality is untouched.
+        alone, (B, H, W, 4C) for both or with a top. Apart from `mirror` they never depend on
+        (bottom) codes, so causality is untouched. mirror: a mirror prior's (B, rows, cols, C)
+        map from `mirror_map` (required there, refused elsewhere); it holds only first-half
+        codes, and only second-half rows, so it is causal too (`hipgen_utils.mirror`).
         """
-        out = []
+        return self.row_biases(self.bias_sources(cond, shape, top, mirror))
+
+    def bias_sources(
+        self, cond: torch.Tensor | None, shape=None, top: torch.Tensor | None = None,
+        mirror: torch.Tensor | None = None,
+    ) -> tuple:  # fmt: skip
+        """What the gate biases are made from, checked and computed once (arguments as in
+        `cond_biases`): (cond, position features (rows, cols, F) or None, top map (B, rows, cols,
+        C) or None, mirror map or None). `row_biases` turns them into biases for any rows."""
         feats = tmap = None
         if (top is None) != (self.top_cond is None):
             raise ValueError(
@@ -443,11 +481,36 @@ class GatedPixelCNN(nn.Module):
             )
         if top is not None:
             tmap = self.to_internal(self.top_cond(top))  # (B, rows, cols, C)
+        if (mirror is None) != (self.mirror_cond is None):
+            raise ValueError(
+                "this prior has mirror context: pass its mirror map" if mirror is None
+                else "a mirror map given, but this prior has no mirror context (mirror=False)"
+            )
         if self.positional:
             if shape is None:
                 raise ValueError("a positional PixelCNN needs the grid shape (H, W) for its biases")
             w = self.embedding.weight
             feats = position_features(*shape, device=w.device).to(w.dtype)
+        return cond, feats, tmap, mirror
+
+    def row_biases(self, sources: tuple, row: int | None = None) -> list:
+        """Per layer gate biases from `bias_sources`: for the whole grid (row None), else for
+        internal row `row` alone ((B or 1, 1, cols, 4C) at most). The fast sampler asks one row
+        at a time, so it never holds a (B, rows, cols, 4C) tensor per layer (60 MiB per sample
+        for the `full` prior)."""
+        cond, feats, tmap, mirror = sources
+        first = 0
+        if row is not None:
+            rows = slice(row, row + 1)
+            feats = None if feats is None else feats[rows]
+            tmap = None if tmap is None else tmap[:, rows]
+            if mirror is not None and row < first_mirrored_row(mirror.shape[1]):
+                mirror = None  # zero in the first half
+            elif mirror is not None:
+                mirror = mirror[:, rows]
+        elif mirror is not None:
+            first = first_mirrored_row(mirror.shape[1])
+        out = []
         for layer in self.layers:
             b = None if cond is None else layer.cond(cond)[:, None, None]
             if feats is not None:
@@ -456,8 +519,27 @@ class GatedPixelCNN(nn.Module):
             if tmap is not None:
                 t = layer.top(tmap)
                 b = t if b is None else b + t
+            if mirror is not None:  # zero in the first half: map only the second half's rows
+                m = F.pad(layer.mirror(mirror[:, first:]), (0, 0, 0, 0, first, 0))
+                b = m if b is None else b + m
             out.append(b)
         return out
+
+    def mirror_map(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Mirror features (B, rows, cols, C) of internal-grid embeddings x, or None without
+        mirror context. Row r >= `first_mirrored_row(rows)` reads rows near rows-1-r, every other
+        row is zero: once the first half is drawn the map is final (`hipgen_utils.mirror`)."""
+        return None if self.mirror_cond is None else self.mirror_cond(x)
+
+    def mirror_skip(self, mirror: torch.Tensor) -> torch.Tensor:
+        """(B, rows, cols, C) term a mirror prior adds to the summed skips before `head`, from
+        its mirror map (zero in the first half, like the map)."""
+        first = first_mirrored_row(mirror.shape[1])
+        return F.pad(self.mirror_out(mirror[:, first:]), (0, 0, 0, 0, first, 0))
+
+    def first_mirrored_row(self, rows: int) -> int:
+        """The row from which the mirror map is non-zero (the sampler recomputes it there)."""
+        return first_mirrored_row(rows)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, H, W) int64 codes -> (B, H, W, C) float embeddings (channels-last)."""
@@ -492,7 +574,8 @@ class GatedPixelCNN(nn.Module):
         kv: a list that receives each attention block's (keys, values) (the sampler's cache)."""
         H, W = x.shape[1:3]
         a, C = self.kernel_size // 2, self.n_channels
-        biases = self.cond_biases(cond, (H, W), top)
+        mirror = self.mirror_map(x)
+        biases = self.cond_biases(cond, (H, W), top, mirror)
         feats = self.attn_features((H, W))
         v, acc = x, None
         for i, layer in enumerate(self.layers):
@@ -505,7 +588,10 @@ class GatedPixelCNN(nn.Module):
             acc = layer.horizontal(h_win, link, acc)
             if i in self.attn_after:
                 acc = self.attn[self.attn_after[i]](acc, feats, kv)
-        return self.head(acc[..., C:])
+        skip = acc[..., C:]
+        if mirror is not None:
+            skip = skip + self.mirror_skip(mirror)
+        return self.head(skip)
 
     def forward(self, codes: torch.Tensor, cond=None) -> torch.Tensor:
         """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W).

@@ -23,7 +23,9 @@ returns image-layout grids. A completion keeps the first k *lines* in that order
 k image rows ("lr") or the first k image columns ("ap"). `keep_first`, `kept_lines` and
 `kept_mask` build the prefix and say which codes it keeps, so a caller never needs to know
 the order. With attention blocks the fast sampler also caches each block's keys and
-values, so a position costs time linear in the positions before it.
+values, so a position costs time linear in the positions before it. A prior with mirror
+context (``mirror=True``, `hipgen_utils.mirror`) gets its mirror map once, when the first
+half of the rows is drawn (from the prefix, if that already holds it).
 
 A two-level prior (``top_codes > 0``, `hipgen_utils.hierarchy`) is sampled top first: its
 top prior draws the coarse top grid (with the same sampler, temperature and top-k), then the
@@ -309,7 +311,11 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     n, H, W = ci.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
-    biases = prior.cond_biases(cond, (H, W), top)
+    mirror_from = prior.first_mirrored_row(H) if prior.mirror else None
+    mirror = prior.mirror_map(prior.embed(ci))
+    # the gate biases' sources, turned into one row's biases at a time (`row_biases`)
+    sources = prior.bias_sources(cond, (H, W), top, mirror)
+    skips = None if mirror is None else prior.mirror_skip(mirror)
     attn_after, caches, params, slots = prior.attn_after, [], [], None
     if prior.attn_layers:
         feats = prior.attn_features((H, W)).reshape(H * W, -1)
@@ -332,15 +338,17 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     # e = its v_extent (k//2 * dilation) and s=1 for layer 0, whose input is the codes themselves
     v_win = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
     for r in tqdm(range(H), desc="sampling", disable=not progress):
+        if r == mirror_from and r > start:  # the first half is drawn: its mirror map is final
+            mirror = prior.mirror_map(prior.embed(ci))
+            sources = prior.bias_sources(cond, (H, W), top, mirror)
+            skips = prior.mirror_skip(mirror)
         # vertical stack for row r: only rows < r are involved
         links, v = [], None
+        biases = prior.row_biases(sources, r)  # this row's, (n or 1, 1, W or 1, 4C) per layer
         for i, layer in enumerate(prior.layers):
             if i > 0:
                 v_win[i] = torch.cat([v_win[i][:, 1:], v], dim=1)
-            b = biases[i]
-            if b is not None and b.shape[1] > 1:  # positional biases: this row's
-                b = b[:, r : r + 1]
-            v, link = layer.vertical(v_win[i], b)
+            v, link = layer.vertical(v_win[i], biases[i])
             links.append(link[:, 0].unbind(1))  # W views (n, 2C), one per column
         if r >= start:
             # horizontal stack on row r only, one column at a time. h_buf[i] is layer i's
@@ -359,7 +367,8 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
                         acc = prior.attn[j].step(acc, params[j], p, *caches[j], *slots[p])
                     if i + 1 < L:
                         h_buf[i + 1][:, (c + a) * C : (c + a + 1) * C] = acc[:, :C]
-                ci[:, r, c] = _draw(prior.head(acc[:, C:]), u[:, r, c], temperature, top_k)
+                skip = acc[:, C:] if skips is None else acc[:, C:] + skips[:, r, c]
+                ci[:, r, c] = _draw(prior.head(skip), u[:, r, c], temperature, top_k)
                 h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(ci[:, r, c])
         v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(ci[:, r : r + 1])], dim=1)
     if ci is not codes:

@@ -23,6 +23,17 @@
 # priors dilate the vertical stack (`v_dilation = 8`: dilations 1, 2, 4, 8, ... over the
 # rows), so it sees 61 rows back at no extra cost; notebook 07 measures what that buys.
 #
+# **Mirror context (`mirror = True` in `demo` and `full`).** A pelvis is close to left–right
+# symmetric. Once the first half of the rows is drawn, each row r of the second half has
+# its mirror row 63 − r (the partner femoral head, hip joint, obturator muscle) behind it, so
+# the prior may look there directly: a small convolution over the codes around the mirror
+# row feeds every gated layer and the output head. The first half gets nothing from it, so
+# the model stays causal, and the sampler computes it once, when the first half is done.
+# Trained for the same 930 s on a 2-core CPU, it drew more symmetric bones than the dilated
+# prior alone (0.75 against 0.69, real slices 0.95), completed half slices closer to the
+# truth (SSIM 0.49 against 0.45) and brought `anatomy_gap` from 0.13 to 0.10, at the same
+# bits per code (README, Results).
+#
 # **Two levels (a switch, `top_codes = 64`).** VQ-VAE-2's answer to the same problem: a
 # second quantiser turns each 4×4 block of codes into one of 64 *top* codes (a 16×8 grid for
 # a 64×32 one), a small PixelCNN sees that coarse grid whole, and this prior draws the codes
@@ -32,7 +43,7 @@
 # slices (`anatomy_gap` 0.10 against 0.13) but it completed half slices less well (Dice
 # 0.79 against 0.81) and spent more bits per code (0.57 against 0.53 × the unigram): its
 # extra cost bought 2,600 updates instead of 3,700, and updates are what a CPU prior lacks.
-# So the dilated prior stays the default (README, Results); on a GPU the balance may differ.
+# So it stays a switch (README, Results); on a GPU the balance may differ.
 #
 # The score is bits per code (cross-entropy in bits). The baseline beside it is the
 # **unigram** model: every code drawn independently from the training histogram. A prior
@@ -55,6 +66,7 @@ epochs = None
 batch_size = None
 learning_rate = None
 v_dilation = None  # vertical dilation cycle 1, 2, .., v_dilation (1 = off)
+mirror = None  # True: the second half of the rows also sees its mirror rows (order "lr")
 top_codes = None  # 0 = one level; e.g. 64 = two levels with a 64-code top grid
 device = None
 
@@ -75,7 +87,7 @@ cfg = run.cfg
 cfg.pixelcnn = config.apply_given(
     cfg.pixelcnn, n_channels=n_channels, n_layers=n_layers, kernel_size=kernel_size,
     conditional=conditional, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-    v_dilation=v_dilation, top_codes=top_codes, device=device,
+    v_dilation=v_dilation, mirror=mirror, top_codes=top_codes, device=device,
 )  # fmt: skip
 print(asdict(cfg.pixelcnn))
 print({k: v.shape for k, v in grids.items() if k.startswith("codes_")})
@@ -91,7 +103,8 @@ print(f"unigram baseline on validation: {unigram:.3f} bits/code "
 # position's prediction may depend only on the codes *before* it in sampling order (rows
 # top to bottom in the grid, i.e. left to right across the body; within a row, in order):
 # the change at the marked code must move nothing before it, including itself, and with
-# the dilated vertical stack it reaches far down the grid. An untrained model shows this
+# the dilated vertical stack it reaches far down the grid (and, with mirror context, the
+# rows around its mirror row in the second half). An untrained model shows this
 # as well as a trained one: it is a property of the architecture (shifted convolutions),
 # not of the weights.
 

@@ -175,11 +175,12 @@ plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_te
 #   rectum, at the levels the slice position asks for; no sample copies a training slice
 #   (nearest-neighbour SSIM about 0.43, no near-copies). The bits per code are about half
 #   the unigram model's.
-# * **Wrong:** the bones. The prior draws bone on both sides at the right levels, but as
-#   blobs rather than round femoral heads with a dark cortex, and the two sides do not
-#   mirror each other as in a real slice (left–right symmetry of the bones about 0.7
-#   against 0.95). Completing the missing half of a real slice, the prior places bone less
-#   well than simply mirroring the kept half (Dice about 0.73 against 0.83).
+# * **Wrong:** the bones. With mirror context the prior draws bone on both sides at the
+#   right levels and at mirrored positions (left–right symmetry of the bones about 0.77
+#   against 0.95 in real slices; 0.67 without it), but as blobs rather than round femoral
+#   heads with a dark cortex. Completing the missing half of a real slice, the prior places
+#   bone less well than simply mirroring the kept half (Dice about 0.76 against 0.83). The
+#   `full` prior on a GPU draws round femoral heads (README, "The full profile on one GPU").
 # * **Not to be trusted here:** the HOG Fréchet distance above. It sits at its real-vs-real
 #   floor while the bones are visibly wrong; it catches gross failures only.
 #

@@ -57,7 +57,7 @@ def test_parse_variants():
     from hipgen_utils.config import ConfigError
 
     assert prior_variants._parse_variants(None) == prior_variants.COMPARE_VARIANTS
-    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0}
+    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False}
     assert prior_variants._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
         "ap": {**off, "order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
     }  # fmt: skip

@@ -344,16 +344,18 @@ def test_old_configs_and_checkpoints_load_as_todays_model():
     from hipgen_utils.config import from_dict
 
     cfg = get_profile("ci").pixelcnn
-    new = {"order", "v_dilation", "attn_layers", "attn_heads", "attn_dim", "attn_pool", "max_seconds"}
+    new = {"order", "v_dilation", "attn_layers", "attn_heads", "attn_dim", "attn_pool", "max_seconds", "mirror"}
     old = {k: v for k, v in asdict(cfg).items() if k not in new}
     loaded = from_dict(PixelCNNConfig, old)
     assert (loaded.order, loaded.v_dilation, loaded.attn_layers, loaded.max_seconds) == ("lr", 1, 0, 0.0)
+    assert loaded.mirror is False
     torch.manual_seed(0)
     before = GatedPixelCNN(32, n_channels=cfg.n_channels, n_layers=cfg.n_layers, kernel_size=cfg.kernel_size,
                            n_conditions=cfg.n_slices, positional=cfg.positional)  # fmt: skip
     m = GatedPixelCNN.from_config(loaded, 32)
     m.load_state_dict(before.state_dict())  # strict: no new parameters
-    assert m.order == "lr" and m.attn_layers == 0 and m.receptive_field() == before.receptive_field()
+    assert m.order == "lr" and m.attn_layers == 0 and not m.mirror
+    assert m.receptive_field() == before.receptive_field()
     codes = torch.randint(0, 32, (2, 5, 4))
     assert torch.equal(m(codes, 1), before(codes, 1))
 
@@ -392,3 +394,50 @@ def test_pooled_attention_slots():
     assert count.view(4, 4).tolist() == [[1, 1, 1, 1], [1, 2, 2, 3], [3, 3, 3, 3], [3, 4, 4, 5]]
     slot, count = AttentionBlock(4, 4, 1, 24).slots(2, 3)
     assert slot.tolist() == list(range(6)) and count.tolist() == list(range(1, 7))
+
+
+@pytest.mark.parametrize("H, W, kw", [(8, 3, {}), (9, 4, {"v_dilation": 2, "n_conditions": 3, "positional": True})])
+def test_mirror_context_is_causal_and_reaches_the_mirror_rows(H, W, kw):
+    """With mirror context the second half of the rows sees the first half's codes around its
+    mirror position directly (even beyond the convolutions' reach), and still nothing at or
+    after itself; the first half is the plain model."""
+    m = _model(n_layers=1, mirror=True, **kw)
+    for layer in m.layers:  # make the mirror biases matter
+        torch.nn.init.normal_(layer.mirror.weight, std=0.5)
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, m.n_codes, (2, H, W), generator=g)
+    cond = m.check_cond(None if not kw.get("n_conditions") else [1, 2], 2)
+    x = m.embed(codes).detach().requires_grad_(True)
+    logits = m.forward_embedded(x, cond)
+    proj = torch.randn(m.n_codes, generator=g, dtype=logits.dtype)
+    index = _sampling_index("lr", H, W)
+    first = (H + 1) // 2
+    for r in range(H):
+        for c in range(W):
+            (grad,) = torch.autograd.grad(logits[0, :, r, c] @ proj, x, retain_graph=True)
+            seen = grad[0].abs().sum(-1) != 0
+            assert not grad[1].any(), "samples in a batch must not influence each other"
+            assert not seen[index >= index[r, c]].any(), f"({r},{c}) sees itself or a later position"
+            mirror_row = H - 1 - r
+            if r >= first:
+                near = seen[mirror_row, max(0, c - 1) : c + 2]  # the mirror kernel's 3 columns
+                assert near.all(), f"({r},{c}) must see its mirror row {mirror_row} at columns c-1..c+1"
+            elif m.v_dilation == 1:  # the first half: exactly the plain model's receptive field
+                expected = _expected_dependence(H, W, r, c, m.receptive_field())
+                assert torch.equal(seen, expected), f"({r},{c}): got {seen.int().tolist()}"
+    with pytest.raises(ValueError, match="mirror=True needs order='lr'"):
+        GatedPixelCNN(8, n_layers=2, mirror=True, order="ap")
+
+
+def test_mirror_switch_from_config_and_checkpoint_without_it():
+    cfg = PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3, mirror=True)
+    m = GatedPixelCNN.from_config(cfg, 16)
+    assert m.mirror and m.mirror_cond is not None and all(layer.mirror is not None for layer in m.layers)
+    plain = GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3), 16)
+    assert not plain.mirror and plain.mirror_map(torch.zeros(1, 4, 4, 8)) is None
+    with pytest.raises(ValueError, match="no mirror context"):
+        plain.cond_biases(None, (4, 4), None, torch.zeros(1, 4, 4, 8))
+    from hipgen_utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="mirror=True needs order='lr'"):
+        PixelCNNConfig(mirror=True, order="ap")
