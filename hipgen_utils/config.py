@@ -304,7 +304,8 @@ def _profiles() -> dict[str, Config]:
             n_channels=32, n_layers=8, kernel_size=5, batch_size=8, epochs=16, learning_rate=2e-3,
             v_dilation=8, mirror=True,
         ),  # 16 epochs (2880 updates): the mirror context costs time per update, and 20 epochs
-        # (1221 s) would have pushed `make demo` past 25 minutes; 16 fit the dilated prior's 930 s
+        # (1212 s of training) would have pushed `make demo` past 25 minutes; 16 took 824 s,
+        # inside the dilated prior's 930 s
     )
     ci = Config(
         "ci",

@@ -44,8 +44,8 @@ Switches for context over the whole slice (all off by default; see `PixelCNNConf
   A pelvis is close to left-right symmetric, and once the first half is drawn, row r >=
   ceil(H/2) has its mirror row H-1-r (the partner femoral head) behind it;
   `hipgen_utils.mirror.MirrorConditioner` maps the embeddings around that row to per-layer gate
-  biases (zero in the first half, so causality holds; the sampler computes it once the first
-  half is known).
+  biases and a term added to the summed skips before the output head (zero in the first
+  half, so causality holds; the sampler computes it once the first half is known).
 * ``top_codes=K_top``: a two-level prior (VQ-VAE-2 style, see `hipgen_utils.hierarchy`).
   A frozen `TopCoder` turns each top_factor x top_factor block of bottom codes into one of
   K_top top codes; a small PixelCNN (``top_prior``, this class without a top) models the
@@ -499,17 +499,12 @@ class GatedPixelCNN(nn.Module):
         at a time, so it never holds a (B, rows, cols, 4C) tensor per layer (60 MiB per sample
         for the `full` prior)."""
         cond, feats, tmap, mirror = sources
-        first = 0
         if row is not None:
             rows = slice(row, row + 1)
             feats = None if feats is None else feats[rows]
             tmap = None if tmap is None else tmap[:, rows]
-            if mirror is not None and row < first_mirrored_row(mirror.shape[1]):
-                mirror = None  # zero in the first half
-            elif mirror is not None:
-                mirror = mirror[:, rows]
-        elif mirror is not None:
-            first = first_mirrored_row(mirror.shape[1])
+            if mirror is not None:  # zero in the first half
+                mirror = mirror[:, rows] if row >= first_mirrored_row(mirror.shape[1]) else None
         out = []
         for layer in self.layers:
             b = None if cond is None else layer.cond(cond)[:, None, None]
@@ -519,8 +514,8 @@ class GatedPixelCNN(nn.Module):
             if tmap is not None:
                 t = layer.top(tmap)
                 b = t if b is None else b + t
-            if mirror is not None:  # zero in the first half: map only the second half's rows
-                m = F.pad(layer.mirror(mirror[:, first:]), (0, 0, 0, 0, first, 0))
+            if mirror is not None:
+                m = layer.mirror(mirror) if row is not None else _on_second_half(layer.mirror, mirror)
                 b = m if b is None else b + m
             out.append(b)
         return out
@@ -534,12 +529,7 @@ class GatedPixelCNN(nn.Module):
     def mirror_skip(self, mirror: torch.Tensor) -> torch.Tensor:
         """(B, rows, cols, C) term a mirror prior adds to the summed skips before `head`, from
         its mirror map (zero in the first half, like the map)."""
-        first = first_mirrored_row(mirror.shape[1])
-        return F.pad(self.mirror_out(mirror[:, first:]), (0, 0, 0, 0, first, 0))
-
-    def first_mirrored_row(self, rows: int) -> int:
-        """The row from which the mirror map is non-zero (the sampler recomputes it there)."""
-        return first_mirrored_row(rows)
+        return _on_second_half(self.mirror_out, mirror)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, H, W) int64 codes -> (B, H, W, C) float embeddings (channels-last)."""
@@ -652,6 +642,13 @@ def bits_per_code(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
             f"bits_per_code: logits {tuple(logits.shape)} do not match codes {tuple(codes.shape)}; expected (B, K, H, W) and (B, H, W)"
         )
     return F.cross_entropy(logits, codes.long()) / math.log(2.0)
+
+
+def _on_second_half(fn, mirror: torch.Tensor) -> torch.Tensor:
+    """fn (a per-position map) of a mirror map, computed on its second-half rows only and
+    zero above them, where the map itself is zero: half the work of mapping the whole grid."""
+    first = first_mirrored_row(mirror.shape[1])
+    return F.pad(fn(mirror[:, first:]), (0, 0, 0, 0, first, 0))
 
 
 def _short(x) -> str:

@@ -117,9 +117,9 @@ def refuse_existing(path: Path, kind: str, *, resume: bool, overwrite: bool) -> 
     """The one-line refusal of `existing_checkpoint` when `path` holds a checkpoint and
     neither --resume nor --overwrite is given; nothing otherwise. The CLI asks it before
     loading any data, so a refused command fails at once."""
-    if not Path(path).exists() or resume or overwrite:
-        return
     path = Path(path)
+    if not path.exists() or resume or overwrite:
+        return
     label = {"vqvae": "VQ-VAE", "pixelcnn": "PixelCNN prior"}[kind]
     try:
         what = f"a trained {label} ({_trained_for(load_checkpoint(path, kind))})"

@@ -56,6 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hipgen_utils.config import CODE_GRID
+from hipgen_utils.mirror import first_mirrored_row
 from hipgen_utils.pixelcnn import GatedPixelCNN
 
 
@@ -311,7 +312,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     n, H, W = ci.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
-    mirror_from = prior.first_mirrored_row(H) if prior.mirror else None
+    mirror_from = first_mirrored_row(H) if prior.mirror else None
     mirror = prior.mirror_map(prior.embed(ci))
     # the gate biases' sources, turned into one row's biases at a time (`row_biases`)
     sources = prior.bias_sources(cond, (H, W), top, mirror)
