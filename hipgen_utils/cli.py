@@ -5,7 +5,7 @@
     hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
                     [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume | --overwrite]
     hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
-    hipgen predict  --run_dir RUN [--n 16] [--temperature 1.0] [--top_k K] [--seed 0] [--slice S]
+    hipgen predict  --run_dir RUN [--n 16] [--temperature 0.7] [--top_k K] [--seed 0] [--slice S]
                     --out PATH [--format png|nii] [--overwrite]
     hipgen bench    data|vqvae|prior|sample [--profile demo]
     hipgen bench    prior --compare [--budget_s S] [--variants baseline attention ...]
@@ -179,9 +179,10 @@ def cmd_evaluate(args):
     from hipgen_utils.run import Run
 
     _check_sampling(args, args.n_samples, 2, MAX_EVALUATE, "--n_samples")
+    _check_temperature(args.temperature)
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
-        run, args.split, n_samples=args.n_samples, seed=args.seed, progress=not args.json,
+        run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
         judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy,
     )  # fmt: skip
     if args.json:
@@ -234,10 +235,14 @@ def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
     return p, old
 
 
+def _check_temperature(t: float):
+    if t != t or not 0 < t < float("inf"):
+        raise C.ConfigError(f"--temperature {t} must be a finite number > 0")
+
+
 def cmd_predict(args):
     _check_sampling(args, args.n, 1, MAX_PREDICT, "--n")
-    if args.temperature != args.temperature or not 0 < args.temperature < float("inf"):
-        raise C.ConfigError(f"--temperature {args.temperature} must be a finite number > 0")
+    _check_temperature(args.temperature)
     if args.top_k is not None and args.top_k < 0:
         raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
     if args.format == "png":
@@ -340,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n_samples", type=int, default=256,
                    help=f"samples scored for sample quality, 2..{MAX_EVALUATE} (more: a steadier Fréchet distance)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=float, default=_SAMPLE.temperature,
+                   help="temperature of the scored samples and completions (default: predict's)")
     s.add_argument("--device", default="auto")
     s.add_argument("--profile", help="profile whose judge settings (segmenter size, slices scored) to use")
     s.add_argument("--no_anatomy", action="store_true",

@@ -222,7 +222,10 @@ class SampleConfig:
     """Sampling and sample-quality evaluation."""
 
     n_samples: int = 16
-    temperature: float = 1.0
+    # 0.7: on the demo phantom the judge (notebook 07's temperature sweep) scored samples at
+    # 0.7 closest to real slices -- anatomy_gap 0.064 against 0.090 at 1.0, both femoral heads
+    # 2.4x as often, completion Dice 0.83 against 0.81 -- with no near-copies of training slices
+    temperature: float = 0.7
     top_k: int = 0  # 0 = no top-k truncation
     seed: int = 0
     n_eval_samples: int = 256  # samples scored against train/test images

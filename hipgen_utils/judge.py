@@ -17,6 +17,12 @@ radiologist looks at, through a segmenter trained on the data's labels
   and images decoded from unigram codes (the ceiling). Per trusted class: the area fraction,
   the left-right symmetry (Dice of the mask with its mirror about the body's midline) and
   the number of connected components. `anatomy_gap` folds them into one number.
+* **Paired round bones** (`round_pairs`, `bone_pairs`): the fraction of slices whose bone
+  mask holds a left-right pair of round components -- the two femoral heads, at their
+  levels -- in samples against test slices at the same positions (`bone_pairs_ratio`, 1 =
+  as often as real slices). Blobby, one-sided or fragmented bones score low however close
+  their areas and symmetry are; `anatomy_gap` hardly moves for them (the unigram ceiling is
+  so far away that any image-like bone scores near the floor).
 * **Fréchet distance in the segmenter's feature space** (its bottleneck, averaged over a
   4x2 grid of regions, PCA-projected), on sets of the same size, with the same floor and
   ceiling.
@@ -38,9 +44,23 @@ from scipy import ndimage
 from scipy.stats import wasserstein_distance
 from skimage.metrics import structural_similarity
 
-STATS = ("area", "symmetry", "components")
+from hipgen_utils.layout import LABEL_NAMES
+
+STATS = ("area", "symmetry", "components")  # the statistics `anatomy_gap` folds
 MIN_SEPARATION = {"area": 0.02, "symmetry": 0.02, "components": 0.5}
 MIN_COMPONENT_PX = 8  # smaller specks are not counted as components
+# `round_pairs`: a component counts when it covers at least PAIR_MIN_FRACTION of the slice
+# (164 of 256x128 px; a phantom femoral head is 400-700 px) and its circularity
+# 4*pi*area/perimeter**2 is at least PAIR_MIN_CIRCULARITY (a disc 1; the phantom's femoral
+# heads 0.75-0.97 in their true labels, an iliac wing or the pubic arch below 0.4); two
+# such components pair when one mirrors the other across the midline to within PAIR_TOL of
+# the slice's long side (10 px of 256) and their areas differ by at most 2x. On the demo's
+# test slices (segmenter labels) 28 % of slices have a pair, true labels 25 %, images
+# decoded from unigram codes 1 % (0.001 of the slice let chance pairs of small blobs
+# through: 12 %)
+PAIR_MIN_FRACTION = 0.005
+PAIR_MIN_CIRCULARITY = 0.7
+PAIR_TOL = 0.04
 
 
 # ----------------------------------------------------------------------------- symmetry
@@ -84,13 +104,42 @@ def n_components(mask: np.ndarray) -> int:
     return int((sizes >= MIN_COMPONENT_PX).sum())
 
 
+def round_pairs(mask: np.ndarray, centre: float | None) -> int:
+    """Left-right pairs of round components of a (H, W) bool mask about row `centre` of axis 0
+    (see PAIR_MIN_FRACTION, PAIR_MIN_CIRCULARITY, PAIR_TOL); each component is in at most
+    one pair. 0 when the mask is empty or `centre` is None."""
+    from skimage.measure import label, regionprops
+
+    mask = np.asarray(mask, bool)
+    if centre is None or not mask.any():
+        return 0
+    min_px, tol = PAIR_MIN_FRACTION * mask.size, PAIR_TOL * max(mask.shape)
+    blobs = [
+        (p.centroid, p.area)
+        for p in regionprops(label(mask, connectivity=2))
+        if p.area >= min_px and 4 * np.pi * p.area >= PAIR_MIN_CIRCULARITY * max(p.perimeter, 1.0) ** 2
+    ]
+    left = [b for b in blobs if b[0][0] < centre]
+    right = [b for b in blobs if b[0][0] >= centre]
+    pairs = 0
+    for (r, c), area in left:
+        for j, ((r2, c2), area2) in enumerate(right):
+            if abs(2 * centre - r - r2) <= tol and abs(c - c2) <= tol and 0.5 <= area / area2 <= 2:
+                pairs += 1
+                right.pop(j)
+                break
+    return pairs
+
+
 def anatomy_stats(labels, classes, background: int = 0) -> dict:
-    """{class: {"area": (N,), "symmetry": (N,), "components": (N,)}} for (N, H, W) labels.
+    """{class: {"area": (N,), "symmetry": (N,), "components": (N,), "pairs": (N,)}} for
+    (N, H, W) labels.
 
     area: fraction of the image; symmetry: about the body's midline (all non-background
-    pixels), NaN where the class is absent; components: see `n_components`."""
+    pixels), NaN where the class is absent; components: see `n_components`; pairs: see
+    `round_pairs` (not one of the `anatomy_gap` STATS)."""
     labels = np.asarray(labels)
-    out = {int(k): {s: np.empty(len(labels)) for s in STATS} for k in classes}
+    out = {int(k): {s: np.empty(len(labels)) for s in (*STATS, "pairs")} for k in classes}
     for i, lab in enumerate(labels):
         centre = body_midline(lab != background)
         for k in classes:
@@ -98,6 +147,7 @@ def anatomy_stats(labels, classes, background: int = 0) -> dict:
             out[int(k)]["area"][i] = m.mean()
             out[int(k)]["symmetry"][i] = symmetry(m, centre) if centre is not None else np.nan
             out[int(k)]["components"][i] = n_components(m)
+            out[int(k)]["pairs"][i] = round_pairs(m, centre)
     return out
 
 
@@ -135,7 +185,8 @@ def anatomy_gap(stats: dict, classes) -> tuple[float, dict]:
 
 
 def anatomy_table(stats: dict, classes) -> dict:
-    """{set: {class: {"area_median", "symmetry_median", "components_median"}}} for reports."""
+    """{set: {class: {"area_median", "symmetry_median", "components_median", "pairs_rate"}}}
+    for reports (pairs_rate: the fraction of slices with at least one `round_pairs` pair)."""
     out = {}
     for name, per_class in stats.items():
         out[name] = {}
@@ -146,8 +197,34 @@ def anatomy_table(stats: dict, classes) -> dict:
                 "area_median": float(np.median(v["area"])),
                 "symmetry_median": float(np.median(sym)) if sym.size else float("nan"),
                 "components_median": float(np.median(v["components"])),
+                "pairs_rate": float(np.mean(v["pairs"] > 0)) if "pairs" in v else float("nan"),
             }
     return out
+
+
+def bone_pairs(table: dict, classes) -> dict:
+    """{"bone_pairs": {set: pairs_rate}, "bone_pairs_ratio": samples / test} of the bone
+    class (the segmenter's class named "bones") from an `anatomy_table`; {} when bones are
+    not among its classes (not trusted) and a NaN ratio when no test slice has a pair."""
+    bones = next((str(c) for c in classes if c < len(LABEL_NAMES) and LABEL_NAMES[c] == "bones"), None)
+    if bones is None or bones not in table.get("test", {}):
+        return {}
+    rates = {name: per_class[bones]["pairs_rate"] for name, per_class in table.items()}
+    test = rates.get("test", 0.0)
+    return {"bone_pairs": rates, "bone_pairs_ratio": rates["samples"] / test if test > 0 else float("nan")}
+
+
+def sweep_row(temperature: float, stats: dict, trusted, classes) -> dict:
+    """One temperature's anatomy: `anatomy_gap`, `bone_pairs_ratio` and the bones' median
+    left-right symmetry in samples and test slices (`anatomy_stats` of the four sets)."""
+    table = anatomy_table(stats, trusted)
+    row = {"temperature": temperature, "anatomy_gap": anatomy_gap(stats, trusted)[0], **bone_pairs(table, classes)}
+    row.pop("bone_pairs", None)
+    if "bone_pairs_ratio" in row:
+        bones = str(classes[[LABEL_NAMES[c] if c < len(LABEL_NAMES) else "" for c in classes].index("bones")])
+        row["bone_symmetry"] = table["samples"][bones]["symmetry_median"]
+        row["bone_symmetry_test"] = table["test"][bones]["symmetry_median"]
+    return row
 
 
 # ----------------------------------------------------------------------------- completion
@@ -207,12 +284,16 @@ def _matched_train(train_slices, wanted_slices, seed: int) -> np.ndarray:
 
 
 def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,
-                *, device=None, progress: bool = False, log=print) -> tuple[dict, dict]:  # fmt: skip
-    """Completion scores, anatomy statistics, `anatomy_gap` and the segmenter-feature Fréchet
-    distance of a prior (see the module docstring).
+                *, temperature: float = 1.0, temperatures=(), device=None, progress: bool = False,
+                log=print) -> tuple[dict, dict]:  # fmt: skip
+    """Completion scores, anatomy statistics, `anatomy_gap`, the paired round bones and the
+    segmenter-feature Fréchet distance of a prior (see the module docstring).
 
     codes: `codes.load_codes` output; splits: {"train", "test"} SliceSets; cfg: a JudgeConfig
-    (default: the defaults); data_cfg: the data config dict (ties the cached segmenter to it).
+    (default: the defaults); data_cfg: the data config dict (ties the cached segmenter to it);
+    temperature: of the completions and the samples (summary["temperature"]);
+    temperatures: also score samples drawn at these temperatures (same seed and positions,
+    the same floor and ceiling sets) into summary["temperature_sweep"] (`sweep_row`).
     Returns (summary, arrays): a JSON-ready dict, and images/labels for the figures. Without
     label folders only the SSIM part of the completion score is computed. `log` takes the
     segmenter's one-line messages."""
@@ -236,7 +317,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     grid = codes["codes_test"].shape[1:]
     img_shape = test.images.shape[1:]
     conditional = bool(getattr(prior, "n_conditions", 0))
-    summary: dict = {}
+    summary: dict = {"temperature": float(temperature)}
     arrays: dict = {}
 
     found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device=device, progress=progress, log=log)
@@ -261,8 +342,8 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=device)}
     comps = []
     for s in range(cfg.completion_seeds):
-        _, imgs = generate(prior, vqvae, len(idx), seed=cfg.seed + s, condition=cond, prefix=prefix,
-                           shape=grid, device=device)  # fmt: skip
+        _, imgs = generate(prior, vqvae, len(idx), temperature=temperature, seed=cfg.seed + s, condition=cond,
+                           prefix=prefix, shape=grid, device=device)  # fmt: skip
         comps.append(imgs)
     candidates["prior"] = np.concatenate(comps)
     uni = sample_unigram_codes(codes["codes_train"], len(idx), grid, k_codes, seed=cfg.seed)
@@ -296,7 +377,8 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     t_slices = np.asarray(test.slice)[t_idx]
     tr_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed))
     sample_cond = np.asarray(codes["slice_test"])[t_idx] if conditional else None
-    _, samples = generate(prior, vqvae, m, seed=cfg.seed, condition=sample_cond, shape=grid, device=device)
+    _, samples = generate(prior, vqvae, m, temperature=temperature, seed=cfg.seed, condition=sample_cond, shape=grid,
+                          device=device)  # fmt: skip
     unigram = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], m, grid, k_codes, seed=cfg.seed + 1),
                            device=device)  # fmt: skip
     sets = {
@@ -311,6 +393,15 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy_gap"] = gap
     summary["anatomy_gap_terms"] = terms
     summary["anatomy"] = anatomy_table(stats, trusted)
+    summary.update(bone_pairs(summary["anatomy"], classes))
+    sweep = []
+    for t in temperatures:  # the other sets stay: only the samples change with the temperature
+        imgs = samples if float(t) == temperature else generate(prior, vqvae, m, temperature=float(t), seed=cfg.seed,
+                                                         condition=sample_cond, shape=grid, device=device)[1]  # fmt: skip
+        st = dict(stats, samples=anatomy_stats(segment(seg, imgs, classes), trusted, background=classes[0]))
+        sweep.append(sweep_row(float(t), st, trusted, classes))
+    if sweep:
+        summary["temperature_sweep"] = sweep
     summary["n_anatomy"] = int(m)
 
     # ---- Fréchet distance in the segmenter's feature space ----------------------------------
@@ -324,5 +415,5 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
     summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
     summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])
-    arrays.update(sets=sets, labels=labels, slices=t_slices)
+    arrays.update(sets=sets, labels=labels, slices=t_slices, stats=stats)
     return summary, arrays

@@ -79,3 +79,54 @@ def plot_anatomy_gap(terms: Mapping, gap: float) -> Figure:
     ax.set_title("anatomy_gap terms (per trusted class and statistic)")
     ax.legend(fontsize=7, loc="upper left")
     return fig
+
+
+def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10) -> Figure:
+    """Fraction of slices with a left-right pair of round bones (`judge.round_pairs`: the
+    femoral heads, at their levels) against slice position, one line per set.
+
+    pairs: {set name: (N,) pair counts}, all sets at the same N slice positions `slices`."""
+    slices = np.asarray(slices)
+    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
+    mids = (edges[:-1] + edges[1:] - 1) / 2
+    which = np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1)
+    style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":")}
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+    for name, counts in pairs.items():
+        has = np.asarray(counts) > 0
+        rate = np.array([has[which == b].mean() if (which == b).any() else np.nan for b in range(len(mids))])
+        color, ls = style.get(name, (None, "-"))
+        ax.plot(mids, rate, marker="o", ms=3, color=color, ls=ls, label=f"{name} ({has.mean():.0%} of slices)")
+    ax.set_xlabel("slice position")
+    ax.set_ylabel("slices with a pair of round bones")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("Femoral heads: a round bone on each side, mirrored across the midline")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
+    """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
+    "temperature_sweep" rows): `anatomy_gap`, and the femoral heads (`bone_pairs_ratio`)
+    and bone symmetry as fractions of the test slices' (1 = like real slices)."""
+    if not rows:
+        raise ValueError("plot_temperature_anatomy: no rows; pass temperatures to judge.judge_prior")
+    t = np.array([r["temperature"] for r in rows], dtype=float)
+    col = lambda k: np.array([r.get(k, np.nan) for r in rows], dtype=float)  # noqa: E731
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    a1.plot(t, col("anatomy_gap"), "o-", color="k")
+    a1.axhline(0, color="C2", ls="--", lw=1, label="floor: train vs test (real)")
+    a1.set_ylim(bottom=-0.02)
+    a1.set_xlabel("temperature")
+    a1.set_ylabel("anatomy_gap (lower is better)")
+    a1.set_title("distance to real slices, per class")
+    a1.legend(fontsize=8)
+    a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")
+    a2.plot(t, col("bone_symmetry") / col("bone_symmetry_test"), "s--", label="bone left-right symmetry")
+    a2.axhline(1, color="k", lw=0.8, ls=":", label="test slices")
+    a2.set_ylim(0, max(1.2, np.nanmax(np.append(col("bone_pairs_ratio"), 1.0)) + 0.1))
+    a2.set_xlabel("temperature")
+    a2.set_ylabel("samples / test slices")
+    a2.set_title("bones: what the eye checks first")
+    a2.legend(fontsize=8)
+    return fig

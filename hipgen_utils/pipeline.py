@@ -157,14 +157,15 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     return rows
 
 
-def evaluate_run(run, split="test", *, n_samples=64, seed=0, progress=False, judge_cfg=None,
+def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, progress=False, judge_cfg=None,
                  anatomy=True) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict for a `run.Run`: reconstruction metrics on `split`
     (of the data its VQ-VAE was trained on), plus the prior's bits per code and sample
     quality when the run holds a prior, plus (``anatomy=True``) the anatomy judge's keys
     (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
     segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
-    directory when missing). Everything runs on ``run.device``."""
+    directory when missing). Samples and completions are drawn at `temperature`. Everything
+    runs on ``run.device``."""
     vqvae, device = run.vqvae(), run.device
     wanted = ("train", split) if run.has_prior() else (split,)
     splits = run.splits(*dict.fromkeys(wanted), progress=progress)
@@ -175,7 +176,8 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, progress=False, jud
         if split != "test":
             splits["test"] = splits[split]
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
-        summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, seed=seed, device=device)
+        summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, temperature=temperature,
+                                  seed=seed, device=device)  # fmt: skip
         result.update(summary)
         if anatomy:
             from dataclasses import asdict
@@ -188,7 +190,7 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, progress=False, jud
                 print(msg, file=sys.stderr)
 
             verdict, _ = judge_prior(prior, vqvae, codes, splits, run.dir, judge_cfg, asdict(run.data_config()),
-                                     device=device, progress=progress, log=log)  # fmt: skip
+                                     temperature=temperature, device=device, progress=progress, log=log)  # fmt: skip
             result.update(verdict)
     return result
 

@@ -166,7 +166,13 @@ class GatedLayer(nn.Module):
         """
         # a contiguous channels-last tensor permuted to NCHW is channels_last memory format,
         # which the CPU/GPU convolution kernels take without a copy
-        pre = self.v_conv(window.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = window.permute(0, 3, 1, 2)
+        if self.dilation > 1 and x.device.type == "cpu" and x.shape[1] % 16:
+            # torch 2.14's CPU kernel returns a NaN weight gradient for a dilated bf16
+            # convolution of a channels-last input at some widths (24, 40, 56, 72, 120
+            # channels; none of 16, 32, .., 128): those get an NCHW copy (~10 % slower)
+            x = x.contiguous()
+        pre = self.v_conv(x).permute(0, 2, 3, 1)
         link = self.v_to_h(pre)
         if bias is not None:
             bias_v, bias_h = bias.chunk(2, dim=-1)

@@ -37,7 +37,7 @@ COMPARE_VARIANTS = {
 }
 JUDGE_COLUMNS = (
     "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
-    "completion_ssim", "completion_ssim_mirror", "anatomy_gap",
+    "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio",
 )  # fmt: skip
 
 
@@ -134,7 +134,8 @@ def compare_priors(
             }  # fmt: skip
             if judge_fn is not None:
                 try:
-                    summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg)
+                    summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg,
+                                          temperature=cfg0.sample.temperature)  # fmt: skip
                     row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
                     row["judge"] = summary  # everything, per class too, for compare.json
                 except Exception as e:  # the judge is optional here: say why, keep the table

@@ -64,6 +64,7 @@ class SamplerPanel:
     positions -- enable completion mode (test_slices is required for a conditional prior;
     without test_images the "original" shown is the decoded test codes).
     sample_fn: defaults to `hipgen_utils.sampling.sample`, same keyword interface.
+    temperature: the temperature slider's starting value (notebook 06: the profile's).
 
     Sliders are public attributes (temperature, top_k, seed, n, slice, mode, image_index,
     keep_rows). Changing one re-renders only if it matters in the current mode: n and slice
@@ -85,6 +86,7 @@ class SamplerPanel:
         shape=CODE_GRID,
         max_samples=16,
         sample_fn=None,
+        temperature=1.0,
     ):
         for attr in ("n_codes", "n_conditions"):
             if not hasattr(prior, attr):
@@ -111,7 +113,7 @@ class SamplerPanel:
         style = {"description_width": "90px"}
         common = dict(continuous_update=False, style=style)
         self.temperature = widgets.FloatSlider(
-            value=1.0, min=0.1, max=2.0, step=0.05, description="temperature", **common
+            value=float(temperature), min=0.1, max=2.0, step=0.05, description="temperature", **common
         )
         self.top_k = widgets.IntSlider(
             value=0, min=0, max=self.n_codes, description="top-k (0=off)", **common

@@ -297,7 +297,7 @@ keys = ("ssim_mean", "ssim_min", "psnr_mean", "codes_used", "perplexity", "pixel
         "unigram_bits_per_code", "bits_ratio_vs_unigram", "nn_ssim_median", "fid_samples", "fid_test_vs_train",
         "fid_unigram", "segmenter_seconds", "trusted_classes", "completion_dice", "completion_dice_mirror",
         "completion_dice_reconstruction", "completion_dice_unigram", "completion_ssim", "completion_ssim_mirror",
-        "anatomy_gap", "fid_seg_samples", "fid_seg_test_vs_train", "fid_seg_unigram")
+        "anatomy_gap", "bone_pairs_ratio", "bone_pairs", "fid_seg_samples", "fid_seg_test_vs_train", "fid_seg_unigram")
 for k in keys:
     if k in ev:
         v = ev[k]

@@ -93,7 +93,7 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     grids["n_embeddings"] = k
     monkeypatch.setattr("hipgen_utils.run.load_vqvae", lambda run, device=None: (vq, {"extra": {}}))
     monkeypatch.setattr("hipgen_utils.codes.load_codes", lambda run, vid=None: grids)
-    monkeypatch.setattr(prior_variants, "_judge", lambda: lambda prior, *a: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
+    monkeypatch.setattr(prior_variants, "_judge", lambda: lambda prior, *a, **kw: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
     monkeypatch.setattr("hipgen_utils.pipeline.load_splits", lambda *a, **k: {})
     real_train = training.train_pixelcnn
     budgets = []

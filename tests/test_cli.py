@@ -56,6 +56,7 @@ def test_evaluate_json_has_every_metric(trained, capsys):
                 "fid_seg_unigram", "segmenter_test_dice", "trusted_classes"):  # fmt: skip
         assert key in r, key
     assert r["n_images"] == 4 and 0 <= r["frac_ssim_gt_0_6"] <= 1 and -1 <= r["ssim_mean"] <= 1
+    assert r["temperature"] == 0.7  # samples and completions at the sampling temperature (SampleConfig)
 
 
 def test_predict_png_and_nifti(trained, capsys, tmp_path):
@@ -91,6 +92,7 @@ def test_predict_png_and_nifti(trained, capsys, tmp_path):
             "--slice 99 out of range",
         ),
         (["predict", "--run_dir", "{run}", "--temperature", "0", "--out", "x.png"], "temperature"),
+        (["evaluate", "--run_dir", "{run}", "--temperature", "nan", "--json"], "--temperature nan must be"),
         (["predict", "--run_dir", "{tmp}", "--out", "x.png"], "run notebooks/02_train_vqvae"),
         (["evaluate", "--run_dir", "{tmp}/nope", "--json"], "does not exist"),
         (["info", "--data_dir", "{tmp}"], "keras_slices_train"),

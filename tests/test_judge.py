@@ -89,6 +89,56 @@ def test_anatomy_gap_is_near_zero_for_real_slices_and_near_one_for_unigram_like(
     assert terms[f"{BONES}/symmetry"]["term"] > 0.5
 
 
+def disc(shape, centre, radius) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def test_round_pairs_count_mirrored_round_components_only():
+    shape, mid = (256, 128), 127.5
+    left, right = disc(shape, (50, 64), 13), disc(shape, (205, 64), 13)  # femoral heads at +-77.5
+    assert judge.round_pairs(left | right, mid) == 1
+    assert judge.round_pairs(left, mid) == 0  # one-sided
+    assert judge.round_pairs(left | disc(shape, (205, 90), 13), mid) == 0  # partner 26 px off in AP
+    assert judge.round_pairs(left | disc(shape, (205, 64), 6), mid) == 0  # areas 4.7x apart
+    bars = np.zeros(shape, bool)
+    bars[30:70, 60:66] = bars[185:225, 60:66] = True  # mirrored, but elongated (pubic-rami-like)
+    assert judge.round_pairs(bars, mid) == 0
+    ragged = (left | right) & (np.random.default_rng(0).random(shape) > 0.3)  # blobs full of holes
+    assert judge.round_pairs(ragged, mid) == 0
+    assert judge.round_pairs(np.zeros(shape, bool), mid) == 0 and judge.round_pairs(left | right, None) == 0
+
+
+def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_them(real_sets):
+    classes = [1, BONES, 3]
+    test = real_sets["test"]
+    stats = judge.anatomy_stats(test, classes)
+    assert stats[BONES]["pairs"].max() == 1 and 0 < (stats[BONES]["pairs"] > 0).mean() < 1
+    no_right = test.copy()  # the right femoral head (and every bone right of the midline) gone
+    no_right[:, 128:][no_right[:, 128:] == BONES] = 1
+    sets = {"test": test, "train": real_sets["train"], "samples": no_right, "unigram": blob_labels(len(test))}
+    table = judge.anatomy_table({k: judge.anatomy_stats(v, classes) for k, v in sets.items()}, classes)
+    out = judge.bone_pairs(table, classes)
+    assert out["bone_pairs_ratio"] == 0.0 and out["bone_pairs"]["test"] > 0
+    sets["samples"] = real_sets["samples"]  # another real case: about as many pairs as the test slices
+    table = judge.anatomy_table({k: judge.anatomy_stats(v, classes) for k, v in sets.items()}, classes)
+    assert 0.5 < judge.bone_pairs(table, classes)["bone_pairs_ratio"] < 2
+    assert judge.bone_pairs(table, [1, 3]) == {}  # bones not trusted: no number
+
+
+def test_sweep_row_reads_the_bones_of_the_samples_only(real_sets):
+    classes = [1, BONES, 3]
+    stats = {k: judge.anatomy_stats(v, classes) for k, v in real_sets.items()}
+    stats["unigram"] = judge.anatomy_stats(blob_labels(len(real_sets["test"])), classes)
+    real = judge.sweep_row(1.0, stats, classes, [0, *classes])
+    one_sided = real_sets["samples"].copy()
+    one_sided[:, 128:][one_sided[:, 128:] == BONES] = 1
+    worse = judge.sweep_row(0.5, dict(stats, samples=judge.anatomy_stats(one_sided, classes)), classes, [0, *classes])
+    assert real["temperature"] == 1.0 and 0.5 < real["bone_pairs_ratio"] < 2 and worse["bone_pairs_ratio"] == 0
+    assert worse["bone_symmetry"] < 0.1 < 0.8 < real["bone_symmetry"] and worse["anatomy_gap"] > real["anatomy_gap"]
+    assert real["bone_symmetry_test"] == worse["bone_symmetry_test"]
+
+
 def test_dice_per_class_in_a_region():
     t = np.zeros((1, 8, 8), np.uint8)
     t[0, :, :4] = 2
@@ -126,7 +176,10 @@ CI_JUDGE = JudgeConfig(seg_base_channels=4, seg_patch=32, seg_batch_size=4, seg_
 
 def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_parts, monkeypatch, tmp_path):
     prior, vq, codes, splits, _ = trained_parts
-    summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE)
+    summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE, temperatures=(0.5, 1.0))
+    assert [r["temperature"] for r in summary["temperature_sweep"]] == [0.5, 1.0]
+    same = summary["temperature_sweep"][1]["anatomy_gap"]  # T = 1 reuses the samples scored above
+    assert same == summary["anatomy_gap"] or (np.isnan(same) and np.isnan(summary["anatomy_gap"]))
     for key in ("completion_ssim", "completion_ssim_reconstruction", "completion_ssim_unigram",
                 "completion_ssim_mirror", "completion_dice", "completion_dice_reconstruction",
                 "completion_dice_unigram", "completion_dice_mirror", "anatomy_gap", "fid_seg_samples",

@@ -266,23 +266,21 @@ def test_prior_history_has_unigram_line():
         P.plot_prior_history({"epoch": [1], "train_bits": [5]}, 6.2)
 
 
-def test_temperature_sweep_plot_has_floor_ceiling_and_curves():
+def test_temperature_sweep_plot_shows_copying_not_the_hog_distance():
     rows = [
-        {"temperature": t, "fid_samples": f, "fid_test_vs_train": 0.05, "fid_unigram": 0.3,
-         "nn_ssim_median": 0.4, "frac_near_copies": 0.0}
-        for t, f in ((0.8, 0.09), (1.0, 0.07))
+        {"temperature": t, "fid_samples": 0.05, "fid_test_vs_train": 0.06, "fid_unigram": 0.3,
+         "nn_ssim_median": s, "frac_near_copies": 0.0}
+        for t, s in ((0.8, 0.45), (1.0, 0.41))
     ]  # fmt: skip
     fig = P.plot_temperature_sweep(rows)
-    a1, a2 = fig.axes
-    labels = {ln.get_label(): ln for ln in a1.get_lines()}
-    assert np.allclose(labels["samples vs test"].get_ydata(), [0.09, 0.07])
-    assert np.allclose(labels["ceiling: unigram codes"].get_ydata(), 0.3)
-    assert np.allclose(labels["floor: train vs test"].get_ydata(), 0.05)
-    assert len(a2.get_lines()) == 2
+    (ax,) = fig.axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert np.allclose(lines["median nearest-neighbour SSIM"].get_ydata(), [0.45, 0.41])
+    assert not any("Fréchet" in lab or "floor" in lab for lab in lines)
     with pytest.raises(ValueError, match="no rows"):
         P.plot_temperature_sweep([])
-    with pytest.raises(ValueError, match="lack \\['fid_unigram'"):
-        P.plot_temperature_sweep([{k: v for k, v in rows[0].items() if k != "fid_unigram"}])
+    with pytest.raises(ValueError, match="lack \\['frac_near_copies'"):
+        P.plot_temperature_sweep([{k: v for k, v in rows[0].items() if k != "frac_near_copies"}])
 
 
 def test_samples_montage():

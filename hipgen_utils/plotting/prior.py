@@ -43,38 +43,26 @@ def plot_prior_history(history: Mapping, unigram_bits: float) -> Figure:
 
 
 def plot_temperature_sweep(rows: Sequence[Mapping]) -> Figure:
-    """Sample quality against temperature (rows from `pipeline.temperature_sweep`): the
-    Fréchet distance of the samples between its floor (test vs train) and ceiling (unigram
-    codes), and the median nearest-neighbour SSIM with the near-copy fraction."""
+    """Copying against temperature (rows from `pipeline.temperature_sweep`): the median
+    nearest-neighbour SSIM of the samples to training slices and the near-copy fraction. The
+    anatomy per temperature is `judge_plots.plot_temperature_anatomy` (notebook 07): the HOG
+    Fréchet distance in these rows scored samples below its real-vs-real floor and is not
+    drawn as a judgement."""
     if not rows:
         raise ValueError("plot_temperature_sweep: no rows; run pipeline.temperature_sweep first")
-    need = ("temperature", "fid_samples", "fid_test_vs_train", "fid_unigram", "nn_ssim_median", "frac_near_copies")
+    need = ("temperature", "nn_ssim_median", "frac_near_copies")
     missing = [k for k in need if k not in rows[0]]
     if missing:
         raise ValueError(f"plot_temperature_sweep: rows lack {missing}; expected pipeline.temperature_sweep output")
     t = np.array([r["temperature"] for r in rows], dtype=np.float64)
     col = {k: np.array([r[k] for r in rows], dtype=np.float64) for k in need[1:]}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    a1.plot(t, col["fid_samples"], "o-", label="samples vs test")
-    a1.axhline(col["fid_unigram"].mean(), color="C3", ls=":", label="ceiling: unigram codes")
-    a1.axhline(col["fid_test_vs_train"].mean(), color="C2", ls="--", label="floor: train vs test")
-    a1.set_xlabel("temperature")
-    a1.set_ylabel("Fréchet distance (lower is better)")
-    a1.set_title("distance to real slices")
-    a1.legend(fontsize=8)
-    if col["fid_test_vs_train"].mean() >= col["fid_unigram"].mean():
-        # a handful of samples per temperature (ci) cannot rank these distances: say so
-        a1.text(
-            0.5, 0.5, "floor above ceiling: too few samples to\nmeasure these distances (smoke test)",
-            transform=a1.transAxes, ha="center", va="center", fontsize=9, color="C3",
-            bbox=dict(facecolor="white", alpha=0.85, edgecolor="C3"),
-        )  # fmt: skip
-    a2.plot(t, col["nn_ssim_median"], "o-", label="median nearest-neighbour SSIM")
-    a2.plot(t, col["frac_near_copies"], "s--", label="near-copies (SSIM > 0.95)")
-    a2.set_xlabel("temperature")
-    a2.set_ylim(0, 1)
-    a2.set_title("likeness to / copying of training slices")
-    a2.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
+    ax.plot(t, col["nn_ssim_median"], "o-", label="median nearest-neighbour SSIM")
+    ax.plot(t, col["frac_near_copies"], "s--", label="near-copies (SSIM > 0.95)")
+    ax.set_xlabel("temperature")
+    ax.set_ylim(0, 1)
+    ax.set_title("likeness to / copying of training slices")
+    ax.legend(fontsize=8)
     return fig
 
 
