@@ -202,11 +202,16 @@ def anatomy_table(stats: dict, classes) -> dict:
     return out
 
 
+def _bones(classes) -> str | None:
+    """The class named "bones" (`layout.LABEL_NAMES`) among `classes`, as a table key; or None."""
+    return next((str(c) for c in classes if c < len(LABEL_NAMES) and LABEL_NAMES[c] == "bones"), None)
+
+
 def bone_pairs(table: dict, classes) -> dict:
     """{"bone_pairs": {set: pairs_rate}, "bone_pairs_ratio": samples / test} of the bone
     class (the segmenter's class named "bones") from an `anatomy_table`; {} when bones are
     not among its classes (not trusted) and a NaN ratio when no test slice has a pair."""
-    bones = next((str(c) for c in classes if c < len(LABEL_NAMES) and LABEL_NAMES[c] == "bones"), None)
+    bones = _bones(classes)
     if bones is None or bones not in table.get("test", {}):
         return {}
     rates = {name: per_class[bones]["pairs_rate"] for name, per_class in table.items()}
@@ -221,7 +226,7 @@ def sweep_row(temperature: float, stats: dict, trusted, classes) -> dict:
     row = {"temperature": temperature, "anatomy_gap": anatomy_gap(stats, trusted)[0], **bone_pairs(table, classes)}
     row.pop("bone_pairs", None)
     if "bone_pairs_ratio" in row:
-        bones = str(classes[[LABEL_NAMES[c] if c < len(LABEL_NAMES) else "" for c in classes].index("bones")])
+        bones = _bones(classes)
         row["bone_symmetry"] = table["samples"][bones]["symmetry_median"]
         row["bone_symmetry_test"] = table["test"][bones]["symmetry_median"]
     return row

@@ -162,11 +162,11 @@ if "anatomy" in report:
 
 # %%
 if "bone_pairs" in report:
-    bones = str(plotting.LABEL_NAMES.index("bones"))
+    bones = plotting.LABEL_NAMES.index("bones")
     rates = ", ".join(f"{k} {v:.0%}" for k, v in report["bone_pairs"].items())
     print(f"slices with a pair of round bones: {rates}; samples / test = {report['bone_pairs_ratio']:.2f}")
     plotting.show_and_save(
-        judge_plots.plot_bone_pairs({k: v[int(bones)]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"]),
+        judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"]),
         run.figure("07_bone_pairs"),
     )  # fmt: skip
 

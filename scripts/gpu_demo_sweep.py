@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 # CPU cost per update of batch 8 (this repo's 2-core CPU, bf16): 32 channels 286 ms (the
 # demo's 2880 updates in 824 s), 48 channels 443 ms, 64 channels 648 ms; the epochs below
@@ -49,8 +51,9 @@ def hipgen(*args) -> list[str]:
 
 def start(cmd, log: Path, env) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    print("$", shlex.join(cmd), ">", log, flush=True)
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    print(f"started {log.stem} (its commands and output: {log})", flush=True)
+    log.write_text(shlex.join(cmd) + "\n")
+    return subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
 def wait_all(procs: dict, what: str) -> set:
@@ -62,14 +65,14 @@ def wait_all(procs: dict, what: str) -> set:
     return failed
 
 
+# decode every split of a run's data once into the slice cache, so that the variants that
+# share it start from the cache instead of decoding it side by side
 WARM = """
 import sys
-from hipgen_utils.data import load_split
+from hipgen_utils.data import load_split, resolve_data_dir
 from hipgen_utils.layout import SPLITS
 from hipgen_utils.run import Run
-run = Run.at(sys.argv[1], device="cpu")
-d = run.data_config()
-from hipgen_utils.data import resolve_data_dir
+d = Run.at(sys.argv[1], device="cpu").data_config()
 root = resolve_data_dir(None, d, progress=False)
 for s in SPLITS:
     load_split(root, s, shape=(d.height, d.width), resize_mode=d.resize_mode, norm=d.norm,
@@ -133,9 +136,7 @@ def main(argv=None):
         try:
             ev = json.loads((out / f"{name}.json").read_text().strip().splitlines()[-1])
         except (OSError, ValueError, IndexError):
-            continue
-        import torch
-
+            continue  # its failure was reported above
         ck = torch.load(work / name / "pixelcnn.pt", map_location="cpu", weights_only=True)
         h = ck.get("history", {})
         anat = ev.get("anatomy", {})

@@ -319,3 +319,29 @@ def test_completion_in_ap_order_cuts_along_the_anterior_posterior_axis():
         P.plot_completion(a, 1, b, code_rows=5, order="ap")
     with pytest.raises(ValueError, match="order='xy' must be 'lr' or 'ap'"):
         P.plot_completion(a, 1, b, code_rows=4, order="xy")
+
+
+def test_bone_pairs_plot_rates_per_slice_bin():
+    from hipgen_utils import judge_plots
+
+    slices = np.array([0, 1, 10, 11])
+    fig = judge_plots.plot_bone_pairs({"test": [1, 1, 0, 0], "samples": [0, 2, 0, 0]}, slices, n_bins=2)
+    (ax,) = fig.axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert np.allclose(lines["test (50% of slices)"].get_ydata(), [1.0, 0.0])
+    assert np.allclose(lines["samples (25% of slices)"].get_ydata(), [0.5, 0.0])
+
+
+def test_temperature_anatomy_plot():
+    from hipgen_utils import judge_plots
+
+    rows = [{"temperature": t, "anatomy_gap": g, "bone_pairs_ratio": p, "bone_symmetry": 0.76, "bone_symmetry_test": 0.95}
+            for t, g, p in ((0.7, 0.06, 0.6), (1.0, 0.09, 0.25))]  # fmt: skip
+    fig = judge_plots.plot_temperature_anatomy(rows)
+    a1, a2 = fig.axes
+    assert np.allclose(a1.get_lines()[0].get_ydata(), [0.06, 0.09])
+    lines = {ln.get_label(): ln for ln in a2.get_lines()}
+    assert np.allclose(lines["slices with both femoral heads"].get_ydata(), [0.6, 0.25])
+    assert np.allclose(lines["bone left-right symmetry"].get_ydata(), 0.8)
+    with pytest.raises(ValueError, match="no rows"):
+        judge_plots.plot_temperature_anatomy([])
