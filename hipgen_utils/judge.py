@@ -197,7 +197,7 @@ def anatomy_table(stats: dict, classes) -> dict:
                 "area_median": float(np.median(v["area"])),
                 "symmetry_median": float(np.median(sym)) if sym.size else float("nan"),
                 "components_median": float(np.median(v["components"])),
-                "pairs_rate": float(np.mean(v["pairs"] > 0)) if "pairs" in v else float("nan"),
+                "pairs_rate": float(np.mean(v["pairs"] > 0)),
             }
     return out
 
@@ -400,11 +400,13 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy"] = anatomy_table(stats, trusted)
     summary.update(bone_pairs(summary["anatomy"], classes))
     sweep = []
-    for t in temperatures:  # the other sets stay: only the samples change with the temperature
-        imgs = samples if float(t) == temperature else generate(prior, vqvae, m, temperature=float(t), seed=cfg.seed,
-                                                         condition=sample_cond, shape=grid, device=device)[1]  # fmt: skip
-        st = dict(stats, samples=anatomy_stats(segment(seg, imgs, classes), trusted, background=classes[0]))
-        sweep.append(sweep_row(float(t), st, trusted, classes))
+    for t in map(float, temperatures):  # the other sets stay: only the samples change with the temperature
+        st = stats  # the judged temperature's samples are scored above
+        if t != temperature:
+            _, imgs = generate(prior, vqvae, m, temperature=t, seed=cfg.seed, condition=sample_cond, shape=grid,
+                               device=device)  # fmt: skip
+            st = dict(stats, samples=anatomy_stats(segment(seg, imgs, classes), trusted, background=classes[0]))
+        sweep.append(sweep_row(t, st, trusted, classes))
     if sweep:
         summary["temperature_sweep"] = sweep
     summary["n_anatomy"] = int(m)
