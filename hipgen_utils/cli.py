@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior: train the prior variants (attention, ap order, dilation, ...) for the same time and score them")
     s.add_argument("--budget_s", type=float, help="prior --compare: training seconds per variant (default: the run's prior's)")
     s.add_argument("--run_dir", help="prior --compare: the run with vqvae.pt and codes.npz (default runs/<profile>)")
-    s.add_argument("--variants", nargs="+", help="prior --compare: names (baseline attention attention_pooled ap dilated dilated_attention hierarchy combined mirror) or name=key:value,...")
+    s.add_argument("--variants", nargs="+", help="prior --compare: names (baseline attention attention_pooled ap dilated dilated_attention hierarchy combined mirror mirror_tables) or name=key:value,...")
     s.add_argument("--out", help="prior --compare: keep each variant's checkpoint and compare.json here")
     s.add_argument("--no_judge", action="store_true", help="prior --compare: skip the judge's columns")
     s.add_argument("--reuse", action="store_true",

@@ -183,6 +183,7 @@ class PixelCNNConfig:
     attn_dim: int = 0  # query/key/value width of each attention block (0 = n_channels)
     attn_pool: int = 1  # 1: attend to every earlier position; b: to the means of completed b x b blocks (b**2x cheaper)
     mirror: bool = False  # rows of the second half also see their mirror rows across the midline (order "lr" only)
+    tables: bool = False  # full-rank logit tables looked up from the codes left, up, up-left, up-right (and around the mirror position)
     # two-level prior (VQ-VAE-2 style, hipgen_utils.hierarchy): a frozen coder turns each
     # top_factor x top_factor block of codes into one of top_codes codes; a small PixelCNN sees
     # the whole coarse grid; the bottom prior draws the codes given it
@@ -285,7 +286,9 @@ def _profiles() -> dict[str, Config]:
     # so the far femoral head, 30-40 code rows back; and the second half of the rows sees its
     # mirror rows across the midline directly (mirror=True: the partner femoral head, hip
     # joint, obturator muscle). Both chosen by `hipgen bench prior --compare`
-    full = Config("full", pixelcnn=PixelCNNConfig(v_dilation=8, mirror=True))
+    # (and tables=True: full-rank logit tables from the neighbours' and mirror codes, which
+    # a 32-channel head cannot represent; better bits, completions and anatomy per update)
+    full = Config("full", pixelcnn=PixelCNNConfig(v_dilation=8, mirror=True, tables=True))
     demo = Config(
         "demo",
         data=DataConfig(phantom_train=24, phantom_validate=2, phantom_test=2),
@@ -305,7 +308,7 @@ def _profiles() -> dict[str, Config]:
         # ~0.53x and the first bone-like structures in the samples
         pixelcnn=PixelCNNConfig(
             n_channels=32, n_layers=8, kernel_size=5, batch_size=8, epochs=16, learning_rate=2e-3,
-            v_dilation=8, mirror=True,
+            v_dilation=8, mirror=True, tables=True,
         ),  # 16 epochs (2880 updates): the mirror context costs time per update, and 20 epochs
         # (1212 s of training) would have pushed `make demo` past 25 minutes; 16 took 824 s,
         # inside the dilated prior's 930 s
@@ -331,7 +334,7 @@ def _profiles() -> dict[str, Config]:
         ),
         pixelcnn=PixelCNNConfig(
             n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=5, batch_size=8,
-            log_interval=10, v_dilation=4, mirror=True,
+            log_interval=10, v_dilation=4, mirror=True, tables=True,
         ),
         sample=SampleConfig(n_samples=4, n_eval_samples=8, n_sweep_samples=8),
         judge=JudgeConfig(

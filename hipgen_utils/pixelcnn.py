@@ -46,6 +46,15 @@ Switches for context over the whole slice (all off by default; see `PixelCNNConf
   `hipgen_utils.mirror.MirrorConditioner` maps the embeddings around that row to per-layer gate
   biases and a term added to the summed skips before the output head (zero in the first
   half, so causality holds; the sampler computes it once the first half is known).
+* ``tables=True``: full-rank logit terms looked up from the codes of earlier neighbours --
+  left, up, up-left, up-right and, with mirror context, the three codes around the mirror
+  position (H-1-r+d, c), d = -1, 0, 1, in the second half -- added to the head's logits
+  (`table_index`, `table_logits`). The head maps n_channels features to n_codes logits, so
+  its logits have rank n_channels: 32 channels cannot tell 512 codes apart on their own
+  (the "softmax bottleneck"); a table row per neighbouring code can, for the price of a
+  lookup. The tables start at zero (the plain prior) and read only positions before their
+  own, so causality holds; the sampler looks up a row's terms from the rows above once
+  (`table_row`) and adds the left neighbour's as it draws.
 * ``top_codes=K_top``: a two-level prior (VQ-VAE-2 style, see `hipgen_utils.hierarchy`).
   A frozen `TopCoder` turns each top_factor x top_factor block of bottom codes into one of
   K_top top codes; a small PixelCNN (``top_prior``, this class without a top) models the
@@ -83,7 +92,12 @@ from hipgen_utils.hierarchy import TopCoder, TopConditioner
 from hipgen_utils.mirror import MirrorConditioner, first_mirrored_row
 
 POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
-ORDERS = ("lr", "ap")  # sampling orders: rows along left-right (image layout) / anterior-posterior
+ORDERS = ("lr", "ap")
+# code tables (tables=True): the neighbours whose codes index them, as (row, column) offsets
+# in sampling order -- left first (the only one in the row being drawn), then the row above --
+# and, with mirror context, offsets of the mirror row (rows-1-r+d) for the second half
+TABLE_OFFSETS = ((0, -1), (-1, 0), (-1, -1), (-1, 1))
+MIRROR_OFFSETS = (-1, 0, 1)  # sampling orders: rows along left-right (image layout) / anterior-posterior
 
 
 def position_features(H: int, W: int, device=None) -> torch.Tensor:
@@ -257,6 +271,7 @@ class GatedPixelCNN(nn.Module):
         top_layers: int = 6,
         top_dilation: int = 2,
         mirror: bool = False,
+        tables: bool = False,
     ):
         super().__init__()
         for name, value, low in (
@@ -359,6 +374,14 @@ class GatedPixelCNN(nn.Module):
         )
         self.out1 = nn.Linear(n_channels, n_channels)
         self.out2 = nn.Linear(n_channels, n_codes)
+        # code tables: full-rank logit terms looked up from the codes of a few earlier
+        # neighbours (left, above and, with mirror context, the mirror position): the head's
+        # logits have rank n_channels (32 in the demo), too few to tell 512 codes apart
+        self.n_neighbours = (len(TABLE_OFFSETS) + len(MIRROR_OFFSETS) * mirror) if tables else 0
+        self.tables = None
+        if tables:
+            self.tables = nn.Embedding(self.n_neighbours * (n_codes + 1), n_codes)
+            nn.init.zeros_(self.tables.weight)  # starts as the plain prior
 
     @classmethod
     def from_config(cls, cfg: PixelCNNConfig, n_codes: int) -> GatedPixelCNN:
@@ -383,6 +406,7 @@ class GatedPixelCNN(nn.Module):
             top_layers=cfg.top_layers,
             top_dilation=cfg.top_dilation,
             mirror=getattr(cfg, "mirror", False),
+            tables=getattr(cfg, "tables", False),
         )
 
     def receptive_field(self) -> int:
@@ -548,26 +572,70 @@ class GatedPixelCNN(nn.Module):
         x = F.linear(F.relu(skip), self.out1.weight, self.out1.bias)
         return F.linear(F.relu(x), self.out2.weight, self.out2.bias)
 
+    def table_index(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, rows, cols) internal-grid codes -> (B, rows, cols, n_neighbours) rows of `tables`
+        for every position: the codes at TABLE_OFFSETS (left first, then the row above: up,
+        up-left, up-right) and, with mirror context, for rows r of the second half the codes
+        at (rows-1-r+d, c), d in MIRROR_OFFSETS, where that row lies in the first half. A
+        position without such a neighbour reads that neighbour's own "none" row (index
+        n_codes). Every neighbour comes strictly before the position in sampling order."""
+        K1, none = self.n_codes + 1, self.n_codes
+        B, H, W = codes.shape
+        padded = F.pad(codes, (1, 1, 1, 1), value=none)
+        idx = [padded[:, 1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W] for dr, dc in TABLE_OFFSETS]
+        if self.n_neighbours > len(TABLE_OFFSETS):
+            r = torch.arange(H, device=codes.device)
+            first = first_mirrored_row(H)
+            for d in MIRROR_OFFSETS:
+                m = H - 1 - r + d
+                ok = (r >= first) & (m >= 0) & (m < first)  # a first-half row: drawn before row `first`
+                rows = codes[:, m.clamp(0, H - 1)]
+                idx.append(torch.where(ok[None, :, None], rows, rows.new_tensor(none)))
+        return torch.stack([t + j * K1 for j, t in enumerate(idx)], dim=-1)
+
+    def table_row(self, codes: torch.Tensor, r: int) -> torch.Tensor:
+        """(B, cols, n_codes): the table terms of internal row r's upper and mirror neighbours,
+        all in rows before r (the fast sampler looks them up once per row and adds each
+        position's left neighbour, `tables.weight[code to the left]`, as it draws)."""
+        index = self.table_index(codes)[:, r, :, 1:]  # rows < r only: drawn already
+        flat = F.embedding_bag(index.reshape(-1, self.n_neighbours - 1), self.tables.weight, mode="sum")
+        return flat.view(*index.shape[:2], self.n_codes)
+
+    def table_logits(self, index: torch.Tensor) -> torch.Tensor:
+        """(..., n_neighbours) rows of `tables` -> (..., n_codes) summed logit terms."""
+        flat = F.embedding_bag(index.reshape(-1, self.n_neighbours), self.tables.weight, mode="sum")
+        return flat.view(*index.shape[:-1], self.n_codes)
+
     # ---- full-grid pass ------------------------------------------------------------------
 
     def forward_embedded(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, top: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, top: torch.Tensor | None = None,
+        codes: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Logits (B, n_codes, H, W) from image-layout embeddings x (B, H, W, C), a checked
-        cond (or None) and, for a two-level prior, the top codes (B, H/f, W/f).
+        cond (or None), for a two-level prior the top codes (B, H/f, W/f), and for a prior
+        with code tables the codes (B, H, W) that x embeds.
 
         Exposed so that tests can differentiate with respect to the input grid.
         """
-        return self.to_internal(self.logits_last(self.to_internal(x), cond, top=top)).permute(0, 3, 1, 2)
+        codes = None if codes is None else self.to_internal(codes)
+        logits = self.logits_last(self.to_internal(x), cond, top=top, codes=codes)
+        return self.to_internal(logits).permute(0, 3, 1, 2)
 
     def logits_last(
         self, x: torch.Tensor, cond: torch.Tensor | None = None, kv: list | None = None,
-        top: torch.Tensor | None = None,
+        top: torch.Tensor | None = None, codes: torch.Tensor | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Channels-last logits (B, rows, cols, n_codes) from embeddings x (B, rows, cols, C) of
-        the *internal* grid (`to_internal`), a checked cond and (two-level prior) the top codes.
+        the *internal* grid (`to_internal`), a checked cond, (two-level prior) the top codes
+        and (code tables) the internal-grid codes that x embeds.
 
         kv: a list that receives each attention block's (keys, values) (the sampler's cache)."""
+        if (codes is None) != (self.tables is None):
+            raise ValueError(
+                "this prior has code tables: pass the codes" if codes is None
+                else "codes given, but this prior has no code tables (tables=False)"
+            )
         H, W = x.shape[1:3]
         a, C = self.kernel_size // 2, self.n_channels
         mirror = self.mirror_map(x)
@@ -587,7 +655,8 @@ class GatedPixelCNN(nn.Module):
         skip = acc[..., C:]
         if mirror is not None:
             skip = skip + self.mirror_skip(mirror)
-        return self.head(skip)
+        logits = self.head(skip)
+        return logits if codes is None else logits + self.table_logits(self.table_index(codes))
 
     def forward(self, codes: torch.Tensor, cond=None) -> torch.Tensor:
         """codes (B, H, W) int64 in [0, n_codes); cond None / int / (B,) ints -> logits (B, n_codes, H, W).
@@ -596,7 +665,7 @@ class GatedPixelCNN(nn.Module):
         (`top_coder.encode`); the top level's own probabilities are in `nll`."""
         codes, cond = self._checked(codes, cond)
         top = None if self.top_coder is None else self.top_coder.encode(codes)
-        return self.forward_embedded(self.embed(codes), cond, top)
+        return self.forward_embedded(self.embed(codes), cond, top, codes if self.tables is not None else None)
 
     def nll(self, codes: torch.Tensor, cond=None, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy (nats) of `codes` (B, H, W) under the model, `reduction` as in F.cross_entropy.
@@ -609,7 +678,8 @@ class GatedPixelCNN(nn.Module):
         codes, cond = self._checked(codes, cond)
         top = None if self.top_coder is None else self.top_coder.encode(codes)
         internal = self.to_internal(codes).contiguous()
-        logits = self.logits_last(self.embed(internal), cond, top=top)
+        tab = internal if self.tables is not None else None
+        logits = self.logits_last(self.embed(internal), cond, top=top, codes=tab)
         out = F.cross_entropy(
             logits.reshape(-1, self.n_codes).float(), internal.reshape(-1),
             reduction="none" if top is not None else reduction,

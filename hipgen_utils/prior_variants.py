@@ -20,7 +20,8 @@ from hipgen_utils.bench import _timed, print_table
 # the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior;
 # every switch the table varies is named in each variant, so a variant is the same model
 # whatever the profile's defaults are ("baseline" is the prior before global context)
-_OFF = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False}
+_OFF = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False,
+        "tables": False}
 COMPARE_VARIANTS = {
     name: {**_OFF, **switches}
     for name, switches in {
@@ -33,6 +34,8 @@ COMPARE_VARIANTS = {
         "hierarchy": {"v_dilation": 8, "top_codes": 64},  # two levels: a 16x8 top grid seen whole
         "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
         "mirror": {"v_dilation": 8, "mirror": True},  # dilated, and the second half sees its mirror rows
+        # mirror, and full-rank logit tables from the left, upper and mirror neighbours' codes
+        "mirror_tables": {"v_dilation": 8, "mirror": True, "tables": True},
     }.items()
 }
 JUDGE_COLUMNS = (

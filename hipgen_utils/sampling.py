@@ -300,7 +300,8 @@ def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows
     end = R if rows is None else min(R, start + rows)
     for r in tqdm(range(start, end), desc="sampling (naive)", disable=not progress):
         for c in range(W):
-            logits = prior.forward_embedded(prior.embed(codes), cond, top)  # (n, K, H, W)
+            tab = codes if prior.tables is not None else None
+            logits = prior.forward_embedded(prior.embed(codes), cond, top, tab)  # (n, K, H, W)
             logits = prior.to_internal(logits.permute(0, 2, 3, 1))[:, r, c]
             ci[:, r, c] = _draw(logits, ui[:, r, c], temperature, top_k)
 
@@ -313,6 +314,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
     w = prior.embedding.weight
     mirror_from = first_mirrored_row(H) if prior.mirror else None
+    none = ci.new_full((n,), prior.n_codes)  # the tables' "no left neighbour" row
     mirror = prior.mirror_map(prior.embed(ci))
     # the gate biases' sources, turned into one row's biases at a time (`row_biases`)
     sources = prior.bias_sources(cond, (H, W), top, mirror)
@@ -326,7 +328,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
         caches = [block.new_cache(n, H, W, w) for block in prior.attn]
         if start:  # the prefix's keys and values: one teacher-forced pass (causal, so exact)
             kv, P0, share = [], start * W, 1.0 / prior.attn_pool**2
-            prior.logits_last(prior.embed(ci), cond, kv=kv, top=top)
+            prior.logits_last(prior.embed(ci), cond, kv=kv, top=top, codes=ci if prior.tables is not None else None)
             idx = slot[:P0].to(w.device)
             for (keys, values), (k, v) in zip(caches, kv):
                 if prior.attn_pool == 1:
@@ -357,6 +359,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
             # layer 0, so column c sees c-a-1 .. c-1): the a+1 columns a position needs
             # are then one contiguous slice, already in `horizontal_flat`'s layout.
             h_buf = [w.new_zeros(n, (W + a + (i == 0)) * C) for i in range(L)]
+            table_row = None if prior.tables is None else prior.table_row(ci, r)
             for c in range(W):
                 acc, p = None, r * W + c
                 for i, layer in enumerate(prior.layers):
@@ -369,7 +372,11 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
                     if i + 1 < L:
                         h_buf[i + 1][:, (c + a) * C : (c + a + 1) * C] = acc[:, :C]
                 skip = acc[:, C:] if skips is None else acc[:, C:] + skips[:, r, c]
-                ci[:, r, c] = _draw(prior.head(skip), u[:, r, c], temperature, top_k)
+                logits = prior.head(skip)
+                if table_row is not None:  # the upper/mirror neighbours' terms + the left one's
+                    left = ci[:, r, c - 1] if c else none
+                    logits = logits + table_row[:, c] + prior.tables.weight[left]
+                ci[:, r, c] = _draw(logits, u[:, r, c], temperature, top_k)
                 h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(ci[:, r, c])
         v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(ci[:, r : r + 1])], dim=1)
     if ci is not codes:

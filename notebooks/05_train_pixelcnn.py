@@ -34,6 +34,17 @@
 # truth (SSIM 0.49 against 0.45) and brought `anatomy_gap` from 0.13 to 0.10, at the same
 # bits per code (README, Results).
 #
+# **Code tables (`tables = True` in every profile).** The output head maps the demo's 32
+# channels to 512 code logits, so its logits have rank 32: on their own they cannot single
+# out one code of 512 (the "softmax bottleneck"). The prior adds to each position's logits
+# rows of learned tables, one row per neighbouring code already drawn -- left, up, up-left,
+# up-right and, in the second half, the three codes around the mirror position -- a bigram
+# model inside the PixelCNN, full rank for the price of a lookup. The tables start at zero,
+# read only earlier positions, and the sampler looks them up as it draws (tested like the
+# other switches). Trained for 400 s beside the same prior without them, on the same codes
+# and CPU: test bits 0.637 against 0.658 × the unigram, completion Dice 0.74 against 0.72
+# (the mirror 0.85), `anatomy_gap` 0.24 against 0.25 (README, Results).
+#
 # **Two levels (a switch, `top_codes = 64`).** VQ-VAE-2's answer to the same problem: a
 # second quantiser turns each 4×4 block of codes into one of 64 *top* codes (a 16×8 grid for
 # a 64×32 one), a small PixelCNN sees that coarse grid whole, and this prior draws the codes
@@ -67,6 +78,7 @@ batch_size = None
 learning_rate = None
 v_dilation = None  # vertical dilation cycle 1, 2, .., v_dilation (1 = off)
 mirror = None  # True: the second half of the rows also sees its mirror rows (order "lr")
+tables = None  # True: logit tables looked up from the neighbours' (and mirror) codes
 top_codes = None  # 0 = one level; e.g. 64 = two levels with a 64-code top grid
 device = None
 
@@ -87,7 +99,7 @@ cfg = run.cfg
 cfg.pixelcnn = config.apply_given(
     cfg.pixelcnn, n_channels=n_channels, n_layers=n_layers, kernel_size=kernel_size,
     conditional=conditional, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-    v_dilation=v_dilation, mirror=mirror, top_codes=top_codes, device=device,
+    v_dilation=v_dilation, mirror=mirror, tables=tables, top_codes=top_codes, device=device,
 )  # fmt: skip
 print(asdict(cfg.pixelcnn))
 print({k: v.shape for k, v in grids.items() if k.startswith("codes_")})
@@ -121,8 +133,13 @@ c1 = c0.clone()
 c1[0, r, c] = (c1[0, r, c] + 1) % grids["n_embeddings"]
 y = probe.check_cond(0, 1) if probe.n_conditions else None
 top = probe.top_coder.encode(c0) if probe.top_coder is not None else None  # a two-level prior's top grid, held fixed
+
+def logits(codes):  # the codes go in twice: embedded, and as the code tables' indices
+    return probe.forward_embedded(probe.embed(codes), y, top, codes if probe.tables is not None else None)
+
+
 with torch.no_grad():
-    moved = (probe.forward_embedded(probe.embed(c1), y, top) - probe.forward_embedded(probe.embed(c0), y, top)).abs().sum(1)[0] > 0
+    moved = (logits(c1) - logits(c0)).abs().sum(1)[0] > 0
 order = probe.to_internal(torch.arange(c0[0].numel()).view(probe.internal_shape(c0.shape[1:]))[None])[0]
 assert not moved[order <= order[r, c]].any(), "a prediction moved that comes before the change"
 fig, ax = plt.subplots(figsize=(6, 3.2))

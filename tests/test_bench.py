@@ -57,7 +57,8 @@ def test_parse_variants():
     from hipgen_utils.config import ConfigError
 
     assert prior_variants._parse_variants(None) == prior_variants.COMPARE_VARIANTS
-    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False}
+    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False,
+           "tables": False}  # fmt: skip
     assert prior_variants._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
         "ap": {**off, "order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
     }  # fmt: skip
@@ -65,6 +66,7 @@ def test_parse_variants():
     # profile's defaults (the demo profile's prior is dilated, "baseline" is not)
     assert all(set(off) <= set(v) for v in prior_variants.COMPARE_VARIANTS.values())
     assert prior_variants.COMPARE_VARIANTS["hierarchy"]["top_codes"] > 0
+    assert prior_variants.COMPARE_VARIANTS["mirror_tables"]["tables"] and not prior_variants.COMPARE_VARIANTS["mirror"]["tables"]
     with pytest.raises(ConfigError, match="unknown prior variant 'nope'"):
         prior_variants._parse_variants(["nope"])
     with pytest.raises(ConfigError, match="attn_layers"):

@@ -359,17 +359,17 @@ def test_old_configs_and_checkpoints_load_as_todays_model():
     from hipgen_utils.config import from_dict
 
     cfg = get_profile("ci").pixelcnn
-    new = {"order", "v_dilation", "attn_layers", "attn_heads", "attn_dim", "attn_pool", "max_seconds", "mirror"}
+    new = {"order", "v_dilation", "attn_layers", "attn_heads", "attn_dim", "attn_pool", "max_seconds", "mirror", "tables"}
     old = {k: v for k, v in asdict(cfg).items() if k not in new}
     loaded = from_dict(PixelCNNConfig, old)
     assert (loaded.order, loaded.v_dilation, loaded.attn_layers, loaded.max_seconds) == ("lr", 1, 0, 0.0)
-    assert loaded.mirror is False
+    assert loaded.mirror is False and loaded.tables is False
     torch.manual_seed(0)
     before = GatedPixelCNN(32, n_channels=cfg.n_channels, n_layers=cfg.n_layers, kernel_size=cfg.kernel_size,
                            n_conditions=cfg.n_slices, positional=cfg.positional)  # fmt: skip
     m = GatedPixelCNN.from_config(loaded, 32)
     m.load_state_dict(before.state_dict())  # strict: no new parameters
-    assert m.order == "lr" and m.attn_layers == 0 and not m.mirror
+    assert m.order == "lr" and m.attn_layers == 0 and not m.mirror and m.tables is None
     assert m.receptive_field() == before.receptive_field()
     codes = torch.randint(0, 32, (2, 5, 4))
     assert torch.equal(m(codes, 1), before(codes, 1))
@@ -456,3 +456,53 @@ def test_mirror_switch_from_config_and_checkpoint_without_it():
 
     with pytest.raises(ConfigError, match="mirror=True needs order='lr'"):
         PixelCNNConfig(mirror=True, order="ap")
+
+
+@pytest.mark.parametrize("H, W, mirror", [(6, 4, False), (7, 3, True), (8, 4, True)])
+def test_code_tables_read_exactly_the_neighbours_codes(H, W, mirror):
+    """tables=True adds logit terms looked up from the codes to the left, above, above-left
+    and above-right and (mirror context) at (H-1-r+d, c), d = -1..1, in the second half where
+    that row is in the first half. With the convolutions' output zeroed, changing one code
+    must move exactly those positions' logits -- never its own or an earlier one's -- and
+    the sampler's row-by-row lookup (`table_row`) must add up to the same terms."""
+    m = _model(n_layers=1, mirror=mirror, tables=True)
+    torch.nn.init.normal_(m.tables.weight)
+    torch.nn.init.zeros_(m.out2.weight), torch.nn.init.zeros_(m.out2.bias)  # tables alone
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, m.n_codes, (1, H, W), generator=g)
+    base = m(codes)
+    first = (H + 1) // 2
+    for r in range(H):
+        for c in range(W):
+            other = codes.clone()
+            other[0, r, c] = (codes[0, r, c] + 1) % m.n_codes
+            moved = (m(other) - base).abs().sum(1)[0] > 0
+            expected = torch.zeros(H, W, dtype=torch.bool)
+            for rr, cc in ((r, c + 1), (r + 1, c), (r + 1, c + 1), (r + 1, c - 1)):  # it is their left/up/..
+                if rr < H and 0 <= cc < W:
+                    expected[rr, cc] = True
+            for d in (-1, 0, 1) if mirror and r < first else ():  # rows whose mirror row r+d.. is r
+                reader = H - 1 - r + d  # row `reader` reads row H-1-reader+d = r
+                if first <= reader < H:
+                    expected[reader, c] = True
+            assert torch.equal(moved, expected), f"code ({r},{c}) moved {moved.int().tolist()}"
+    terms = m.table_logits(m.table_index(codes))
+    for r in range(H):  # the sampler's split: upper/mirror terms per row + the left code's row
+        for c in range(W):
+            left = codes[:, r, c - 1] if c else torch.full((1,), m.n_codes)
+            row = m.table_row(codes, r)[:, c] + m.tables.weight[left]
+            assert torch.allclose(row, terms[:, r, c])
+    with pytest.raises(ValueError, match="pass the codes"):
+        m.forward_embedded(m.embed(codes))
+    with pytest.raises(ValueError, match="no code tables"):
+        _model().forward_embedded(_model().embed(codes), codes=codes)
+
+
+def test_code_tables_start_as_the_plain_prior_and_load_from_config():
+    plain = _model(seed=3)
+    tabled = _model(seed=3, tables=True)
+    codes = torch.randint(0, 5, (2, 5, 4), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(plain(codes), tabled(codes)), "zero tables must add nothing"
+    m = GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3, tables=True, mirror=True), 16)
+    assert m.tables is not None and m.n_neighbours == 7 and m.tables.weight.shape == (7 * 17, 16)
+    assert GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3), 16).tables is None
