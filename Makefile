@@ -9,7 +9,7 @@ NB_SRC := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 NB_IPY := $(NB_SRC:.py=.ipynb)
 PROFILE ?= demo
 
-.PHONY: setup demo test unit nbtest lint sync notebooks lab browser-test bench clean help
+.PHONY: setup demo test unit nbtest lint sync notebooks lab browser-deps browser-test bench clean help
 
 # Jupyter looks here first for kernels: "python3" is this clone's .venv (its kernel.json runs
 # the Python that starts it), never a user-wide kernel another clone installed.
@@ -48,6 +48,7 @@ test: setup
 	$(PY) -m ruff check .
 	HIPGEN_PROFILE=ci $(PY) -m pytest tests --ignore=tests/browser
 	HIPGEN_PROFILE=ci $(JUPYTER_ENV) $(PY) -m pytest --nbmake --nbmake-timeout=300 $(NB_IPY)
+	$(MAKE) --no-print-directory browser-deps
 	$(MAKE) --no-print-directory browser-test BROWSER_RUN_DIR=runs/ci
 
 unit: setup
@@ -67,6 +68,15 @@ lab: setup
 	HIPGEN_PROFILE=$(PROFILE) $(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
 		--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Debian's Chromium for the browser test, installed when it is missing and we are root with
+# apt-get (CI, a fresh container); anyone else gets the one-line hint of browser-test
+browser-deps:
+	@if [ -z "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test (apt-get, about a minute)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "browser test: apt-get install chromium failed; the browser test will be skipped"; \
+	fi
 
 browser-test: setup
 	@if [ -z "$(CHROMIUM)" ]; then \
