@@ -92,12 +92,12 @@ from hipgen_utils.hierarchy import TopCoder, TopConditioner
 from hipgen_utils.mirror import MirrorConditioner, first_mirrored_row
 
 POS_FREQS = 6  # Fourier frequencies per axis for the positional biases
-ORDERS = ("lr", "ap")
+ORDERS = ("lr", "ap")  # sampling orders: rows along left-right (image layout) / anterior-posterior
 # code tables (tables=True): the neighbours whose codes index them, as (row, column) offsets
 # in sampling order -- left first (the only one in the row being drawn), then the row above --
 # and, with mirror context, offsets of the mirror row (rows-1-r+d) for the second half
 TABLE_OFFSETS = ((0, -1), (-1, 0), (-1, -1), (-1, 1))
-MIRROR_OFFSETS = (-1, 0, 1)  # sampling orders: rows along left-right (image layout) / anterior-posterior
+MIRROR_OFFSETS = (-1, 0, 1)
 
 
 def position_features(H: int, W: int, device=None) -> torch.Tensor:
@@ -375,7 +375,7 @@ class GatedPixelCNN(nn.Module):
         self.out1 = nn.Linear(n_channels, n_channels)
         self.out2 = nn.Linear(n_channels, n_codes)
         # code tables: full-rank logit terms looked up from the codes of a few earlier
-        # neighbours (left, above and, with mirror context, the mirror position): the head's
+        # neighbours (TABLE_OFFSETS and, with mirror context, MIRROR_OFFSETS): the head's
         # logits have rank n_channels (32 in the demo), too few to tell 512 codes apart
         self.n_neighbours = (len(TABLE_OFFSETS) + len(MIRROR_OFFSETS) * mirror) if tables else 0
         self.tables = None
@@ -597,13 +597,11 @@ class GatedPixelCNN(nn.Module):
         """(B, cols, n_codes): the table terms of internal row r's upper and mirror neighbours,
         all in rows before r (the fast sampler looks them up once per row and adds each
         position's left neighbour, `tables.weight[code to the left]`, as it draws)."""
-        index = self.table_index(codes)[:, r, :, 1:]  # rows < r only: drawn already
-        flat = F.embedding_bag(index.reshape(-1, self.n_neighbours - 1), self.tables.weight, mode="sum")
-        return flat.view(*index.shape[:2], self.n_codes)
+        return self.table_logits(self.table_index(codes)[:, r, :, 1:])  # rows < r only: drawn already
 
     def table_logits(self, index: torch.Tensor) -> torch.Tensor:
-        """(..., n_neighbours) rows of `tables` -> (..., n_codes) summed logit terms."""
-        flat = F.embedding_bag(index.reshape(-1, self.n_neighbours), self.tables.weight, mode="sum")
+        """(..., k) rows of `tables` -> (..., n_codes) their summed logit terms."""
+        flat = F.embedding_bag(index.reshape(-1, index.shape[-1]), self.tables.weight, mode="sum")
         return flat.view(*index.shape[:-1], self.n_codes)
 
     # ---- full-grid pass ------------------------------------------------------------------
