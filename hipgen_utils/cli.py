@@ -179,22 +179,32 @@ def cmd_evaluate(args):
     from hipgen_utils.run import Run
 
     _check_sampling(args, args.n_samples, 2, MAX_EVALUATE, "--n_samples")
-    _check_temperature(args.temperature)
+    for t in (args.temperature, *args.temperatures):
+        _check_temperature(t)
+    if args.temperatures and args.no_anatomy:
+        raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
-        judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy,
+        judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy, temperatures=args.temperatures,
     )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(result)))
-    else:
-        flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
-        width = max(map(len, flat))
-        for k, v in flat.items():
-            print(f"{k:{width}s}  {v:.4f}" if isinstance(v, float) else f"{k:{width}s}  {v}")
-        nested = [k for k, v in result.items() if isinstance(v, dict)]
-        if nested:
-            print(f"(per-class tables {', '.join(nested)}: see --json)")
+        return
+    sweep = result.pop("temperature_sweep", [])
+    flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    width = max(map(len, flat))
+    for k, v in flat.items():
+        print(f"{k:{width}s}  {v:.4f}" if isinstance(v, float) else f"{k:{width}s}  {v}")
+    nested = [k for k, v in result.items() if isinstance(v, dict)]
+    if nested:
+        print(f"(per-class tables {', '.join(nested)}: see --json)")
+    if sweep:
+        from hipgen_utils.bench import print_table
+
+        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_symmetry", "empty_samples")
+                if c in sweep[0]]  # fmt: skip
+        print_table("the judge's anatomy against temperature", cols, [[r[c] for c in cols] for r in sweep])
 
 
 MAX_PREDICT = 256  # samples per `predict` call (a 16x16 grid; about 0.5 GB at most on a CPU)
@@ -347,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--temperature", type=float, default=_SAMPLE.temperature,
                    help="temperature of the scored samples and completions (default: predict's)")
+    s.add_argument("--temperatures", type=float, nargs="+", default=(),
+                   help="the judge also scores the anatomy of samples at these temperatures (notebook 07's sweep)")
     s.add_argument("--device", default="auto")
     s.add_argument("--profile", help="profile whose judge settings (segmenter size, slices scored) to use")
     s.add_argument("--no_anatomy", action="store_true",

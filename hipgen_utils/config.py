@@ -184,6 +184,10 @@ class PixelCNNConfig:
     attn_pool: int = 1  # 1: attend to every earlier position; b: to the means of completed b x b blocks (b**2x cheaper)
     mirror: bool = False  # rows of the second half also see their mirror rows across the midline (order "lr" only)
     tables: bool = False  # full-rank logit tables looked up from the codes left, up, up-left, up-right (and around the mirror position)
+    # decoupled weight decay (AdamW) on the code tables alone, per unit of learning rate
+    # (0 = off: plain Adam, as before): the tables hold 7 x 513 x 512 logits, and without it
+    # they memorise the training grids (train bits fall while validation bits stay flat)
+    table_decay: float = 0.0
     # two-level prior (VQ-VAE-2 style, hipgen_utils.hierarchy): a frozen coder turns each
     # top_factor x top_factor block of codes into one of top_codes codes; a small PixelCNN sees
     # the whole coarse grid; the bottom prior draws the codes given it
@@ -208,7 +212,9 @@ class PixelCNNConfig:
             raise ConfigError(f"kernel_size={self.kernel_size!r} must be an odd number >= 3")
         _fraction(self, "dropout")
         _positive(self, "learning_rate")
-        _at_least(self, 0, "seed", "top_codes", "max_seconds")
+        _at_least(self, 0, "seed", "top_codes", "max_seconds", "table_decay")
+        if self.table_decay > 0 and not self.tables:
+            raise ConfigError(f"table_decay={self.table_decay!r} needs tables=True (it decays the code tables only)")
         _at_least(self, 1, "v_dilation", "top_channels", "top_layers", "top_dilation", "top_updates")
         _at_least(self, 2, "top_factor")
         if self.mirror and self.order != "lr":

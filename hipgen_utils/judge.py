@@ -61,6 +61,12 @@ MIN_COMPONENT_PX = 8  # smaller specks are not counted as components
 PAIR_MIN_FRACTION = 0.005
 PAIR_MIN_CIRCULARITY = 0.7
 PAIR_TOL = 0.04
+# `empty_fraction`: an image is empty (a failed sample: no body drawn, or a sliver of one)
+# when its foreground -- every non-background label -- covers less than EMPTY_OF_SMALLEST of
+# the smallest foreground among the test slices (on the demo phantom about 0.57 of a slice).
+# Averages hardly see such samples (one in a hundred moves the body-area term by 0.01), the
+# eye sees nothing else
+EMPTY_OF_SMALLEST = 0.5
 
 
 # ----------------------------------------------------------------------------- symmetry
@@ -149,6 +155,18 @@ def anatomy_stats(labels, classes, background: int = 0) -> dict:
             out[int(k)]["components"][i] = n_components(m)
             out[int(k)]["pairs"][i] = round_pairs(m, centre)
     return out
+
+
+def foreground_area(labels, background: int = 0) -> np.ndarray:
+    """(N,) fraction of each (H, W) label image that is not `background`."""
+    return (np.asarray(labels) != background).mean(axis=(-2, -1))
+
+
+def empty_fraction(labels, reference, background: int = 0) -> float:
+    """Fraction of `labels` images whose foreground covers less than EMPTY_OF_SMALLEST of the
+    smallest foreground among the `reference` (real slices') label images."""
+    least = float(foreground_area(reference, background).min())
+    return float(np.mean(foreground_area(labels, background) < EMPTY_OF_SMALLEST * least))
 
 
 def _w1(a, b, absent: float) -> float:
@@ -399,14 +417,20 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy_gap_terms"] = terms
     summary["anatomy"] = anatomy_table(stats, trusted)
     summary.update(bone_pairs(summary["anatomy"], classes))
+    empty = {name: empty_fraction(lab, labels["test"], classes[0]) for name, lab in labels.items() if name != "test"}
+    summary["empty_samples"] = empty.pop("samples")  # the share of samples with no body drawn
+    summary["empty_references"] = empty  # train (real: 0), unigram
     sweep = []
     for t in map(float, temperatures):  # the other sets stay: only the samples change with the temperature
-        st = stats  # the judged temperature's samples are scored above
+        st, lab = stats, labels["samples"]  # the judged temperature's samples are scored above
         if t != temperature:
             _, imgs = generate(prior, vqvae, m, temperature=t, seed=cfg.seed, condition=sample_cond, shape=grid,
                                device=device)  # fmt: skip
-            st = dict(stats, samples=anatomy_stats(segment(seg, imgs, classes), trusted, background=classes[0]))
-        sweep.append(sweep_row(t, st, trusted, classes))
+            lab = segment(seg, imgs, classes)
+            st = dict(stats, samples=anatomy_stats(lab, trusted, background=classes[0]))
+        row = sweep_row(t, st, trusted, classes)
+        row["empty_samples"] = empty_fraction(lab, labels["test"], classes[0])
+        sweep.append(row)
     if sweep:
         summary["temperature_sweep"] = sweep
     summary["n_anatomy"] = int(m)

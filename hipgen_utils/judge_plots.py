@@ -108,7 +108,8 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10) -> Figure:
 def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
     """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
     "temperature_sweep" rows): `anatomy_gap`, and the femoral heads (`bone_pairs_ratio`)
-    and bone symmetry as fractions of the test slices' (1 = like real slices)."""
+    and bone symmetry as fractions of the test slices' (1 = like real slices), beside the
+    share of samples with no body drawn (`empty_samples`; real slices 0)."""
     if not rows:
         raise ValueError("plot_temperature_anatomy: no rows; pass temperatures to judge.judge_prior")
     t = np.array([r["temperature"] for r in rows], dtype=float)
@@ -123,6 +124,7 @@ def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
     a1.legend(fontsize=8)
     a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")
     a2.plot(t, col("bone_symmetry") / col("bone_symmetry_test"), "s--", label="bone left-right symmetry")
+    a2.plot(t, col("empty_samples"), "x:", color="C3", label="samples with no body (fraction; test 0)")
     a2.axhline(1, color="k", lw=0.8, ls=":", label="test slices")
     a2.set_ylim(0, max(1.2, np.nanmax(np.append(col("bone_pairs_ratio"), 1.0)) + 0.1))
     a2.set_xlabel("temperature")

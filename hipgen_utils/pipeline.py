@@ -158,14 +158,15 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
 
 
 def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, progress=False, judge_cfg=None,
-                 anatomy=True) -> dict:  # fmt: skip
+                 anatomy=True, temperatures=()) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict for a `run.Run`: reconstruction metrics on `split`
     (of the data its VQ-VAE was trained on), plus the prior's bits per code and sample
     quality when the run holds a prior, plus (``anatomy=True``) the anatomy judge's keys
     (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
     segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
-    directory when missing). Samples and completions are drawn at `temperature`. Everything
-    runs on ``run.device``."""
+    directory when missing). Samples and completions are drawn at `temperature`; the judge
+    also scores samples at `temperatures` ("temperature_sweep": `judge.sweep_row`s, as in
+    notebook 07). Everything runs on ``run.device``."""
     vqvae, device = run.vqvae(), run.device
     wanted = ("train", split) if run.has_prior() else (split,)
     splits = run.splits(*dict.fromkeys(wanted), progress=progress)
@@ -190,7 +191,8 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
                 print(msg, file=sys.stderr)
 
             verdict, _ = judge_prior(prior, vqvae, codes, splits, run.dir, judge_cfg, asdict(run.data_config()),
-                                     temperature=temperature, device=device, progress=progress, log=log)  # fmt: skip
+                                     temperature=temperature, temperatures=temperatures, device=device,
+                                     progress=progress, log=log)  # fmt: skip
             result.update(verdict)
     return result
 

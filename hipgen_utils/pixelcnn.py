@@ -230,11 +230,21 @@ class GatedLayer(nn.Module):
         layer has no residual input (its input is the position's own code, which it must
         not pass on).
         """
-        g = gate(torch.addmm(link, cols, self.h_conv.weight.t()))
-        if self.training and self.dropout.p > 0:
-            g = self.dropout(g)
-        out = F.linear(g, self.h_out.weight, self.h_out.bias)
-        return out if acc is None else acc + out
+        dropout = self.dropout if self.training and self.dropout.p > 0 else None
+        return horizontal_step(cols, link, acc, *self.step_params(), dropout=dropout)
+
+    def step_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(h_conv weight transposed, h_out weight, h_out bias): `horizontal_step`'s weights,
+        which the fast sampler fetches once instead of once per position and layer."""
+        return self.h_conv.weight.t(), self.h_out.weight, self.h_out.bias
+
+
+def horizontal_step(cols, link, acc, conv_t, out_w, out_b, dropout=None) -> torch.Tensor:
+    """acc + h_out(gate(cols @ conv_t + link)) on the weights `GatedLayer.step_params` gives
+    (see `GatedLayer.horizontal_flat`); the fast sampler's inner loop calls it directly."""
+    g = gate(torch.addmm(link, cols, conv_t))
+    out = F.linear(g if dropout is None else dropout(g), out_w, out_b)
+    return out if acc is None else acc + out
 
 
 class GatedPixelCNN(nn.Module):
@@ -596,8 +606,20 @@ class GatedPixelCNN(nn.Module):
     def table_row(self, codes: torch.Tensor, r: int) -> torch.Tensor:
         """(B, cols, n_codes): the table terms of internal row r's upper and mirror neighbours,
         all in rows before r (the fast sampler looks them up once per row and adds each
-        position's left neighbour, `tables.weight[code to the left]`, as it draws)."""
-        return self.table_logits(self.table_index(codes)[:, r, :, 1:])  # rows < r only: drawn already
+        position's left neighbour, `tables.weight[code to the left]`, as it draws). Row r of
+        `table_index` without its left column, built from rows r-1 and the mirror rows alone."""
+        K1, none = self.n_codes + 1, self.n_codes
+        B, H, W = codes.shape
+        above = codes[:, r - 1] if r else codes.new_full((B, W), none)
+        above = F.pad(above, (1, 1), value=none)
+        idx = [above[:, 1 + dc : 1 + dc + W] for dr, dc in TABLE_OFFSETS[1:]]  # all in row r-1
+        if self.n_neighbours > len(TABLE_OFFSETS):
+            first = first_mirrored_row(H)
+            for d in MIRROR_OFFSETS:
+                m = H - 1 - r + d
+                ok = r >= first and 0 <= m < first  # as in table_index
+                idx.append(codes[:, m] if ok else codes.new_full((B, W), none))
+        return self.table_logits(torch.stack([t + j * K1 for j, t in enumerate(idx, start=1)], dim=-1))
 
     def table_logits(self, index: torch.Tensor) -> torch.Tensor:
         """(..., k) rows of `tables` -> (..., n_codes) their summed logit terms."""

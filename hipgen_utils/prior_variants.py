@@ -40,7 +40,7 @@ COMPARE_VARIANTS = {
 }
 JUDGE_COLUMNS = (
     "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
-    "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio",
+    "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio", "empty_samples",
 )  # fmt: skip
 
 

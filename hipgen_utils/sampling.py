@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from hipgen_utils.config import CODE_GRID
 from hipgen_utils.mirror import first_mirrored_row
-from hipgen_utils.pixelcnn import GatedPixelCNN
+from hipgen_utils.pixelcnn import GatedPixelCNN, horizontal_step
 
 
 def sample(
@@ -340,6 +340,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
     # rolling vertical input windows (channels-last): layer i's input rows r-e-s .. r-s with
     # e = its v_extent (k//2 * dilation) and s=1 for layer 0, whose input is the codes themselves
     v_win = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
+    steps = [layer.step_params() for layer in prior.layers]  # weights of the horizontal steps, fetched once
     for r in tqdm(range(H), desc="sampling", disable=not progress):
         if r == mirror_from and r > start:  # the first half is drawn: its mirror map is final
             mirror = prior.mirror_map(prior.embed(ci))
@@ -362,10 +363,8 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
             table_row = None if prior.tables is None else prior.table_row(ci, r)
             for c in range(W):
                 acc, p = None, r * W + c
-                for i, layer in enumerate(prior.layers):
-                    acc = layer.horizontal_flat(
-                        h_buf[i][:, c * C : (c + a + 1) * C], links[i][c], acc
-                    )
+                for i in range(L):
+                    acc = horizontal_step(h_buf[i][:, c * C : (c + a + 1) * C], links[i][c], acc, *steps[i])
                     j = attn_after.get(i)
                     if j is not None:
                         acc = prior.attn[j].step(acc, params[j], p, *caches[j], *slots[p])

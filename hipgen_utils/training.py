@@ -245,6 +245,17 @@ def bits_per_code(prior, codes, conds, device=None, batch_size=64) -> float:
     return total / count / math.log(2)
 
 
+def prior_optimizer(prior, trainable, cfg: PixelCNNConfig):
+    """Adam over `trainable`; with cfg.table_decay > 0, AdamW whose code tables alone decay
+    (the rest in a group without decay, which AdamW steps exactly as Adam)."""
+    if cfg.table_decay <= 0:
+        return torch.optim.Adam(trainable, lr=cfg.learning_rate)
+    tables = prior.tables.weight
+    rest = [p for p in trainable if p is not tables]
+    groups = [{"params": rest, "weight_decay": 0.0}, {"params": [tables], "weight_decay": cfg.table_decay}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
 @holding_run_lock
 def train_pixelcnn(
     cfg: PixelCNNConfig,
@@ -286,7 +297,7 @@ def train_pixelcnn(
             raise ConfigError(str(e)) from None
         prior.top_coder.requires_grad_(False)
     trainable = [p for p in prior.parameters() if p.requires_grad]  # all but a frozen top coder
-    opt = torch.optim.Adam(trainable, lr=cfg.learning_rate)
+    opt = prior_optimizer(prior, trainable, cfg)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
     total_steps = cfg.epochs * per_epoch
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}

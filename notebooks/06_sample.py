@@ -180,13 +180,19 @@ plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_te
 #   the unigram model's.
 # * **Wrong:** the bones. At the default temperature (0.7, chosen by notebook 07's
 #   measurements) the prior draws bone on both sides at the right levels and at mirrored
-#   positions (left–right symmetry of the bones about 0.81 against 0.95 in real slices),
-#   and a bone at each femoral head's place at the lowest slices, but as small blobs
+#   positions (left–right symmetry of the bones about 0.82 against 0.95 in real slices),
+#   and a bone at each femoral head's place at the lowest slices, but mostly as small blobs
 #   rather than round femoral heads with a dark cortex: both femoral heads appear in about
-#   16 % of the samples against 28 % of real slices. Completing the missing half of a real
-#   slice, the prior places bone less well than simply mirroring the kept half (Dice about
-#   0.79 against 0.83). The `full` prior on a GPU draws round femoral heads (README, "The
+#   18 % of the samples against 28 % of real slices. Completing the missing half of a real
+#   slice, it does better than mirroring the kept half over all classes (Dice about 0.855
+#   against 0.849) and draws the partner femoral head, but places bone a little worse
+#   (0.81 against 0.83). The `full` prior on a GPU draws round femoral heads (README, "The
 #   full profile on one GPU").
+# * **Sometimes empty:** now and then a sample draws no body at all (the prior keeps
+#   drawing air past the rows where every training slice's body has begun, and the second
+#   half mirrors the empty first half). Lower temperatures make it more frequent: notebook
+#   07 counts it (`empty_samples`, about 1 % at T = 0.7 and 3 % at 0.5 on the demo
+#   phantom), and the temperature figure above may show one.
 # * **Not to be trusted here:** the HOG Fréchet distance above. It sits at (or below) its
 #   real-vs-real floor while the bones are visibly wrong; it catches gross failures only.
 #   Notebook 07 counts what the eye misses first: slices whose bones hold a round femoral

@@ -30,13 +30,15 @@
 # 4. **the femoral heads**: how often a slice's bones hold a left–right pair of round
 #    components, samples against test slices at the same positions (`bone_pairs_ratio`,
 #    1 = as often as real slices);
-# 5. a Fréchet distance in the segmenter's own feature space.
+# 5. **failed samples**: the share of samples with no body drawn (`empty_samples`: a
+#    foreground under half the smallest test slice's), which averages hardly see;
+# 6. a Fréchet distance in the segmenter's own feature space.
 
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
 DATA_DIR = None  # None -> the data the VQ-VAE was trained on
-TEMPERATURES = (0.7, 0.8, 0.9, 1.0)  # the samples' anatomy is also measured at these
+TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the samples' anatomy is also measured at these
 
 # %%
 import numpy as np
@@ -169,6 +171,9 @@ if "bone_pairs" in report:
         judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"]),
         run.figure("07_bone_pairs"),
     )  # fmt: skip
+if "empty_samples" in report:
+    print(f"samples with no body drawn: {report['empty_samples']:.1%} of {report['n_anatomy']} "
+          f"(train slices {report['empty_references']['train']:.0%})")  # fmt: skip
 
 # %% [markdown]
 # ## Anatomy against temperature
@@ -178,10 +183,11 @@ if "bone_pairs" in report:
 
 # %%
 if "temperature_sweep" in report:
-    print(" T    anatomy_gap  femoral heads (x test)  bone symmetry (x test)")
+    print(" T    anatomy_gap  femoral heads (x test)  bone symmetry (x test)  no body drawn")
     for r in report["temperature_sweep"]:
         sym = r.get("bone_symmetry", np.nan) / r.get("bone_symmetry_test", np.nan)
-        print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  {sym:22.2f}")
+        print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  "
+              f"{sym:22.2f}  {r['empty_samples']:13.1%}")  # fmt: skip
     plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"]),
                            run.figure("07_temperature_anatomy"))  # fmt: skip
 

@@ -59,6 +59,17 @@ def test_evaluate_json_has_every_metric(trained, capsys):
     assert r["temperature"] == 0.7  # samples and completions at the sampling temperature (SampleConfig)
 
 
+def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):
+    root, run_dir = trained
+    code, out, _ = run(capsys, "evaluate", "--run_dir", run_dir, "--data_dir", root, "--n_samples", "4",
+                       "--device", "cpu", "--temperatures", "0.5", "1.5")  # fmt: skip
+    assert code == 0
+    table = out[out.index("the judge's anatomy against temperature") :].splitlines()
+    assert table[1].split()[:2] == ["temperature", "anatomy_gap"] and "empty_samples" in table[1]
+    assert [row.split()[0] for row in table[3:5]] == ["0.5", "1.5"] and len(table) == 5
+    assert "empty_samples" in out[: out.index("the judge's")]  # the judged temperature's own count
+
+
 def test_predict_png_and_nifti(trained, capsys, tmp_path):
     _, run_dir = trained
     code, out, err = run(
@@ -93,6 +104,8 @@ def test_predict_png_and_nifti(trained, capsys, tmp_path):
         ),
         (["predict", "--run_dir", "{run}", "--temperature", "0", "--out", "x.png"], "temperature"),
         (["evaluate", "--run_dir", "{run}", "--temperature", "nan", "--json"], "--temperature nan must be"),
+        (["evaluate", "--run_dir", "{run}", "--temperatures", "0.5", "-1"], "--temperature -1.0 must be"),
+        (["evaluate", "--run_dir", "{run}", "--temperatures", "0.5", "--no_anatomy"], "drop --no_anatomy"),
         (["predict", "--run_dir", "{tmp}", "--out", "x.png"], "run notebooks/02_train_vqvae"),
         (["evaluate", "--run_dir", "{tmp}/nope", "--json"], "does not exist"),
         (["info", "--data_dir", "{tmp}"], "keras_slices_train"),

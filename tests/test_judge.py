@@ -126,6 +126,19 @@ def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_t
     assert judge.bone_pairs(table, [1, 3]) == {}  # bones not trusted: no number
 
 
+def test_empty_fraction_counts_samples_without_a_body(real_sets):
+    """A sample with no body drawn (or a sliver of one) is counted; real slices, and real
+    slices with one organ or bone missing, are not."""
+    test, samples = real_sets["test"], real_sets["samples"].copy()
+    assert judge.empty_fraction(samples, test) == 0.0 and judge.empty_fraction(test, test) == 0.0
+    no_bones = np.where(samples == BONES, 1, samples)  # a body without bones is still a body
+    assert judge.empty_fraction(no_bones, test) == 0.0
+    samples[0] = 0  # blank
+    samples[1, :, 20:] = 0  # a sliver: the first 20 of 128 columns only
+    assert judge.empty_fraction(samples, test) == pytest.approx(2 / len(samples))
+    assert judge.foreground_area(np.zeros((3, 4, 4)))[0] == 0.0
+
+
 def test_sweep_row_reads_the_bones_of_the_samples_only(real_sets):
     classes = [1, BONES, 3]
     stats = {k: judge.anatomy_stats(v, classes) for k, v in real_sets.items()}
@@ -183,8 +196,11 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     for key in ("completion_ssim", "completion_ssim_reconstruction", "completion_ssim_unigram",
                 "completion_ssim_mirror", "completion_dice", "completion_dice_reconstruction",
                 "completion_dice_unigram", "completion_dice_mirror", "anatomy_gap", "fid_seg_samples",
-                "fid_seg_test_vs_train", "fid_seg_unigram", "segmenter_test_dice", "trusted_classes"):  # fmt: skip
+                "fid_seg_test_vs_train", "fid_seg_unigram", "segmenter_test_dice", "trusted_classes",
+                "empty_samples", "empty_references"):  # fmt: skip
         assert key in summary, key
+    assert all(0 <= r["empty_samples"] <= 1 for r in summary["temperature_sweep"])
+    assert summary["temperature_sweep"][1]["empty_samples"] == summary["empty_samples"]
     assert summary["completion_kept_half"] == "left"
     assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]

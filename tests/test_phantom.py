@@ -141,6 +141,20 @@ def test_background_is_noise_not_zero(small):
     assert bg.mean() < 0.2 * body.mean()
 
 
+def test_noise_switch_leaves_out_the_rician_noise_alone():
+    """noise=False is the slice the noise is added to: the same as a week without noise,
+    and different from the noisy slice only by noise (same anatomy, texture and labels)."""
+    rng = np.random.default_rng(5)
+    case = P.sample_case(rng)
+    week = P.sample_week(rng, case)
+    quiet, lab = P.phantom_slice(case, week, 20, 60, rng=np.random.default_rng(1), noise=False)
+    silent, _ = P.phantom_slice(case, dict(week, noise=0.0), 20, 60, rng=np.random.default_rng(1))
+    noisy, lab2 = P.phantom_slice(case, week, 20, 60, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(quiet, silent, atol=1e-6)
+    assert np.array_equal(lab, lab2) and not np.allclose(quiet, noisy)
+    assert abs(float(np.mean(noisy - quiet))) < 0.05 and float(np.std(noisy - quiet)) > 0.3 * week["noise"]
+
+
 def test_intensity_ordering_on_clean_slice():
     rng = np.random.default_rng(11)
     case = P.sample_case(rng)

@@ -498,6 +498,32 @@ def test_code_tables_read_exactly_the_neighbours_codes(H, W, mirror):
         _model().forward_embedded(_model().embed(codes), codes=codes)
 
 
+def test_table_decay_shrinks_the_code_tables_alone():
+    """table_decay > 0: AdamW decays the code tables (and nothing else) by lr * table_decay
+    per update; 0 keeps plain Adam. A step with zero gradients shows it: only decay moves."""
+    from hipgen_utils.config import ConfigError
+    from hipgen_utils.training import prior_optimizer
+
+    for decay in (0.0, 0.5):
+        cfg = PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3, tables=True, table_decay=decay,
+                             learning_rate=0.1)  # fmt: skip
+        m = GatedPixelCNN.from_config(cfg, 5)
+        torch.nn.init.ones_(m.tables.weight)
+        params = list(m.parameters())
+        before = [p.detach().clone() for p in params]
+        opt = prior_optimizer(m, params, cfg)
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        for p, b in zip(params, before):
+            want = b * (1 - 0.1 * decay) if p is m.tables.weight else b
+            assert torch.allclose(p, want), f"decay={decay}: a parameter of shape {tuple(p.shape)} moved wrongly"
+    with pytest.raises(ConfigError, match="table_decay=0.5 needs tables=True"):
+        PixelCNNConfig(table_decay=0.5)
+    with pytest.raises(ConfigError, match="table_decay"):
+        PixelCNNConfig(tables=True, table_decay=-1.0)
+
+
 def test_code_tables_start_as_the_plain_prior_and_load_from_config():
     plain = _model(seed=3)
     tabled = _model(seed=3, tables=True)

@@ -25,8 +25,9 @@ class _Renderer(_Pelvis, _Organs):
     """Draws the slices of one case-week on the canonical (LR, AP) canvas (set up by
     `_Canvas`; the pelvis and the organs by `_Pelvis` and `_Organs`)."""
 
-    def render(self, slice_idx, rng, clean=False):
-        """(image, label) on the canonical canvas: float32 about [0, 1], uint8 0..5."""
+    def render(self, slice_idx, rng, clean=False, noise=True):
+        """(image, label) on the canonical canvas: float32 about [0, 1], uint8 0..5.
+        noise=False: everything but the Rician noise (the week's sigma is week["noise"])."""
         c, w = self.case, self.week
         W, H, P = self.W, self.H, self.PAD
         self.t = t = slice_idx / (self.n - 1) if self.n > 1 else 0.5
@@ -60,6 +61,8 @@ class _Renderer(_Pelvis, _Organs):
         img = ndimage.gaussian_filter(self.img, 0.6, truncate=2.5)  # scanner point spread
         img *= self.tex_fine[view] * self.bias
         img *= 1.0 - 0.12 * (2 * t - 1) ** 2
+        if not noise:
+            return img, self.lab
         n = rng.standard_normal((2, W, H), dtype=np.float32)
         n *= w["noise"]
         img += n[0]
@@ -85,6 +88,7 @@ def phantom_slice(
     rng=None,
     *,
     clean: bool = False,
+    noise: bool = True,
 ):
     """One phantom slice: ``(image, label)``.
 
@@ -92,12 +96,14 @@ def phantom_slice(
     `shape` uint8 in 0..5 (LABEL_NAMES). Axes follow SLICE_AXES (default: axis 0 left-right,
     axis 1 anterior-posterior). `slice_idx` runs 0..n_slices-1, inferior -> superior.
     `rng` (numpy Generator) draws texture and noise; None -> seeded from `slice_idx`.
-    ``clean=True`` returns the image before texture, coil bias and noise."""
+    ``clean=True`` returns the image before texture, coil bias and noise; ``noise=False``
+    the image with texture and coil bias but before the Rician noise (to draw the noise
+    yourself, e.g. to see what the noise alone changes)."""
     _check_slice_args(slice_idx, n_slices, shape)
     if rng is None:
         rng = np.random.default_rng(slice_idx)
     r = _Renderer(case, week, n_slices, shape, rng)
-    img, lab = r.render(slice_idx, rng, clean=clean)
+    img, lab = r.render(slice_idx, rng, clean=clean, noise=noise)
     return _to_disk(img), _to_disk(lab)
 
 
