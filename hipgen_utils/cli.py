@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from hipgen_utils import config as C
@@ -186,7 +186,8 @@ def cmd_evaluate(args):
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
-        judge_cfg=C.get_profile(args.profile).judge, anatomy=not args.no_anatomy, temperatures=args.temperatures,
+        judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
+        temperatures=args.temperatures,
     )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(result)))
@@ -354,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON line")
     s.add_argument("--n_samples", type=int, default=256,
                    help=f"samples scored for sample quality, 2..{MAX_EVALUATE} (more: a steadier Fréchet distance)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed of the scored samples and of the judge (its completion slices, samples, train subset)")
     s.add_argument("--temperature", type=float, default=_SAMPLE.temperature,
                    help="temperature of the scored samples and completions (default: predict's)")
     s.add_argument("--temperatures", type=float, nargs="+", default=(),

@@ -70,6 +70,19 @@ def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):
     assert "empty_samples" in out[: out.index("the judge's")]  # the judged temperature's own count
 
 
+def test_evaluate_seed_seeds_the_judge(trained, capsys, monkeypatch):
+    from hipgen_utils import judge
+
+    seen = []
+    monkeypatch.setattr(judge, "judge_prior", lambda *a, **k: (seen.append(a[5].seed), ({}, {}))[1])
+    root, run_dir = trained
+    for seed in ("0", "3"):
+        code, _, _ = run(capsys, "evaluate", "--run_dir", run_dir, "--data_dir", root, "--n_samples", "2",
+                         "--device", "cpu", "--seed", seed, "--json")  # fmt: skip
+        assert code == 0
+    assert seen == [0, 3]
+
+
 def test_predict_png_and_nifti(trained, capsys, tmp_path):
     _, run_dir = trained
     code, out, err = run(
