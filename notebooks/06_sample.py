@@ -191,8 +191,9 @@ plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_te
 # * **Sometimes empty:** now and then a sample draws no body at all (the prior keeps
 #   drawing air past the rows where every training slice's body has begun, and the second
 #   half mirrors the empty first half). Lower temperatures make it more frequent: notebook
-#   07 counts it (`empty_samples`, about 1 % at T = 0.7 and 3 % at 0.5 on the demo
-#   phantom), and the temperature figure above may show one.
+#   07 counts it (`empty_samples`: 1–3 % of the samples at T = 0.7 on the demo phantom,
+#   by the judge's seed, 3 % at 0.5); in the demo run's temperature figure above one
+#   panel at T = 0.8 is such a sample.
 # * **Not to be trusted here:** the HOG Fréchet distance above. It sits at (or below) its
 #   real-vs-real floor while the bones are visibly wrong; it catches gross failures only.
 #   Notebook 07 counts what the eye misses first: slices whose bones hold a round femoral
