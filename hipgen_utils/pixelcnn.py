@@ -582,19 +582,20 @@ class GatedPixelCNN(nn.Module):
         x = F.linear(F.relu(skip), self.out1.weight, self.out1.bias)
         return F.linear(F.relu(x), self.out2.weight, self.out2.bias)
 
-    def table_index(self, codes: torch.Tensor) -> torch.Tensor:
+    def table_index(self, codes: torch.Tensor, row: int | None = None) -> torch.Tensor:
         """(B, rows, cols) internal-grid codes -> (B, rows, cols, n_neighbours) rows of `tables`
         for every position: the codes at TABLE_OFFSETS (left first, then the row above: up,
         up-left, up-right) and, with mirror context, for rows r of the second half the codes
         at (rows-1-r+d, c), d in MIRROR_OFFSETS, where that row lies in the first half. A
         position without such a neighbour reads that neighbour's own "none" row (index
-        n_codes). Every neighbour comes strictly before the position in sampling order."""
+        n_codes). Every neighbour comes strictly before the position in sampling order.
+        row: only that row's positions, (B, 1, cols, n_neighbours) (the sampler's)."""
         K1, none = self.n_codes + 1, self.n_codes
         B, H, W = codes.shape
+        r = torch.arange(H, device=codes.device) if row is None else torch.tensor([row], device=codes.device)
         padded = F.pad(codes, (1, 1, 1, 1), value=none)
-        idx = [padded[:, 1 + dr : 1 + dr + H, 1 + dc : 1 + dc + W] for dr, dc in TABLE_OFFSETS]
+        idx = [padded[:, 1 + dr + r, 1 + dc : 1 + dc + W] for dr, dc in TABLE_OFFSETS]
         if self.n_neighbours > len(TABLE_OFFSETS):
-            r = torch.arange(H, device=codes.device)
             first = first_mirrored_row(H)
             for d in MIRROR_OFFSETS:
                 m = H - 1 - r + d
@@ -606,20 +607,8 @@ class GatedPixelCNN(nn.Module):
     def table_row(self, codes: torch.Tensor, r: int) -> torch.Tensor:
         """(B, cols, n_codes): the table terms of internal row r's upper and mirror neighbours,
         all in rows before r (the fast sampler looks them up once per row and adds each
-        position's left neighbour, `tables.weight[code to the left]`, as it draws). Row r of
-        `table_index` without its left column, built from rows r-1 and the mirror rows alone."""
-        K1, none = self.n_codes + 1, self.n_codes
-        B, H, W = codes.shape
-        above = codes[:, r - 1] if r else codes.new_full((B, W), none)
-        above = F.pad(above, (1, 1), value=none)
-        idx = [above[:, 1 + dc : 1 + dc + W] for dr, dc in TABLE_OFFSETS[1:]]  # all in row r-1
-        if self.n_neighbours > len(TABLE_OFFSETS):
-            first = first_mirrored_row(H)
-            for d in MIRROR_OFFSETS:
-                m = H - 1 - r + d
-                ok = r >= first and 0 <= m < first  # as in table_index
-                idx.append(codes[:, m] if ok else codes.new_full((B, W), none))
-        return self.table_logits(torch.stack([t + j * K1 for j, t in enumerate(idx, start=1)], dim=-1))
+        position's left neighbour, `tables.weight[code to the left]`, as it draws)."""
+        return self.table_logits(self.table_index(codes, r)[:, 0, :, 1:])  # left column dropped
 
     def table_logits(self, index: torch.Tensor) -> torch.Tensor:
         """(..., k) rows of `tables` -> (..., n_codes) their summed logit terms."""
