@@ -97,7 +97,11 @@ def cmd_phantom(args):
             raise C.ConfigError("--case_weeks takes 1 (train) or 3 (train validate test) numbers")
         sizes[: len(args.case_weeks)] = args.case_weeks
     n_slices = args.n_slices or cfg.phantom_slices
-    out = write_phantom(args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet)
+    if args.workers is not None and args.workers < 1:
+        raise C.ConfigError(f"--workers {args.workers}: give at least 1 process")
+    out = write_phantom(
+        args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet, workers=args.workers
+    )
     print(f"wrote phantom ({sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices) to {out}")
 
 
@@ -327,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--full_size", action="store_true", help="the real release's counts (191/11/9)")
     s.add_argument("--n_slices", type=int)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, help="processes writing case-weeks at once (default: min(2, cores))")
     s.add_argument("--profile", choices=C.PROFILE_NAMES)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_phantom)

@@ -371,12 +371,15 @@ def _check_some_left(doc, root, split):
 # ----------------------------------------------------------------------------- where from
 
 
-def resolve_data_dir(data_dir=None, data_cfg=None, *, progress: bool = True) -> Path:
+def resolve_data_dir(
+    data_dir=None, data_cfg=None, *, progress: bool = True, workers: int | None = None
+) -> Path:
     """The data folder to use: `data_dir`, else ``data_cfg.data_dir``, else $HIPMRI_DATA,
     else the built-in phantom, generated on first use into
     ``cache_dir()/phantom_{train}_{validate}_{test}_{slices}_s{seed}`` with the sizes in
-    `data_cfg` (a `config.DataConfig`, default ``DataConfig()``). Returns the HipMRI root
-    (see `find_root`); a given folder that is not one raises DataError."""
+    `data_cfg` (a `config.DataConfig`, default ``DataConfig()``) by `workers` processes
+    (default ``min(2, cpu_count)``). Returns the HipMRI root (see `find_root`); a given
+    folder that is not one raises DataError."""
     cfg = data_cfg if data_cfg is not None else config.DataConfig()
     for value, source in (
         (data_dir, "data_dir"),
@@ -405,6 +408,7 @@ def resolve_data_dir(data_dir=None, data_cfg=None, *, progress: bool = True) -> 
         n_slices=cfg.phantom_slices,
         seed=cfg.phantom_seed,
         progress=progress,
+        workers=workers,
     )
     return find_root(out)
 

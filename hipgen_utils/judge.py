@@ -24,8 +24,12 @@ radiologist looks at, through a segmenter trained on the data's labels
   their areas and symmetry are; `anatomy_gap` hardly moves for them (the unigram ceiling is
   so far away that any image-like bone scores near the floor).
 * **Fréchet distance in the segmenter's feature space** (its bottleneck, averaged over a
-  4x2 grid of regions, PCA-projected), on sets of the same size, with the same floor and
-  ceiling.
+  4x2 grid of regions, PCA-projected), on sets of the same size, to the training
+  distribution (`sample_quality.train_referenced`): the train slices above are the
+  reference, a second set of train slices at the same positions the floor, unigram images
+  the ceiling, and `spread_ratio_seg` says how varied the samples are against real slices.
+  The same distances to the test slices are kept (``fid_seg_samples`` ...), but with a test
+  split of a few patients their "floor" is no floor (samples scored below it).
 
 `anatomy_gap`: for each trusted foreground class and each statistic (area, symmetry,
 components), d = 1-D Wasserstein distance between a set's values and the test slices'
@@ -294,15 +298,20 @@ def _subset(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[: min(n, k)])
 
 
-def _matched_train(train_slices, wanted_slices, seed: int) -> np.ndarray:
-    """One train index per wanted slice position (random among that position's train slices;
-    any train slice when the position is absent)."""
+def _matched_train(train_slices, wanted_slices, seed: int, exclude=()) -> np.ndarray:
+    """One train index per wanted slice position (random among that position's train slices
+    not in `exclude`; among all of that position's, then any train slice, when none is left)."""
     rng = np.random.default_rng([seed, 1])
     train_slices = np.asarray(train_slices)
+    free = np.ones(len(train_slices), bool)
+    free[np.asarray(exclude, dtype=np.int64)] = False
     out = []
     for s in wanted_slices:
-        pool = np.flatnonzero(train_slices == s)
-        out.append(rng.choice(pool if pool.size else np.arange(len(train_slices))))
+        at = train_slices == s
+        pool = np.flatnonzero(at & free)
+        if not pool.size:
+            pool = np.flatnonzero(at) if at.any() else np.arange(len(train_slices))
+        out.append(rng.choice(pool))
     return np.asarray(out)
 
 
@@ -324,7 +333,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     from hipgen_utils.config import JudgeConfig
     from hipgen_utils.metrics import sample_unigram_codes
     from hipgen_utils.pipeline import generate
-    from hipgen_utils.sample_quality import FrechetReference, frechet_distance
+    from hipgen_utils.sample_quality import FrechetReference, frechet_distance, train_referenced
     from hipgen_utils.segmenter import (
         bottleneck_features,
         dice_per_class,
@@ -436,13 +445,20 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["n_anatomy"] = int(m)
 
     # ---- Fréchet distance in the segmenter's feature space ----------------------------------
-    fit = np.setdiff1d(np.arange(len(train)), tr_idx)
+    # to the training distribution: the "train" set above as the reference and a second
+    # train set at the same positions, disjoint from it, as the floor (`train_referenced`)
+    tr2_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed + 7, exclude=tr_idx))
+    train2 = np.asarray(train.images[tr2_idx], np.float32)
+    fit = np.setdiff1d(np.arange(len(train)), np.concatenate([tr_idx, tr2_idx]))
     if len(fit) < m:  # too few train slices left over: fit on all of them
         fit = np.arange(len(train))
     fit = np.sort(np.random.default_rng([cfg.seed, 2]).permutation(fit)[: max(m, 256)])
     ref = FrechetReference(np.asarray(train.images[fit], np.float32), n_components=min(64, m - 1),
                            features=lambda imgs: bottleneck_features(seg, imgs))  # fmt: skip
     feats = {name: ref.features(imgs) for name, imgs in sets.items()}
+    vs_train = train_referenced(feats["samples"], feats["train"], ref.features(train2), feats["unigram"])
+    summary.update({k.replace("fid_", "fid_seg_") if k.startswith("fid_") else f"{k}_seg": v
+                    for k, v in vs_train.items()})  # fmt: skip
     summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
     summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
     summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])

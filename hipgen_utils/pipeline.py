@@ -90,6 +90,38 @@ def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=
     return codes.numpy(), decode_codes(vqvae, codes.numpy(), device=device)
 
 
+def lowest_slices(slices, n: int, max_slice: int) -> np.ndarray:
+    """Indices of `n` slices at positions <= `max_slice` (the femoral heads' levels for the
+    default 12), spread evenly over those positions, lowest first. A ValueError names the
+    count when fewer than `n` are that low."""
+    slices = np.asarray(slices).reshape(-1)
+    low = np.flatnonzero(slices <= max_slice)
+    if len(low) < n:
+        raise ValueError(f"only {len(low)} slices at positions <= {max_slice}; ask for at most {len(low)}")
+    from hipgen_utils.metrics import evenly_spaced
+
+    low = low[np.argsort(slices[low], kind="stable")]
+    return low[evenly_spaced(len(low), n)]
+
+
+def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperature=1.0, seed=0,
+                    device=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Completions of (N, H, W) code grids: the first `fraction` of each kept in the prior's
+    sampling order (the left half for order "lr"), the rest sampled; (codes (N, H, W),
+    images (N, 4H, 4W)) as `generate` returns them. `slices`: the grids' slice positions,
+    the condition of a conditional prior (ignored by an unconditional one)."""
+    from hipgen_utils.sampling import keep_first
+
+    codes = np.asarray(codes).astype(np.int64)
+    cond = None
+    if getattr(prior, "n_conditions", 0):
+        if slices is None:
+            raise ValueError("this prior is conditional on slice position: pass the grids' slices")
+        cond = [int(s) for s in np.asarray(slices).reshape(-1)]
+    return generate(prior, vqvae, len(codes), temperature=temperature, seed=seed, condition=cond,
+                    prefix=keep_first(prior, codes, fraction), shape=codes.shape[1:], device=device)  # fmt: skip
+
+
 def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, temperature=1.0,
                  seed=0, device=None, progress=False) -> tuple[dict, dict]:  # fmt: skip
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.

@@ -9,7 +9,8 @@ read-only ``np.memmap``), checked like those of `hipgen_utils.metrics`.
 * Nearest-neighbour SSIM against the training set (``nearest_neighbour_ssim``) to detect
   memorised copies.
 * ``sample_quality``: both together, with the real-vs-real floor and the unigram-codes
-  ceiling that make the numbers readable (its keys are part of ``sample_quality.json``,
+  ceiling that make the numbers readable (`train_referenced`: the floor is two sets of
+  training slices, the distribution the prior learned) (its keys are part of ``sample_quality.json``,
   written by `pipeline.prior_report`).
 
 The anatomy judge reuses ``FrechetReference`` with its segmenter's features instead.
@@ -130,6 +131,44 @@ def frechet_distance(feat_a, feat_b) -> float:
     diff = mu_a - mu_b
     dist = diff @ diff + np.trace(ca) + np.trace(cb) - 2.0 * np.trace(covmean)
     return float(max(dist, 0.0))  # rounding can give tiny negatives for identical sets
+
+
+def feature_spread(feats) -> float:
+    """Total variance (trace of the covariance) of an (N, D) feature set, N >= 2: how varied
+    a set of images is in that feature space. `spread_ratio` in the reports is the
+    samples' spread over a real set's: below 1, the samples vary less than real slices."""
+    f = np.asarray(feats, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need an (N, D) feature array with N >= 2, got shape {f.shape}")
+    return float(np.trace(np.atleast_2d(np.cov(f, rowvar=False))))
+
+
+def train_referenced(f_samples, f_reference, f_floor, f_unigram) -> dict:
+    """Fréchet distances to the training distribution, with a floor that is one.
+
+    f_reference and f_floor: features of two disjoint sets of training slices (the same
+    size, drawn the same way); f_samples: the samples' (the same size, or the first that
+    many are used). A prior that draws from its training distribution scores the floor,
+    real slices against real slices of the same distribution; one whose samples are too
+    alike, or wrong, scores above it. (Against a held-out test split of a few patients the
+    "floor" of other patients' slices is no floor: with the demo's two test case-weeks,
+    samples that vary less than real slices scored below it.) Returns
+    ``{"fid_train_samples", "fid_train_floor", "fid_train_unigram", "spread_ratio",
+    "n_train_reference"}``."""
+    k = len(f_reference)
+    if len(f_floor) != k or min(k, len(f_samples), len(f_unigram)) < 2:
+        raise ValueError(
+            f"need reference and floor sets of one size >= 2 and >= 2 samples, got "
+            f"{len(f_reference)}, {len(f_floor)}, {len(f_samples)}"
+        )
+    f_samples, f_unigram = np.asarray(f_samples)[:k], np.asarray(f_unigram)[:k]
+    return {
+        "fid_train_samples": frechet_distance(f_samples, f_reference),
+        "fid_train_floor": frechet_distance(f_floor, f_reference),
+        "fid_train_unigram": frechet_distance(f_unigram, f_reference),
+        "spread_ratio": feature_spread(f_samples) / max(feature_spread(f_reference), 1e-12),
+        "n_train_reference": int(k),
+    }
 
 
 class FrechetReference:
@@ -263,15 +302,22 @@ def sample_quality(
 
     * Memorisation: nearest-neighbour SSIM of every sample against *all* train images
       (``nearest_neighbour_ssim``): "nn_ssim_median" and "frac_near_copies" (> 0.95).
-    * Fréchet distances to the test images in ``FrechetReference`` space, fitted on a
-      seeded subset of train images: "fid_samples" (samples vs test), the floor
-      "fid_test_vs_train" (train subset vs test; real vs real) and the ceiling
-      "fid_unigram" (images decoded from i.i.d. unigram codes vs test).
+    * Fréchet distances to the training distribution in ``FrechetReference`` space, fitted
+      on a seeded subset of train images (`train_referenced`): "fid_train_samples"
+      (samples vs a reference subset of train), the floor "fid_train_floor" (a disjoint
+      train subset of the same size vs the reference), the ceiling "fid_train_unigram"
+      (images decoded from i.i.d. unigram codes) and "spread_ratio" (the samples' feature
+      variance over the reference's). These can fail: samples that are wrong, or too
+      alike, score above the floor.
+    * The same against the test images, kept for comparison with earlier reports:
+      "fid_samples", "fid_test_vs_train" and "fid_unigram". With a test split of a few
+      patients, train slices (many patients) are farther from it than samples that vary
+      less than real slices, so "fid_test_vs_train" is no floor there.
 
     To keep it cheap and comparable each set is subsampled (seeded) to at most
-    m = max(len(samples), 256) images. The train subset for the floor is disjoint from
-    the one the PCA is fitted on when there are >= 2m train images. Returns a JSON-ready
-    dict with those keys plus "n_fid_images" (the compared set sizes) and "feature_space".
+    m = max(len(samples), 256) images. The train subsets are disjoint from the one the PCA
+    is fitted on when there are enough train images. Returns a JSON-ready dict with those
+    keys plus "n_fid_images" (the compared set sizes) and "feature_space".
     """
     samples = _check_images("samples", samples)
     sets = {
@@ -312,8 +358,22 @@ def sample_quality(
     f_train = ref.features(subset(train, floor_idx), progress=progress)
     f_unigram = ref.features(subset(unigram, unigram_idx), progress=progress)
 
+    # two disjoint train subsets of one size for the train-referenced distances, apart from
+    # the PCA's fit where there is room
+    rest = perm[m:] if len(train) - m >= 4 else perm
+    k = min(len(samples), len(rest) // 2)
+    vs_train = {}
+    if k >= 2:
+        vs_train = train_referenced(
+            f_samples[:k],
+            ref.features(subset(train, rest[:k]), progress=progress),
+            ref.features(subset(train, rest[k : 2 * k]), progress=progress),
+            f_unigram,
+        )
+
     nn_ssim, _ = nearest_neighbour_ssim(samples, train, progress=progress)
     return {
+        **vs_train,
         "nn_ssim_median": float(np.median(nn_ssim)),
         "frac_near_copies": float(np.mean(nn_ssim > NEAR_COPY_SSIM)),
         "fid_samples": frechet_distance(f_samples, f_test),

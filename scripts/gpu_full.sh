@@ -13,13 +13,15 @@
 # Steps (each under `timeout`; a later step runs only when the earlier ones succeeded):
 #   setup    install .whl/*.whl into /tmp/site; print the GPU, python, torch, CUDA
 #   phantom  the synthetic phantom the profile asks for (full: 191/11/9 case-weeks x 60
-#            slices = 12,660 slices) into $HIPGEN_CACHE, by the CLI's own (serial) writer,
-#            then every split decoded once into the slice cache with all cores.
+#            slices = 12,660 slices) into $HIPGEN_CACHE, by the CLI's own writer on every
+#            core, then every split decoded once into the slice cache with all cores.
 #   vqvae    hipgen train --mode vq_vae (full: 5000 updates of 32 whole slices; no cap)
 #   codes    encode every split with the trained VQ-VAE (what `train --mode pixelcnn`
 #            would do first; done apart only to time it)
 #   prior    hipgen train --mode pixelcnn --max_seconds S (see the budget below)
 #   predict  hipgen predict --n 16 -> $OUT/samples.png
+#   complete scripts/gpu_completions.py: 4 test slices at the femoral heads' levels, half
+#            kept, the rest sampled -> $OUT/completions.png
 #   evaluate hipgen evaluate --json (test SSIM/PSNR/codebook, prior bits per code and
 #            sample quality, and the anatomy judge: segmenter, completions, anatomy_gap)
 #            -> $OUT/evaluate.json
@@ -43,7 +45,7 @@
 #
 # Environment (all optional):
 #   OUT                  output folder (default ./gpu_out): gpu_full.log, timings.tsv,
-#                        samples.png, evaluate.json, history.json, gpu_usage.txt
+#                        samples.png, completions.png, evaluate.json, history.json, gpu_usage.txt
 #   GPU_PROFILE          full (default) | demo | ci  (exported as HIPGEN_PROFILE)
 #   GPU_WORK             scratch root (default /tmp): run dir $GPU_WORK/runs/<profile>
 #   HIPGEN_CACHE         phantom + slice cache (default $GPU_WORK/hipgen_cache)
@@ -51,6 +53,7 @@
 #                        VQ-VAE there (train --resume) and retrain the prior (--overwrite)
 #   GPU_BUDGET_S, GPU_RESERVE_S, GPU_PRIOR_MIN_S, GPU_PRIOR_MAX_S, GPU_PRIOR_SECONDS,
 #   GPU_PRIOR_ARGS       extra options for the prior's training, e.g. "--mirror true"
+#   GPU_EVAL_ARGS        extra options for evaluate, e.g. "--temperatures 0.5 0.7 1.0"
 #   GPU_VQVAE_TIMEOUT, GPU_REQUIRE_CUDA (1 for full: stop when torch sees no GPU)
 
 set -uo pipefail
@@ -185,7 +188,7 @@ step setup 120 - bash -c setup
 # ---- phantom: the profile's phantom (the CLI's own writer), then decoded into the cache ----
 step phantom 240 - python3 - << 'EOF'
 """Write the profile's phantom where the CLI looks for it (resolve_data_dir reuses it when
-complete), then decode every split once into the slice cache with all cores (the CLI
+complete) with one process per core, then decode every split once into the slice cache with all cores (the CLI
 uses 2), so the later steps' times are the models' alone."""
 import os
 import time
@@ -198,7 +201,7 @@ t0 = time.perf_counter()
 cfg = C.get_profile().data
 workers = os.cpu_count() or 1
 t1 = time.perf_counter()
-root = resolve_data_dir(None, cfg)  # the CLI's own check (reuses the phantom when complete)
+root = resolve_data_dir(None, cfg, workers=workers)  # the CLI's own writer, on every core
 print(f"data root {root} (checked in {time.perf_counter() - t1:.1f} s)")
 for split in SPLITS:
     t1 = time.perf_counter()
@@ -252,7 +255,8 @@ step prior $((PRIOR_S + 120)) - python3 -m hipgen_utils train --mode pixelcnn --
 
 # ---- samples and evaluation ---------------------------------------------------------------
 step predict 120 - python3 -m hipgen_utils predict --run_dir "$RUN" --n 16 --seed 0 --out "$OUT/samples.png"
-step evaluate 300 "$OUT/evaluate.json" python3 -m hipgen_utils evaluate --run_dir "$RUN" --json
+step complete 120 - python3 scripts/gpu_completions.py "$RUN" "$OUT/completions.png"
+step evaluate 300 "$OUT/evaluate.json" python3 -m hipgen_utils evaluate --run_dir "$RUN" --json ${GPU_EVAL_ARGS:-}
 
 # ---- summary -------------------------------------------------------------------------------
 T_END=$(date +%s)

@@ -164,3 +164,5 @@ def test_phantom_command(capsys, tmp_path):
                          "--n_slices", "3", "--quiet")  # fmt: skip
     assert code == 0, err
     assert len(list((tmp_path / "ph" / "keras_slices_train").glob("case_*.nii.gz"))) == 6
+    code, out, err = run(capsys, "phantom", "--out", tmp_path / "ph2", "--case_weeks", "1", "--workers", "0")
+    assert code != 0 and "--workers 0" in err and "Traceback" not in err

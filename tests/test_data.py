@@ -422,7 +422,7 @@ def test_resolve_data_dir_precedence(make_hipmri, monkeypatch, tmp_path):
     env = make_hipmri("env", n_case_weeks={"train": 1}, n_slices=1)
     made = []
 
-    def fake_phantom(out_dir, n_train, n_validate, n_test, n_slices, seed, progress):
+    def fake_phantom(out_dir, n_train, n_validate, n_test, n_slices, seed, progress, workers):
         made.append((n_train, n_validate, n_test, n_slices, seed))
         return make_hipmri(out_dir, n_case_weeks={"train": 1}, n_slices=1)
 

@@ -187,6 +187,17 @@ CI_JUDGE = JudgeConfig(seg_base_channels=4, seg_patch=32, seg_batch_size=4, seg_
                        n_completion=3, completion_seeds=2, n_anatomy=4, seg_bf16=False)  # fmt: skip
 
 
+def test_matched_train_keeps_positions_and_avoids_the_excluded():
+    slices = np.repeat(np.arange(5), 4)  # 4 train slices at each of 5 positions
+    a = judge._matched_train(slices, [0, 1, 4, 4], seed=0)
+    b = judge._matched_train(slices, [0, 1, 4, 4], seed=1, exclude=a)
+    assert slices[a].tolist() == slices[b].tolist() == [0, 1, 4, 4]
+    assert not set(a) & set(b)
+    # a position whose slices are all excluded falls back to that position's slices
+    c = judge._matched_train(slices, [2], seed=0, exclude=np.flatnonzero(slices == 2))
+    assert slices[c].tolist() == [2]
+
+
 def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_parts, monkeypatch, tmp_path):
     prior, vq, codes, splits, _ = trained_parts
     summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE, temperatures=(0.5, 1.0))
@@ -197,8 +208,10 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
                 "completion_ssim_mirror", "completion_dice", "completion_dice_reconstruction",
                 "completion_dice_unigram", "completion_dice_mirror", "anatomy_gap", "fid_seg_samples",
                 "fid_seg_test_vs_train", "fid_seg_unigram", "segmenter_test_dice", "trusted_classes",
-                "empty_samples", "empty_references"):  # fmt: skip
+                "empty_samples", "empty_references", "fid_seg_train_samples", "fid_seg_train_floor",
+                "fid_seg_train_unigram", "spread_ratio_seg"):  # fmt: skip
         assert key in summary, key
+    assert summary["n_train_reference_seg"] == summary["n_anatomy"]  # equal sets: floor, samples, ceiling
     assert all(0 <= r["empty_samples"] <= 1 for r in summary["temperature_sweep"])
     assert summary["temperature_sweep"][1]["empty_samples"] == summary["empty_samples"]
     assert summary["completion_kept_half"] == "left"

@@ -187,8 +187,9 @@ def test_wide_case_week_is_drawn_at_its_size():
 
 
 def test_deterministic_and_seed_dependent(tmp_path):
-    a = P.write_phantom(tmp_path / "a", 2, 0, 0, n_slices=4, seed=5, progress=False)
-    b = P.write_phantom(tmp_path / "b", 2, 0, 0, n_slices=4, seed=5, progress=False)
+    # one writer process and three give the same release: each case-week has its own RNG
+    a = P.write_phantom(tmp_path / "a", 2, 0, 0, n_slices=4, seed=5, progress=False, workers=1)
+    b = P.write_phantom(tmp_path / "b", 2, 0, 0, n_slices=4, seed=5, progress=False, workers=3)
     c = P.write_phantom(tmp_path / "c", 2, 0, 0, n_slices=4, seed=6, progress=False)
     fa = sorted(p.relative_to(a) for p in a.rglob("*.nii.gz"))
     assert fa == sorted(p.relative_to(b) for p in b.rglob("*.nii.gz")) and len(fa) == 16
@@ -237,7 +238,25 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     real = release._write_case_week
     monkeypatch.setattr(release, "_write_case_week", boom)  # where write_phantom looks it up
     with pytest.raises(KeyboardInterrupt):
-        P.write_phantom(tmp_path / "ph", 2, 1, 0, n_slices=2, progress=False)
+        P.write_phantom(tmp_path / "ph", 2, 1, 0, n_slices=2, progress=False, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    __import__("multiprocessing").get_start_method() != "fork",
+    reason="the patched writer reaches the worker processes only when they are forked",
+)
+def test_a_failing_writer_process_leaves_nothing(tmp_path, monkeypatch):
+    real = release._write_case_week
+
+    def boom(root, row, *args):
+        if row["split"] == "validate":
+            raise RuntimeError("disk full")
+        return real(root, row, *args)
+
+    monkeypatch.setattr(release, "_write_case_week", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        P.write_phantom(tmp_path / "ph", 2, 1, 0, n_slices=2, progress=False, workers=2)
     assert list(tmp_path.iterdir()) == []
 
 

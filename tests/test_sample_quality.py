@@ -109,7 +109,48 @@ def test_sample_quality_floor_below_ceiling():
     }
     assert q["fid_test_vs_train"] < q["fid_unigram"]
     assert q["fid_samples"] < q["fid_unigram"]  # samples here are blobs, like the test set
+    assert q["fid_train_floor"] < q["fid_train_unigram"] and q["fid_train_samples"] < q["fid_train_unigram"]
+    assert q["n_train_reference"] == 16 and 0 < q["spread_ratio"]
     assert q["frac_near_copies"] == pytest.approx(2 / 16)
     assert isinstance(q["feature_space"], str) and "HOG" in q["feature_space"]
     with pytest.raises(ValueError, match="differ in image size"):
         sq.sample_quality(samples, train, blobs(4, 1, h=32), unigram)
+
+
+def _clustered(n, seed, n_kinds, kinds_seed=100, jitter=0.02):
+    """(n, H, W) images each one of `n_kinds` blob images (drawn with `kinds_seed`) plus a
+    little noise: a set of few "patients" when n_kinds is small."""
+    kinds = blobs(n_kinds, kinds_seed)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, n_kinds, n)
+    return np.clip(kinds[pick] + jitter * rng.standard_normal((n, H, W)), 0, 1).astype(np.float32)
+
+
+def test_train_referenced_floor_catches_samples_too_alike_that_the_test_floor_rewards():
+    # train: many "patients"; test: two of them; samples: all alike, the average patient
+    train, kinds = _clustered(300, 0, 30), blobs(30, 100)
+    test = np.clip(kinds[[3, 7] * 20] + 0.02 * np.random.default_rng(2).standard_normal((40, H, W)), 0, 1)
+    samples = np.clip(kinds.mean(0) + 0.02 * np.random.default_rng(3).standard_normal((40, H, W)), 0, 1)
+    q = sq.sample_quality(samples.astype(np.float32), train, test.astype(np.float32), noise(40, 4), seed=0)
+    # against the two-patient test split the train slices are no floor: the too-alike
+    # samples score below them, as the demo's samples did
+    assert q["fid_samples"] < q["fid_test_vs_train"]
+    # against the training distribution the samples are far above the real-vs-real floor,
+    # and far less varied than real slices
+    assert q["fid_train_samples"] > 2 * q["fid_train_floor"]
+    assert q["spread_ratio"] < 0.3
+    # real slices of the same distribution score the floor (within chance)
+    real = sq.sample_quality(_clustered(40, 5, 30), train, test.astype(np.float32), noise(40, 4), seed=0)
+    assert real["fid_train_samples"] < 2 * real["fid_train_floor"] and real["spread_ratio"] > 0.6
+
+
+def test_feature_spread_and_train_referenced_checks():
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((200, 3)) * [1.0, 2.0, 3.0]
+    assert sq.feature_spread(f) == pytest.approx(14.0, rel=0.15)
+    with pytest.raises(ValueError, match="N >= 2"):
+        sq.feature_spread(f[:1])
+    with pytest.raises(ValueError, match="one size >= 2"):
+        sq.train_referenced(f[:10], f[10:20], f[20:25], f[30:40])
+    r = sq.train_referenced(f[:50], f[50:100], f[100:150], f[150:] * 5)
+    assert r["fid_train_floor"] < r["fid_train_unigram"] and r["n_train_reference"] == 50

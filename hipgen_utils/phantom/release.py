@@ -14,6 +14,7 @@ its own random generator, so the files do not depend on generation order.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import shutil
@@ -159,8 +160,18 @@ def _write_case_week(root, row, case, seed, n_slices):
     return week
 
 
+def _write_job(job):
+    """One case-week in a worker process (a top-level function, so it pickles)."""
+    root, row, case, seed, n_slices = job
+    return _write_case_week(root, row, case, seed, n_slices)
+
+
+def _default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
 def write_phantom(
-    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True
+    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True, workers=None
 ) -> Path:
     """Generate the phantom release into `out_dir` (replacing an older phantom there).
 
@@ -168,7 +179,9 @@ def write_phantom(
     (H, W) or (H, W, 1), per-case scale 200-4000) and ``keras_slices_seg_{split}/seg_...``
     (uint8 labels 0..5) for n_train/n_validate/n_test case-weeks of `n_slices` slices, then
     ``PHANTOM.json`` with every parameter. Built in a hidden sibling folder and renamed into
-    place at the end, so an interrupted run never looks complete. Deterministic in `seed`.
+    place at the end, so an interrupted run never looks complete. Deterministic in `seed`,
+    whatever the number of `workers` (processes writing case-weeks at once; default
+    ``min(2, cpu_count)``, as the loader): every case-week has its own RNG.
     Returns `out_dir` as a Path."""
     p = _params(n_train, n_validate, n_test, n_slices, seed)
     out = Path(out_dir).expanduser().resolve()
@@ -187,14 +200,29 @@ def write_phantom(
             image_dir(tmp, split).mkdir(parents=True)
             label_dir(tmp, split).mkdir(parents=True)
         cases = {}
-        total = len(plan["case_weeks"]) * p["n_slices"]
-        with tqdm(total=total, desc="phantom", unit="slice", disable=not progress) as bar:
-            for row in plan["case_weeks"]:
-                key = f"{row['case']:03d}"
-                if key not in cases:
-                    cases[key] = sample_case(_case_rng(p["seed"], row["case"]))
-                row["params"] = _write_case_week(tmp, row, cases[key], p["seed"], p["n_slices"])
-                bar.update(p["n_slices"])
+        for row in plan["case_weeks"]:  # the case parameters first (cheap), then the slices
+            key = f"{row['case']:03d}"
+            if key not in cases:
+                cases[key] = sample_case(_case_rng(p["seed"], row["case"]))
+        rows = plan["case_weeks"]
+        jobs = [(tmp, row, cases[f"{row['case']:03d}"], p["seed"], p["n_slices"]) for row in rows]
+        workers = _default_workers() if workers is None else max(1, int(workers))
+        with tqdm(total=len(rows) * p["n_slices"], desc="phantom", unit="slice", disable=not progress) as bar:
+            if workers > 1 and len(rows) > 1:
+                with cf.ProcessPoolExecutor(max_workers=min(workers, len(rows))) as ex:
+                    futures = [ex.submit(_write_job, job) for job in jobs]
+                    try:
+                        for row, fut in zip(rows, futures):
+                            row["params"] = fut.result()
+                            bar.update(p["n_slices"])
+                    except BaseException:
+                        for f in futures:
+                            f.cancel()
+                        raise
+            else:
+                for row, job in zip(rows, jobs):
+                    row["params"] = _write_case_week(*job)
+                    bar.update(p["n_slices"])
         meta = {
             "format": "hipgen-phantom",
             "version": PHANTOM_VERSION,
@@ -255,7 +283,7 @@ def _is_complete(root: Path, p: dict) -> bool:
 
 
 def ensure_phantom(
-    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True
+    out_dir, n_train=191, n_validate=11, n_test=9, n_slices=60, seed=0, progress=True, workers=None
 ) -> Path:
     """`out_dir` as a Path, holding a complete phantom with these parameters.
 
@@ -265,4 +293,4 @@ def ensure_phantom(
     out = Path(out_dir).expanduser().resolve()
     if _is_complete(out, p):
         return out
-    return write_phantom(out, **p, progress=progress)
+    return write_phantom(out, **p, progress=progress, workers=workers)
