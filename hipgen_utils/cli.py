@@ -187,11 +187,12 @@ def cmd_evaluate(args):
         _check_temperature(t)
     if args.temperatures and args.no_anatomy:
         raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
+    _check_lead_lines(args.lead_lines)
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
         judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
-        temperatures=args.temperatures,
+        temperatures=args.temperatures, lead_lines=args.lead_lines,
     )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(result)))
@@ -210,6 +211,14 @@ def cmd_evaluate(args):
         cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_symmetry", "empty_samples")
                 if c in sweep[0]]  # fmt: skip
         print_table("the judge's anatomy against temperature", cols, [[r[c] for c in cols] for r in sweep])
+
+
+_LEAD_HELP = "the first this many code rows (in sampling order) are drawn at temperature 1 (0 = none)"
+
+
+def _check_lead_lines(n):
+    if n < 0:
+        raise C.ConfigError(f"--lead_lines {n} must be >= 0 (code rows drawn at temperature 1; 0 = none)")
 
 
 MAX_PREDICT = 256  # samples per `predict` call (a 16x16 grid; about 0.5 GB at most on a CPU)
@@ -260,6 +269,7 @@ def cmd_predict(args):
     _check_temperature(args.temperature)
     if args.top_k is not None and args.top_k < 0:
         raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
+    _check_lead_lines(args.lead_lines)
     if args.format == "png":
         out, note = _png_out(args.out)
         _predict(args, out, note=note)
@@ -288,7 +298,7 @@ def _predict(args, out: Path, note: str = "", replaced=()):
     shape = run.code_grid()
     _, images = generate(
         prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
-        condition=cond, shape=shape, device=device,
+        condition=cond, shape=shape, device=device, lead_lines=args.lead_lines,
     )  # fmt: skip
     if args.format == "nii":
         for f in replaced:  # --overwrite: the earlier samples, removed only now
@@ -364,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the scored samples and of the judge (its completion slices, samples, train subset)")
     s.add_argument("--temperature", type=float, default=_SAMPLE.temperature,
                    help="temperature of the scored samples and completions (default: predict's)")
+    s.add_argument("--lead_lines", type=int, default=_SAMPLE.lead_lines, help=_LEAD_HELP)
     s.add_argument("--temperatures", type=float, nargs="+", default=(),
                    help="the judge also scores the anatomy of samples at these temperatures (notebook 07's sweep)")
     s.add_argument("--device", default="auto")
@@ -376,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run_dir", required=True)
     s.add_argument("--n", type=int, default=_SAMPLE.n_samples, help=f"number of samples, 1..{MAX_PREDICT}")
     s.add_argument("--temperature", type=float, default=_SAMPLE.temperature)
+    s.add_argument("--lead_lines", type=int, default=_SAMPLE.lead_lines, help=_LEAD_HELP)
     s.add_argument("--top_k", type=int, default=_SAMPLE.top_k, help="sample among the k likeliest codes (0 = off)")
     s.add_argument("--seed", type=int, default=_SAMPLE.seed)
     s.add_argument("--slice", type=int, default=None, help="slice position to condition on")

@@ -233,6 +233,10 @@ class SampleConfig:
     # 0.7 closest to real slices -- anatomy_gap 0.064 against 0.090 at 1.0, both femoral heads
     # 2.4x as often, completion Dice 0.83 against 0.81 -- with no near-copies of training slices
     temperature: float = 0.7
+    # the first lines (code rows in sampling order) are drawn at temperature 1: below 1 the
+    # likeliest code at the slice's left edge is air, row after row, and some samples drew
+    # their body late or not at all (see sampling.sample)
+    lead_lines: int = 8
     top_k: int = 0  # 0 = no top-k truncation
     seed: int = 0
     n_eval_samples: int = 256  # samples scored against train/test images
@@ -242,7 +246,7 @@ class SampleConfig:
         _at_least(self, 1, "n_samples", "n_sweep_samples")
         _at_least(self, 2, "n_eval_samples")  # a Fréchet distance needs a covariance
         _positive(self, "temperature")
-        _at_least(self, 0, "top_k", "seed")
+        _at_least(self, 0, "top_k", "seed", "lead_lines")
 
 
 @dataclass

@@ -138,7 +138,8 @@ def compare_priors(
             if judge_fn is not None:
                 try:
                     summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg,
-                                          temperature=cfg0.sample.temperature)  # fmt: skip
+                                          temperature=cfg0.sample.temperature,
+                                          lead_lines=cfg0.sample.lead_lines)  # fmt: skip
                     row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
                     row["judge"] = summary  # everything, per class too, for compare.json
                 except Exception as e:  # the judge is optional here: say why, keep the table

@@ -72,12 +72,18 @@ def sample(
     shape: Sequence[int] = CODE_GRID,
     device: torch.device | str | None = None,
     progress: bool = False,
+    lead_lines: int = 0,
 ) -> torch.LongTensor:
     """Draw n code grids from the prior (fast, row-cached sampler).
 
     prior:       a `GatedPixelCNN`; put in eval mode for the call, its mode restored after.
     n:           number of samples (>= 1).
     temperature: finite > 0; logits are divided by it (< 1 sharper, > 1 flatter).
+    lead_lines:  the first this many lines in sampling order (rows for order "lr") are drawn
+                 at temperature 1, the model's own probabilities, and the rest at
+                 `temperature` (0 = all at `temperature`). A lower temperature sharpens every
+                 choice towards the likeliest code, and at the slice's edge that is air, line
+                 after line: the body begins late or never. Lines of a prefix are kept as given.
     top_k:       None or 0 = off, else 1..K: sample only among the k most likely codes.
     seed:        seeds a CPU torch.Generator; same seed -> same samples.
     condition:   None (unconditional prior), an int for all samples, or n ints (slice positions).
@@ -95,7 +101,7 @@ def sample(
     """
     return _run(
         _fast_rows, prior, n, temperature=temperature, top_k=top_k, seed=seed, condition=condition,
-        prefix=prefix, shape=shape, device=device, progress=progress,
+        prefix=prefix, shape=shape, device=device, progress=progress, lead_lines=lead_lines,
     )  # fmt: skip
 
 
@@ -112,6 +118,7 @@ def sample_naive(
     device: torch.device | str | None = None,
     progress: bool = False,
     rows: int | None = None,
+    lead_lines: int = 0,
 ) -> torch.LongTensor:
     """Same as `sample` (same arguments, same codes) but one full forward pass per position.
 
@@ -126,7 +133,7 @@ def sample_naive(
         raise ValueError(f"rows={rows!r} must be None or an integer >= 0")
     return _run(
         _naive_rows, prior, n, temperature=temperature, top_k=top_k, seed=seed, condition=condition,
-        prefix=prefix, shape=shape, device=device, progress=progress, rows=rows,
+        prefix=prefix, shape=shape, device=device, progress=progress, rows=rows, lead_lines=lead_lines,
     )  # fmt: skip
 
 
@@ -147,6 +154,7 @@ def _run(
     device,
     progress,
     rows=None,
+    lead_lines=0,
 ):
     """Validate the arguments, draw the uniforms, and let `fill_rows` fill the code grid."""
     if not isinstance(prior, GatedPixelCNN):
@@ -160,6 +168,8 @@ def _run(
         or not (math.isfinite(temperature) and temperature > 0)
     ):
         raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
+    if isinstance(lead_lines, bool) or not isinstance(lead_lines, numbers.Integral) or lead_lines < 0:
+        raise ValueError(f"lead_lines={lead_lines!r} must be an integer >= 0 (lines drawn at temperature 1)")
     K = prior.n_codes
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or not 0 <= top_k <= K
@@ -236,12 +246,20 @@ def _run(
             top_codes = None
             if top is not None:
                 top_codes = _top_grid(prior, codes_d, start, (Ht, Wt))
-                fill_rows(top, top_codes, u_top, cond, start // prior.top_factor, temperature, top_k, False, None)
-            fill_rows(prior, codes_d, u, cond, start, temperature, top_k, progress, rows, top=top_codes)
+                f = prior.top_factor  # a top line is a lead line when its block starts in the lead
+                fill_rows(top, top_codes, u_top, cond, start // f, _line_temperatures(top, (Ht, Wt), temperature,
+                          -(-int(lead_lines) // f)), top_k, False, None)  # fmt: skip
+            temps = _line_temperatures(prior, (H, W), temperature, int(lead_lines))
+            fill_rows(prior, codes_d, u, cond, start, temps, top_k, progress, rows, top=top_codes)
         return codes_d.cpu()
     finally:
         prior.train(was_training)
         prior.to(home)
+
+
+def _line_temperatures(prior, shape, temperature: float, lead: int) -> list[float]:
+    """The temperature of each line in sampling order: 1.0 for the first `lead`, else `temperature`."""
+    return [1.0 if r < lead else float(temperature) for r in range(_lines(prior, shape))]
 
 
 def _top_grid(prior, codes, start, top_shape):
@@ -292,7 +310,7 @@ def _draw(
 # ---- the two algorithms (fill `codes` in place from line `start` in sampling order) ----------
 
 
-def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows, top=None):
+def _naive_rows(prior, codes, u, cond, start, temps, top_k, progress, rows, top=None):
     # the textbook reference: the public full-grid pass in image layout for every position,
     # visited in the prior's sampling order (`to_internal` views write through to `codes`)
     ci, ui = prior.to_internal(codes), prior.to_internal(u)
@@ -303,12 +321,13 @@ def _naive_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows
             tab = codes if prior.tables is not None else None
             logits = prior.forward_embedded(prior.embed(codes), cond, top, tab)  # (n, K, H, W)
             logits = prior.to_internal(logits.permute(0, 2, 3, 1))[:, r, c]
-            ci[:, r, c] = _draw(logits, ui[:, r, c], temperature, top_k)
+            ci[:, r, c] = _draw(logits, ui[:, r, c], temps[r], top_k)
 
 
-def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=None, top=None):
+def _fast_rows(prior, codes, u, cond, start, temps, top_k, progress, rows=None, top=None):
     # `rows` (stop early) is only offered by the naive sampler. Works on the internal grid
-    # (rows in sampling order) and writes it back into the image-layout `codes` at the end.
+    # (rows in sampling order) and writes it back into the image-layout `codes` at the end;
+    # temps[r]: the temperature of internal row r (`_line_temperatures`).
     ci, u = prior.to_internal(codes).contiguous(), prior.to_internal(u)
     n, H, W = ci.shape
     C, L, a = prior.n_channels, prior.n_layers, prior.kernel_size // 2
@@ -375,7 +394,7 @@ def _fast_rows(prior, codes, u, cond, start, temperature, top_k, progress, rows=
                 if table_row is not None:  # the upper/mirror neighbours' terms + the left one's
                     left = ci[:, r, c - 1] if c else none
                     logits = logits + table_row[:, c] + prior.tables.weight[left]
-                ci[:, r, c] = _draw(logits, u[:, r, c], temperature, top_k)
+                ci[:, r, c] = _draw(logits, u[:, r, c], temps[r], top_k)
                 h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(ci[:, r, c])
         v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(ci[:, r : r + 1])], dim=1)
     if ci is not codes:

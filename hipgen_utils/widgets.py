@@ -65,6 +65,8 @@ class SamplerPanel:
     without test_images the "original" shown is the decoded test codes).
     sample_fn: defaults to `hipgen_utils.sampling.sample`, same keyword interface.
     temperature: the temperature slider's starting value (notebook 06: the profile's).
+    lead_lines: code rows drawn at temperature 1 first (`sampling.sample`; notebook 06: the
+    profile's); passed to `sample_fn` only when > 0.
 
     Sliders are public attributes (temperature, top_k, seed, n, slice, mode, image_index,
     keep_rows). Changing one re-renders only if it matters in the current mode: n and slice
@@ -87,12 +89,14 @@ class SamplerPanel:
         max_samples=16,
         sample_fn=None,
         temperature=1.0,
+        lead_lines=0,
     ):
         for attr in ("n_codes", "n_conditions"):
             if not hasattr(prior, attr):
                 raise TypeError(f"prior has no attribute {attr!r}; pass a PixelCNN prior")
         self.prior, self.decode, self.sample_fn = prior, decode, sample_fn or sampling.sample
         self.device, self.shape = device, tuple(int(s) for s in shape)
+        self.lead_lines = int(lead_lines)
         self.n_codes = int(prior.n_codes)
         self.n_conditions = int(prior.n_conditions or 0)
         self.conditional = self.n_conditions > 0
@@ -244,13 +248,16 @@ class SamplerPanel:
     # ------------------------------------------------------------------ drawing
 
     def _common_kwargs(self) -> dict:
-        return dict(
+        kw = dict(
             temperature=float(self.temperature.value),
             top_k=int(self.top_k.value) or None,
             seed=int(self.seed.value),
             shape=self.shape,
             device=self.device,
         )
+        if self.lead_lines:  # only when set: a sample_fn written before it needs no change
+            kw["lead_lines"] = self.lead_lines
+        return kw
 
     def _render_samples(self):
         n = int(self.n.value)

@@ -92,8 +92,9 @@ if found is not None:
 # %%
 report, arrays = judge.judge_prior(prior, vq, grids, splits, run.dir, run.cfg.judge, vars(data_cfg),
                                    temperature=run.cfg.sample.temperature, temperatures=TEMPERATURES,
-                                   progress=True)  # fmt: skip
-print(f"completions and samples at T = {report['temperature']} (the profile's sampling temperature)")
+                                   lead_lines=run.cfg.sample.lead_lines, progress=True)  # fmt: skip
+print(f"completions and samples at T = {report['temperature']} (the profile's sampling temperature; "
+      f"the first {report['lead_lines']} code rows at T = 1)")
 checkpoints.write_json(run.dir / "anatomy.json", report, indent=1)
 keys = [k for k in report if k.startswith(("completion_ssim", "completion_dice")) and "per_class" not in k]
 for k in keys:
@@ -189,8 +190,10 @@ if "empty_samples" in report:
 # %% [markdown]
 # ## Anatomy against temperature
 # The same seed, slice positions and reference sets at each temperature; only the samples
-# change. A lower temperature smooths the samples; whether that brings their bones closer
-# to real ones, or just erases them, is what these curves say.
+# change (the first `lead_lines` code rows are drawn at T = 1 at every temperature). A lower
+# temperature smooths the samples; whether that brings their bones closer to real ones, or
+# just erases them, is what these curves say. Without the lead rows, lower temperatures
+# also left some samples with no body at all (the last column counts them).
 
 # %%
 if "temperature_sweep" in report:

@@ -108,6 +108,20 @@ def test_predict_png_and_nifti(trained, capsys, tmp_path):
     assert img.shape == (256, 128) and 0 <= img.min() and img.max() <= 1
 
 
+def test_predict_lead_lines_draws_them_at_temperature_1(trained, capsys, tmp_path):
+    _, run_dir = trained
+
+    def predicted(name, *flags):
+        code, _, err = run(capsys, "predict", "--run_dir", run_dir, "--n", "2", "--format", "nii", "--out",
+                           tmp_path / name, "--device", "cpu", *flags)  # fmt: skip
+        assert code == 0, err
+        return np.stack([np.asarray(nib.load(f).dataobj) for f in sorted((tmp_path / name).glob("*.nii.gz"))])
+
+    t1 = predicted("t1", "--temperature", "1", "--lead_lines", "0")
+    assert np.array_equal(predicted("all_lead", "--temperature", "0.3", "--lead_lines", "999"), t1)
+    assert not np.array_equal(predicted("cold", "--temperature", "0.3", "--lead_lines", "0"), t1)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -119,6 +133,8 @@ def test_predict_png_and_nifti(trained, capsys, tmp_path):
         (["evaluate", "--run_dir", "{run}", "--temperature", "nan", "--json"], "--temperature nan must be"),
         (["evaluate", "--run_dir", "{run}", "--temperatures", "0.5", "-1"], "--temperature -1.0 must be"),
         (["evaluate", "--run_dir", "{run}", "--temperatures", "0.5", "--no_anatomy"], "drop --no_anatomy"),
+        (["predict", "--run_dir", "{run}", "--lead_lines", "-2", "--out", "x.png"], "--lead_lines -2 must be >= 0"),
+        (["evaluate", "--run_dir", "{run}", "--lead_lines", "-1", "--json"], "--lead_lines -1 must be >= 0"),
         (["predict", "--run_dir", "{tmp}", "--out", "x.png"], "run notebooks/02_train_vqvae"),
         (["evaluate", "--run_dir", "{tmp}/nope", "--json"], "does not exist"),
         (["info", "--data_dir", "{tmp}"], "keras_slices_train"),

@@ -111,6 +111,10 @@ def test_fast_equals_naive_and_completion_keeps_the_prefix(kw):
         assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **args))
         mask = torch.from_numpy(kept_mask(m, (8, 6), kept_lines(m, (8, 6), fraction)))
         assert torch.equal(done[:, mask], grid[:, mask]) and not torch.equal(done, grid)
+    # lead lines at temperature 1: for the top grid too (a top line leads when its block starts
+    # in the lead), the same in both samplers
+    lead = dict(args, temperature=0.4, lead_lines=3)
+    assert torch.equal(sample(m, 3, **lead), sample_naive(m, 3, **lead))
 
 
 def test_completion_uses_the_kept_half_top_codes(monkeypatch):

@@ -212,6 +212,7 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
                 "fid_seg_train_unigram", "spread_ratio_seg"):  # fmt: skip
         assert key in summary, key
     assert summary["n_train_reference_seg"] == summary["n_anatomy"]  # equal sets: floor, samples, ceiling
+    assert summary["lead_lines"] == 0  # the default: every line at the temperature
     assert all(0 <= r["empty_samples"] <= 1 for r in summary["temperature_sweep"])
     assert summary["temperature_sweep"][1]["empty_samples"] == summary["empty_samples"]
     assert summary["completion_kept_half"] == "left"

@@ -330,3 +330,32 @@ def test_fast_equals_naive_with_code_tables(switches):
         done = sample(m, 3, prefix=prefix, **kw)
         assert torch.equal(done[:, :k], grid[:, :k])
         assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
+
+
+@pytest.mark.parametrize(
+    "switches, order",
+    [({}, "lr"), ({"tables": True, "mirror": True, "v_dilation": 2}, "lr"), ({}, "ap")],
+)
+def test_lead_lines_are_drawn_at_temperature_1(switches, order):
+    m = _model(4, order=order, **switches)
+    kw = dict(seed=3, condition=[0, 2, 3, 1], shape=(8, 6))
+    lines = (lambda g, k: g[:, :, :k]) if order == "ap" else (lambda g, k: g[:, :k])
+    rest = (lambda g, k: g[:, :, k:]) if order == "ap" else (lambda g, k: g[:, k:])
+    t1, cold = sample(m, 4, temperature=1.0, **kw), sample(m, 4, temperature=0.3, **kw)
+    lead = sample(m, 4, temperature=0.3, lead_lines=3, **kw)
+    # the same uniforms: the lead lines are the T = 1 sample's, the rest is drawn colder
+    assert torch.equal(lines(lead, 3), lines(t1, 3)) and not torch.equal(lines(cold, 3), lines(t1, 3))
+    assert not torch.equal(rest(lead, 3), rest(t1, 3))
+    assert torch.equal(lead, sample_naive(m, 4, temperature=0.3, lead_lines=3, **kw))
+    assert torch.equal(sample(m, 4, temperature=0.3, lead_lines=0, **kw), cold)  # 0 = off
+    assert torch.equal(sample(m, 4, temperature=0.3, lead_lines=99, **kw), t1)  # all lines at 1
+    # a prefix's lines are kept; lead lines after it are still drawn at 1
+    pre = keep_first(m, t1, k=2)
+    done = sample(m, 4, temperature=0.3, lead_lines=3, prefix=pre, **kw)
+    assert torch.equal(lines(done, 3), lines(t1, 3))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_lead_lines_must_be_a_count(bad):
+    with pytest.raises(ValueError, match="lead_lines=.* must be an integer >= 0"):
+        sample(_model(), 1, shape=(3, 3), lead_lines=bad)

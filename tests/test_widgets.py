@@ -147,6 +147,16 @@ def test_completion_without_test_images_decodes_the_test_codes():
     assert panel.n_renders == 1 and sampler.calls[0]["condition"] is None
 
 
+def test_lead_lines_reach_the_sampler_only_when_set():
+    sampler = FakeSampler()
+    panel = SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, sample_fn=sampler, lead_lines=3)
+    panel.render()
+    assert sampler.calls[-1]["lead_lines"] == 3
+    plain = FakeSampler()
+    SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, sample_fn=plain).render()
+    assert "lead_lines" not in plain.calls[-1]  # a sample_fn without the keyword still works
+
+
 def test_completion_mode_unavailable_without_test_codes():
     panel = SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, sample_fn=FakeSampler())
     assert list(panel.mode.options) == ["samples"] and panel.mode.disabled
