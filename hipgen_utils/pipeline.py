@@ -198,9 +198,9 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
     (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
     segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
     directory when missing). Samples and completions are drawn at `temperature` (the first
-    `lead_lines` lines at 1, `sampling.sample`); the judge
-    also scores samples at `temperatures` ("temperature_sweep": `judge.sweep_row`s, as in
-    notebook 07). Everything runs on ``run.device``."""
+    `lead_lines` lines at 1, `sampling.sample`); the judge also scores samples at
+    `temperatures` ("temperature_sweep": `judge.sweep_row`s, as in notebook 07). Everything
+    runs on ``run.device``."""
     vqvae, device = run.vqvae(), run.device
     wanted = ("train", split) if run.has_prior() else (split,)
     splits = run.splits(*dict.fromkeys(wanted), progress=progress)

@@ -9,9 +9,9 @@ read-only ``np.memmap``), checked like those of `hipgen_utils.metrics`.
 * Nearest-neighbour SSIM against the training set (``nearest_neighbour_ssim``) to detect
   memorised copies.
 * ``sample_quality``: both together, with the real-vs-real floor and the unigram-codes
-  ceiling that make the numbers readable (`train_referenced`: the floor is two sets of
-  training slices, the distribution the prior learned) (its keys are part of ``sample_quality.json``,
-  written by `pipeline.prior_report`).
+  ceiling that make the numbers readable (`train_referenced`: the floor compares two sets
+  of training slices, the distribution the prior learned). Its keys are part of
+  ``sample_quality.json``, written by `pipeline.prior_report`.
 
 The anatomy judge reuses ``FrechetReference`` with its segmenter's features instead.
 """

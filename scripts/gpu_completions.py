@@ -31,7 +31,8 @@ def completion_figure(run_dir, out, n: int = 4, temperature: float | None = None
         raise SystemExit(f"{run_dir}: test split: {e} (--n)") from None
     slices = np.asarray(grids["slice_test"])[pick]
     _, completed = pipeline.complete_slices(prior, vq, np.asarray(grids["codes_test"])[pick], slices,
-                                         temperature=temp, seed=seed)  # fmt: skip
+                                            temperature=temp, seed=seed,
+                                            lead_lines=run.cfg.sample.lead_lines)  # fmt: skip
     images = np.concatenate([np.asarray(test.images)[pick], completed])
     titles = [f"test, slice {int(s)}" for s in slices] + ["first half kept, rest sampled"] * n
     fig = plotting.plot_samples(images, titles, ncols=n, suptitle=f"completions (T={temp}, seed={seed})")

@@ -199,30 +199,23 @@ def write_phantom(
         for split in SPLITS:
             image_dir(tmp, split).mkdir(parents=True)
             label_dir(tmp, split).mkdir(parents=True)
-        cases = {}
-        for row in plan["case_weeks"]:  # the case parameters first (cheap), then the slices
+        rows, cases = plan["case_weeks"], {}
+        for row in rows:  # the case parameters first (cheap), then the slices
             key = f"{row['case']:03d}"
             if key not in cases:
                 cases[key] = sample_case(_case_rng(p["seed"], row["case"]))
-        rows = plan["case_weeks"]
         jobs = [(tmp, row, cases[f"{row['case']:03d}"], p["seed"], p["n_slices"]) for row in rows]
         workers = _default_workers() if workers is None else max(1, int(workers))
-        with tqdm(total=len(rows) * p["n_slices"], desc="phantom", unit="slice", disable=not progress) as bar:
-            if workers > 1 and len(rows) > 1:
-                with cf.ProcessPoolExecutor(max_workers=min(workers, len(rows))) as ex:
-                    futures = [ex.submit(_write_job, job) for job in jobs]
-                    try:
-                        for row, fut in zip(rows, futures):
-                            row["params"] = fut.result()
-                            bar.update(p["n_slices"])
-                    except BaseException:
-                        for f in futures:
-                            f.cancel()
-                        raise
-            else:
-                for row, job in zip(rows, jobs):
-                    row["params"] = _write_case_week(*job)
+        pool = cf.ProcessPoolExecutor(min(workers, len(rows))) if workers > 1 and len(rows) > 1 else None
+        try:
+            weeks = map(_write_job, jobs) if pool is None else pool.map(_write_job, jobs)
+            with tqdm(total=len(rows) * p["n_slices"], desc="phantom", unit="slice", disable=not progress) as bar:
+                for row, week in zip(rows, weeks):  # in plan order, whichever process wrote it
+                    row["params"] = week
                     bar.update(p["n_slices"])
+        finally:  # on a failure, do not wait for the rest of the case-weeks to be written
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         meta = {
             "format": "hipgen-phantom",
             "version": PHANTOM_VERSION,
