@@ -5,7 +5,7 @@
     hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
                     [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume | --overwrite]
     hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
-    hipgen predict  --run_dir RUN [--n 16] [--temperature 0.7] [--top_k K] [--seed 0] [--slice S]
+    hipgen predict  --run_dir RUN [--n 16] [--temperature T] [--top_k K] [--seed 0] [--slice S]
                     --out PATH [--format png|nii] [--overwrite]
     hipgen bench    data|vqvae|prior|sample [--profile demo]
     hipgen bench    prior --compare [--budget_s S] [--variants baseline attention ...]
@@ -182,6 +182,7 @@ def cmd_evaluate(args):
     from hipgen_utils.pipeline import evaluate_run
     from hipgen_utils.run import Run
 
+    _sampling_defaults(args)
     _check_sampling(args, args.n_samples, 2, MAX_EVALUATE, "--n_samples")
     for t in (args.temperature, *args.temperatures):
         _check_temperature(t)
@@ -208,7 +209,8 @@ def cmd_evaluate(args):
     if sweep:
         from hipgen_utils.bench import print_table
 
-        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_symmetry", "empty_samples")
+        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_symmetry", "bone_cortex_gap",
+                                 "empty_samples")
                 if c in sweep[0]]  # fmt: skip
         print_table("the judge's anatomy against temperature", cols, [[r[c] for c in cols] for r in sweep])
 
@@ -259,12 +261,23 @@ def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
     return p, old
 
 
+def _sampling_defaults(args):
+    """Fill --temperature / --lead_lines left out with the profile's (--profile, else
+    $HIPGEN_PROFILE, else demo: `SampleConfig` in config.py; demo samples at 0.6, full at 0.7)."""
+    sample = C.get_profile(args.profile).sample
+    if args.temperature is None:
+        args.temperature = sample.temperature
+    if args.lead_lines is None:
+        args.lead_lines = sample.lead_lines
+
+
 def _check_temperature(t: float):
     if t != t or not 0 < t < float("inf"):
         raise C.ConfigError(f"--temperature {t} must be a finite number > 0")
 
 
 def cmd_predict(args):
+    _sampling_defaults(args)
     _check_sampling(args, args.n, 1, MAX_PREDICT, "--n")
     _check_temperature(args.temperature)
     if args.top_k is not None and args.top_k < 0:
@@ -329,6 +342,7 @@ def cmd_notebooks(args):
 
 
 _SAMPLE = C.SampleConfig()  # the sampling defaults, in one place (config.SampleConfig)
+_TEMPS = ", ".join(f"{name} {C.get_profile(name).sample.temperature:g}" for name in C.PROFILE_NAMES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,13 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"samples scored for sample quality, 2..{MAX_EVALUATE} (more: a steadier Fréchet distance)")
     s.add_argument("--seed", type=int, default=0,
                    help="seed of the scored samples and of the judge (its completion slices, samples, train subset)")
-    s.add_argument("--temperature", type=float, default=_SAMPLE.temperature,
-                   help="temperature of the scored samples and completions (default: predict's)")
-    s.add_argument("--lead_lines", type=int, default=_SAMPLE.lead_lines, help=_LEAD_HELP)
+    s.add_argument("--temperature", type=float, default=None,
+                   help="temperature of the scored samples and completions (default: the profile's, " + _TEMPS + ")")
+    s.add_argument("--lead_lines", type=int, default=None, help=_LEAD_HELP + " (default: the profile's, 8)")
     s.add_argument("--temperatures", type=float, nargs="+", default=(),
                    help="the judge also scores the anatomy of samples at these temperatures (notebook 07's sweep)")
     s.add_argument("--device", default="auto")
-    s.add_argument("--profile", help="profile whose judge settings (segmenter size, slices scored) to use")
+    s.add_argument("--profile", help="profile whose judge and sampling settings (segmenter size, slices scored, "
+                   "temperature) to use (default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--no_anatomy", action="store_true",
                    help="skip the anatomy judge (segmenter, completion scores, anatomy_gap)")
     s.set_defaults(func=cmd_evaluate)
@@ -386,10 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")
     s.add_argument("--run_dir", required=True)
     s.add_argument("--n", type=int, default=_SAMPLE.n_samples, help=f"number of samples, 1..{MAX_PREDICT}")
-    s.add_argument("--temperature", type=float, default=_SAMPLE.temperature)
-    s.add_argument("--lead_lines", type=int, default=_SAMPLE.lead_lines, help=_LEAD_HELP)
+    s.add_argument("--temperature", type=float, default=None, help=f"default: the profile's, {_TEMPS}")
+    s.add_argument("--lead_lines", type=int, default=None, help=_LEAD_HELP + " (default: the profile's, 8)")
     s.add_argument("--top_k", type=int, default=_SAMPLE.top_k, help="sample among the k likeliest codes (0 = off)")
     s.add_argument("--seed", type=int, default=_SAMPLE.seed)
+    s.add_argument("--profile", help="profile whose sampling settings (temperature, lead lines) to use "
+                   "(default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--slice", type=int, default=None, help="slice position to condition on")
     s.add_argument("--out", required=True,
                    help="png: the grid's file (replaced if it exists; '.png' is appended when the name "

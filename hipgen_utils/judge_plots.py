@@ -105,9 +105,36 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10) -> Figure:
     return fig
 
 
+def plot_bone_cortex(values: Mapping[str, np.ndarray], gap: float | None = None) -> Figure:
+    """Histograms of `judge.cortex_contrast` per set ({set: (N,) values, NaN = no bone}):
+    how much darker each image's bone rim is than its marrow. Real bone has a dark cortex;
+    blurred blobs labelled bone sit to the left, towards the unigram images."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
+    finite = {k: np.asarray(v, float)[np.isfinite(v)] for k, v in values.items()}
+    every = np.concatenate([v for v in finite.values() if v.size] or [np.zeros(1)])
+    bins = np.linspace(min(0.0, every.min()), max(0.6, every.max()), 31)
+    styles = {"test": ("k", "-"), "train": ("C2", "--"), "reconstruction": ("C0", ":"), "samples": ("C1", "-"),
+              "unigram": ("C3", "-.")}  # fmt: skip
+    for name, v in finite.items():
+        if not v.size:
+            continue
+        color, ls = styles.get(name, (None, "-"))
+        ax.hist(v, bins, histtype="step", density=True, color=color, ls=ls, lw=1.6,
+                label=f"{name} (median {np.median(v):.2f}, n={v.size})")  # fmt: skip
+    ax.set_xlabel("(marrow - rim) / (marrow + rim), image intensity in the bone mask")
+    ax.set_ylabel("density")
+    title = "Bone cortex: is the bone's rim dark against its marrow?"
+    ax.set_title(title if gap is None else f"{title}\nbone_cortex_gap = {gap:.2f} (0 = real, 1 = unigram)")
+    if ax.patches:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no bone large enough to judge", ha="center", transform=ax.transAxes)
+    return fig
+
+
 def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
     """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
-    "temperature_sweep" rows): `anatomy_gap`, and the femoral heads (`bone_pairs_ratio`)
+    "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads (`bone_pairs_ratio`)
     and bone symmetry as fractions of the test slices' (1 = like real slices), beside the
     share of samples with no body drawn (`empty_samples`; real slices 0)."""
     if not rows:
@@ -115,11 +142,13 @@ def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
     t = np.array([r["temperature"] for r in rows], dtype=float)
     col = lambda k: np.array([r.get(k, np.nan) for r in rows], dtype=float)  # noqa: E731
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-    a1.plot(t, col("anatomy_gap"), "o-", color="k")
+    a1.plot(t, col("anatomy_gap"), "o-", color="k", label="anatomy_gap (masks)")
+    if np.isfinite(col("bone_cortex_gap")).any():
+        a1.plot(t, col("bone_cortex_gap"), "d-", color="C1", label="bone_cortex_gap (dark cortex round the marrow)")
     a1.axhline(0, color="C2", ls="--", lw=1, label="floor: train vs test (real)")
     a1.set_ylim(bottom=-0.02)
     a1.set_xlabel("temperature")
-    a1.set_ylabel("anatomy_gap (lower is better)")
+    a1.set_ylabel("0 = real, 1 = unigram (lower is better)")
     a1.set_title("distance to real slices, per class")
     a1.legend(fontsize=8)
     a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")

@@ -25,8 +25,8 @@
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
-# None keeps the profile's sampling settings (SampleConfig: 16 samples, T = 0.7 after 8 lead
-# rows at T = 1, no top-k, seed 0)
+# None keeps the profile's sampling settings (SampleConfig: 16 samples, T = 0.6 in demo and
+# 0.7 in full, after 8 lead rows at T = 1, no top-k, seed 0)
 N_SAMPLES = None
 TEMPERATURE = None
 LEAD_LINES = None  # code rows drawn at T = 1 first (0 = none)
@@ -168,12 +168,14 @@ plotting.show_and_save(
 # temperature than above, `n_sweep_samples`: compare the rows with each other.) Whether the
 # anatomy gets better or worse with the temperature is measured in notebook 07
 # (`07_temperature_anatomy.png`). The rows also give the Fréchet distance to the training
-# distribution against its floor, and the samples' spread: lower temperatures draw samples
-# more alike, which the spread shows.
+# distribution against its floor, and the samples' spread against real slices': a
+# temperature that made the samples alike would show here as a falling spread (on the demo
+# prior the spread rises as the temperature falls: the blurrier samples of higher
+# temperatures vary less in these features, not more).
 
 # %%
 sweep = pipeline.temperature_sweep(
-    prior, vq, grids, splits, (0.7, 0.8, 0.9, 1.0), n_samples=cfg.sample.n_sweep_samples, seed=S.seed,
+    prior, vq, grids, splits, (0.5, 0.6, 0.7, 0.8, 0.9, 1.0), n_samples=cfg.sample.n_sweep_samples, seed=S.seed,
     lead_lines=S.lead_lines,
 )
 print(" T   nn-SSIM  near-copies  Fréchet to train (floor)  spread")
@@ -192,19 +194,20 @@ plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_te
 #   rectum, at the levels the slice position asks for; no sample copies a training slice
 #   (nearest-neighbour SSIM about 0.47, no near-copies). The bits per code are about half
 #   the unigram model's.
-# * **Wrong:** the bones. At the default temperature (0.7, chosen by notebook 07's
+# * **Wrong:** the bones. At the demo's temperature (0.6, chosen by notebook 07's
 #   measurements) the prior draws bone on both sides at the right levels and at mirrored
-#   positions (left–right symmetry of the bones about 0.82 against 0.95 in real slices),
-#   and a bone at each femoral head's place at the lowest slices, but mostly as small blobs
-#   rather than round femoral heads with a dark cortex: both femoral heads appear in about
-#   18 % of the samples against 28 % of real slices. Completing the missing half of a real
-#   slice, it does better than mirroring the kept half over all classes (Dice about 0.855
+#   positions (left–right symmetry of the bones about 0.83 against 0.95 in real slices),
+#   and a bone at each femoral head's place at the lowest slices, but smaller and less
+#   round than real femoral heads, with a fainter cortex (`bone_cortex_gap` about 0.37;
+#   0 = as dark a rim round the marrow as real bone): both femoral heads appear in about
+#   22 % of the samples against 28 % of real slices. Completing the missing half of a real
+#   slice, it does better than mirroring the kept half over all classes (Dice about 0.854
 #   against 0.849) and draws the partner femoral head, but places bone a little worse
-#   (0.81 against 0.83). The `full` prior, after three minutes on a GPU, draws round
+#   (0.815 against 0.831). The `full` prior, after three minutes on a GPU, draws round
 #   femoral heads with a cortex on both sides, both as often as real slices have them, and
 #   completes bones better than the mirror (0.89 against 0.86; README, "The full profile
 #   on one GPU"): on a CPU the demo prior is short of compute, not of context.
-# * **Empty, without lead rows:** sampled at T = 0.7 from the first row on, a sample now
+# * **Empty, without lead rows:** sampled below T = 1 from the first row on, a sample now
 #   and then drew no body at all (the prior kept drawing air past the rows where every
 #   training slice's body has begun, and the second half mirrored the empty first half;
 #   1–3 % of the samples on the demo phantom, 3 % at T = 0.5), and bodies came out a

@@ -30,9 +30,14 @@
 # 4. **the femoral heads**: how often a slice's bones hold a left–right pair of round
 #    components, samples against test slices at the same positions (`bone_pairs_ratio`,
 #    1 = as often as real slices);
-# 5. **failed samples**: the share of samples with no body drawn (`empty_samples`: a
+# 5. **the bone cortex**: real bone is a dark cortex around brighter marrow, and a blurred
+#    blob that the segmenter labels bone is not; per image, how much darker the bone mask's
+#    rim is than its core (`bone_cortex_gap`: 0 = like real slices, 1 = like unigram
+#    images), beside the VQ-VAE's reconstructions of the test slices (the best a prior can
+#    get through this decoder). No statistic of the masks alone can see this;
+# 6. **failed samples**: the share of samples with no body drawn (`empty_samples`: a
 #    foreground under half the smallest test slice's), which averages hardly see;
-# 6. a Fréchet distance in the segmenter's own feature space, to the **training
+# 7. a Fréchet distance in the segmenter's own feature space, to the **training
 #    distribution**: train slices at the test positions are the reference, a second,
 #    disjoint set of train slices at the same positions the floor (real vs real, the score
 #    of a prior that draws exactly what it learned), unigram images the ceiling; and the
@@ -173,6 +178,10 @@ if "anatomy" in report:
 # from femoral heads. This count can: a slice counts when the segmenter's bone mask has a
 # round component (circularity ≥ 0.7) on each side, mirrored across the body's midline.
 # Real slices have such a pair at the femoral-head levels and almost nowhere else.
+#
+# A round pair can still be two smooth blobs. Real bone has a dark cortex (1.6–3 px on the
+# phantom, near black on T2) around brighter marrow: the cortex contrast compares the mean
+# intensity of the bone mask's outer 2 px with that of its core, image by image.
 
 # %%
 if "bone_pairs" in report:
@@ -183,6 +192,11 @@ if "bone_pairs" in report:
         judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"]),
         run.figure("07_bone_pairs"),
     )  # fmt: skip
+if "bone_cortex" in report:
+    cortex = ", ".join(f"{k} {v:.3f}" for k, v in report["bone_cortex"].items())
+    print(f"bone cortex contrast (median): {cortex}; bone_cortex_gap = {report['bone_cortex_gap']:.2f}")
+    plotting.show_and_save(judge_plots.plot_bone_cortex(arrays["bone_cortex"], report["bone_cortex_gap"]),
+                           run.figure("07_bone_cortex"))  # fmt: skip
 if "empty_samples" in report:
     print(f"samples with no body drawn: {report['empty_samples']:.1%} of {report['n_anatomy']} "
           f"(train slices {report['empty_references']['train']:.0%})")  # fmt: skip
@@ -197,11 +211,11 @@ if "empty_samples" in report:
 
 # %%
 if "temperature_sweep" in report:
-    print(" T    anatomy_gap  femoral heads (x test)  bone symmetry (x test)  no body drawn")
+    print(" T    anatomy_gap  femoral heads (x test)  bone symmetry (x test)  bone_cortex_gap  no body drawn")
     for r in report["temperature_sweep"]:
         sym = r.get("bone_symmetry", np.nan) / r.get("bone_symmetry_test", np.nan)
         print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  "
-              f"{sym:22.2f}  {r['empty_samples']:13.1%}")  # fmt: skip
+              f"{sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  {r['empty_samples']:13.1%}")  # fmt: skip
     plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"]),
                            run.figure("07_temperature_anatomy"))  # fmt: skip
 
@@ -210,5 +224,6 @@ if "temperature_sweep" in report:
 # Read them with the figures: a prior that knows the anatomy completes a half slice at least
 # as well as the mirror does (`completion_dice` ≥ `completion_dice_mirror`), its samples'
 # bones are as symmetric as real ones (`anatomy_gap` near 0), and it draws both femoral heads
-# as often as real slices show them (`bone_pairs_ratio` near 1). `hipgen evaluate --json`
+# as often as real slices show them (`bone_pairs_ratio` near 1), with a dark cortex round
+# their marrow (`bone_cortex_gap` near 0). `hipgen evaluate --json`
 # reports the same keys.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hipgen_utils.cli import main
+from hipgen_utils.config import get_profile
 
 
 def run(capsys, *argv):
@@ -56,7 +57,8 @@ def test_evaluate_json_has_every_metric(trained, capsys):
                 "fid_seg_unigram", "segmenter_test_dice", "trusted_classes"):  # fmt: skip
         assert key in r, key
     assert r["n_images"] == 4 and 0 <= r["frac_ssim_gt_0_6"] <= 1 and -1 <= r["ssim_mean"] <= 1
-    assert r["temperature"] == 0.7  # samples and completions at the sampling temperature (SampleConfig)
+    # samples and completions at the profile's sampling temperature ($HIPGEN_PROFILE, else demo)
+    assert r["temperature"] == get_profile().sample.temperature and r["lead_lines"] == 8
 
 
 def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):

@@ -126,6 +126,64 @@ def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_t
     assert judge.bone_pairs(table, [1, 3]) == {}  # bones not trusted: no number
 
 
+def phantom_images(case_seed: int, slices) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(case_seed)
+    case = sample_case(rng)
+    week = sample_week(rng, case)
+    pairs = [phantom_slice(case, week, s, 60) for s in slices]
+    return np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs])
+
+
+def test_cortex_contrast_sees_the_dark_rim_of_real_bone_and_not_a_blurred_blob():
+    from scipy.ndimage import gaussian_filter
+
+    images, labels = phantom_images(1, [4, 20, 40])
+    real = [judge.cortex_contrast(i, lab == BONES) for i, lab in zip(images, labels)]
+    assert min(real) > 0.3, real  # marrow (0.6) inside a cortex (0.03)
+    blurred = [judge.cortex_contrast(gaussian_filter(i, 2.5), lab == BONES) for i, lab in zip(images, labels)]
+    assert max(b - r for b, r in zip(blurred, real)) < -0.1, (real, blurred)
+    m = disc((256, 128), (60, 64), 12)
+    flat = np.where(m, 0.6, 0.27)  # a uniform blob in muscle: no cortex
+    assert abs(judge.cortex_contrast(flat, m)) < 1e-9
+    ring = np.where(m & ~disc((256, 128), (60, 64), 10), 0.03, flat)  # the same blob with a dark rim
+    assert judge.cortex_contrast(ring, m) > 0.5
+    assert np.isnan(judge.cortex_contrast(flat, np.zeros_like(m)))  # no bone
+    assert np.isnan(judge.cortex_contrast(flat, disc((256, 128), (60, 64), 3)))  # too small for a core
+
+
+def test_bone_cortex_gap_is_near_zero_for_real_slices_and_high_for_blurred_bones():
+    """The numbers the eye agrees with: another patient's slices score as real, the same
+    slices with the cortex blurred away score far off, whatever their labels say."""
+    from scipy.ndimage import gaussian_filter
+
+    slices = list(range(0, 52, 3))
+    sets = {name: phantom_images(seed, slices) for name, seed in (("test", 1), ("train", 2), ("samples", 3))}
+    smeared = np.stack([gaussian_filter(i, 4) for i in sets["samples"][0]])
+    sets["unigram"] = smeared, blob_labels(len(slices))  # the ceiling: blobs on smeared images
+    classes = [1, BONES, 3]
+    stats = {k: judge.anatomy_stats(lab, classes, 0, img) for k, (img, lab) in sets.items()}
+    real = judge.bone_cortex(stats, classes)
+    assert real["bone_cortex_gap"] < 0.25, real
+    assert real["bone_cortex"]["unigram"] < real["bone_cortex"]["test"] - 0.1
+    blurred = [gaussian_filter(i, 2) for i in sets["samples"][0]]  # bones with their labels, no cortex
+    stats["samples"] = judge.anatomy_stats(sets["samples"][1], classes, 0, blurred)
+    worse = judge.bone_cortex(stats, classes)
+    assert worse["bone_cortex_gap"] > 0.5, worse
+    # the mask statistics cannot tell: the labels are the same
+    same = judge.anatomy_gap(dict(stats, samples=judge.anatomy_stats(sets["samples"][1], classes)), classes)[0]
+    assert np.isfinite(same) and judge.anatomy_gap(stats, classes)[0] == pytest.approx(same)
+    table = judge.anatomy_table(stats, classes)
+    assert table["samples"][str(BONES)]["cortex_median"] == pytest.approx(worse["bone_cortex"]["samples"])
+    assert "cortex_median" not in table["samples"]["1"]  # bones only
+    assert judge.bone_cortex(stats, [1, 3]) == {}  # bones not trusted: no number
+    no_images = {k: judge.anatomy_stats(lab, classes) for k, (_, lab) in sets.items()}
+    assert judge.bone_cortex(no_images, classes) == {} and "cortex" not in no_images["test"][BONES]
+    row = judge.sweep_row(0.7, stats, classes, [0, *classes])
+    assert row["bone_cortex_gap"] == pytest.approx(worse["bone_cortex_gap"])
+    with pytest.raises(ValueError, match="2 images for"):
+        judge.anatomy_stats(sets["test"][1], classes, 0, sets["test"][0][:2])
+
+
 def test_empty_fraction_counts_samples_without_a_body(real_sets):
     """A sample with no body drawn (or a sliver of one) is counted; real slices, and real
     slices with one organ or bone missing, are not."""
@@ -200,7 +258,17 @@ def test_matched_train_keeps_positions_and_avoids_the_excluded():
 
 def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_parts, monkeypatch, tmp_path):
     prior, vq, codes, splits, _ = trained_parts
+    # every class trusted (the tiny segmenter reaches no Dice a real run would trust), so
+    # that the bones' numbers are computed too
+    real_ensure = segmenter.ensure_segmenter
+
+    def trusted_segmenter(*args, **kwargs):
+        model, ckpt = real_ensure(*args, **kwargs)
+        return model, {**ckpt, "test_dice": {c: 1.0 for c in ckpt["classes"]}}
+
+    monkeypatch.setattr(segmenter, "ensure_segmenter", trusted_segmenter)
     summary, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE, temperatures=(0.5, 1.0))
+    monkeypatch.undo()
     assert [r["temperature"] for r in summary["temperature_sweep"]] == [0.5, 1.0]
     same = summary["temperature_sweep"][1]["anatomy_gap"]  # T = 1 reuses the samples scored above
     assert same == summary["anatomy_gap"] or (np.isnan(same) and np.isnan(summary["anatomy_gap"]))
@@ -216,6 +284,10 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     assert all(0 <= r["empty_samples"] <= 1 for r in summary["temperature_sweep"])
     assert summary["temperature_sweep"][1]["empty_samples"] == summary["empty_samples"]
     assert summary["completion_kept_half"] == "left"
+    assert BONES in summary["trusted_classes"]  # so the bones' numbers are there, the cortex with the decoder's best
+    assert {"test", "samples", "train", "unigram", "reconstruction"} <= set(summary["bone_cortex"])
+    assert "bone_cortex_gap" in summary and "bone_cortex_gap" in summary["temperature_sweep"][0]
+    assert "bone_pairs_ratio" in summary
     assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
 

@@ -332,6 +332,17 @@ def test_bone_pairs_plot_rates_per_slice_bin():
     assert np.allclose(lines["samples (25% of slices)"].get_ydata(), [0.5, 0.0])
 
 
+def test_bone_cortex_plot():
+    from hipgen_utils import judge_plots
+
+    values = {"test": np.array([0.4, 0.44, np.nan]), "samples": np.array([0.3, 0.32]), "unigram": np.array([np.nan])}
+    fig = judge_plots.plot_bone_cortex(values, gap=0.48)
+    labels = [p.get_label() for p in fig.axes[0].patches]
+    assert labels == ["test (median 0.42, n=2)", "samples (median 0.31, n=2)"]  # no bone at all: not drawn
+    assert "bone_cortex_gap = 0.48" in fig.axes[0].get_title()
+    judge_plots.plot_bone_cortex({"test": np.array([np.nan])})  # nothing to draw: an empty plot, no error
+
+
 def test_temperature_anatomy_plot():
     from hipgen_utils import judge_plots
 
@@ -340,6 +351,10 @@ def test_temperature_anatomy_plot():
     fig = judge_plots.plot_temperature_anatomy(rows)
     a1, a2 = fig.axes
     assert np.allclose(a1.get_lines()[0].get_ydata(), [0.06, 0.09])
+    assert not any("cortex" in ln.get_label() for ln in a1.get_lines())  # not measured: not drawn
+    with_cortex = judge_plots.plot_temperature_anatomy([dict(r, bone_cortex_gap=c) for r, c in zip(rows, (0.4, 0.5))])
+    cortex = [ln for ln in with_cortex.axes[0].get_lines() if ln.get_label().startswith("bone_cortex_gap")]
+    assert len(cortex) == 1 and np.allclose(cortex[0].get_ydata(), [0.4, 0.5])
     lines = {ln.get_label(): ln for ln in a2.get_lines()}
     assert np.allclose(lines["slices with both femoral heads"].get_ydata(), [0.6, 0.25])
     assert np.allclose(lines["bone left-right symmetry"].get_ydata(), 0.8)
