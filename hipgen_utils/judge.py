@@ -245,8 +245,10 @@ def anatomy_gap(stats: dict, classes) -> tuple[float, dict]:
 
 
 def _term(stats: dict, k, s: str) -> dict:
-    """{"samples", "floor", "ceiling", "term"} of statistic `s` of class `k` (see `anatomy_gap`)."""
-    absent = 1.0 if s == "symmetry" else 0.0
+    """{"samples", "floor", "ceiling", "term"} of statistic `s` of class `k` (see `anatomy_gap`).
+    A set with no finite value where the test slices have some (symmetry of an absent class,
+    the cortex of bones never drawn) is 1.0 from them: past any ceiling, never "like real"."""
+    absent = 1.0 if s in ("symmetry", "cortex") else 0.0
     d = {name: _w1(stats[name][k][s], stats["test"][k][s], absent) for name in ("samples", "train", "unigram")}
     floor, ceil = d["train"], d["unigram"]
     term = max(0.0, (d["samples"] - floor) / (ceil - floor)) if ceil - floor >= MIN_SEPARATION[s] else None

@@ -172,6 +172,9 @@ def test_bone_cortex_gap_is_near_zero_for_real_slices_and_high_for_blurred_bones
     # the mask statistics cannot tell: the labels are the same
     same = judge.anatomy_gap(dict(stats, samples=judge.anatomy_stats(sets["samples"][1], classes)), classes)[0]
     assert np.isfinite(same) and judge.anatomy_gap(stats, classes)[0] == pytest.approx(same)
+    no_bones = np.where(sets["samples"][1] == BONES, 1, sets["samples"][1])  # samples that never draw bone
+    gone = judge.bone_cortex(dict(stats, samples=judge.anatomy_stats(no_bones, classes, 0, blurred)), classes)
+    assert np.isnan(gone["bone_cortex"]["samples"]) and gone["bone_cortex_gap"] > 1  # past the ceiling, not "real"
     table = judge.anatomy_table(stats, classes)
     assert table["samples"][str(BONES)]["cortex_median"] == pytest.approx(worse["bone_cortex"]["samples"])
     assert "cortex_median" not in table["samples"]["1"]  # bones only
