@@ -239,14 +239,17 @@ def bench_sample(args):
     n, shape = 16, C.CODE_GRID
     naive_rows = 1 if args.quick else 2
     cond = torch.arange(n) % max(prior.n_conditions, 1) if prior.n_conditions else None
-    fast, fast_s = _timed(sample, prior, n, seed=0, condition=cond, shape=shape)
-    again = sample(prior, n, seed=0, condition=cond, shape=shape)
+    # the demo's own sampling settings (temperature, top-k, lead lines), as `predict` draws
+    how = dict(temperature=demo.sample.temperature, top_k=demo.sample.top_k or None, lead_lines=demo.sample.lead_lines)
+    fast, fast_s = _timed(sample, prior, n, seed=0, condition=cond, shape=shape, **how)
+    again = sample(prior, n, seed=0, condition=cond, shape=shape, **how)
     # the fast sampler runs single-threaded on the CPU: time naive the same way
     with one_cpu_thread(torch.device("cpu")):
-        naive, naive_s = _timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows)
+        naive, naive_s = _timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows, **how)
     naive_full = naive_s / naive_rows * shape[0]
     same_rows = bool(torch.equal(fast[:, :naive_rows], naive[:, :naive_rows]))
-    print(f"{source}; both samplers on 1 CPU thread; grid {shape[0]}x{shape[1]}, K={prior.n_codes}")
+    print(f"{source}; both samplers on 1 CPU thread; grid {shape[0]}x{shape[1]}, K={prior.n_codes}; "
+          f"T={how['temperature']:g}, top-k {how['top_k'] or 'off'}, {how['lead_lines']} lead lines")
     print_table(
         "hipgen bench sample (targets: fast <= 10 s for 16 samples, >= 20x naive, identical for a seed)",
         ["sampler", "samples", "seconds", "note"],

@@ -193,7 +193,7 @@ def cmd_evaluate(args):
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
         judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
-        temperatures=args.temperatures, lead_lines=args.lead_lines,
+        temperatures=args.temperatures, lead_lines=args.lead_lines, top_k=args.top_k,
     )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(result)))
@@ -216,6 +216,8 @@ def cmd_evaluate(args):
 
 
 _LEAD_HELP = "the first this many code rows (in sampling order) are drawn at temperature 1 (0 = none)"
+_TOPK_HELP = "sample among the k likeliest codes at each position (0 = all; default: the profile's, " + ", ".join(
+    f"{name} {C.get_profile(name).sample.top_k}" for name in C.PROFILE_NAMES) + ")"
 
 
 def _check_lead_lines(n):
@@ -269,6 +271,10 @@ def _sampling_defaults(args):
         args.temperature = sample.temperature
     if args.lead_lines is None:
         args.lead_lines = sample.lead_lines
+    if args.top_k is None:
+        args.top_k = sample.top_k
+    if args.top_k < 0:
+        raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
 
 
 def _check_temperature(t: float):
@@ -280,8 +286,6 @@ def cmd_predict(args):
     _sampling_defaults(args)
     _check_sampling(args, args.n, 1, MAX_PREDICT, "--n")
     _check_temperature(args.temperature)
-    if args.top_k is not None and args.top_k < 0:
-        raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
     _check_lead_lines(args.lead_lines)
     if args.format == "png":
         out, note = _png_out(args.out)
@@ -322,7 +326,9 @@ def _predict(args, out: Path, note: str = "", replaced=()):
         print(f"wrote {len(paths)} NIfTI samples to {out}")
     else:
         titles = None if cond is None else [f"slice {int(s)}" for s in cond]
-        out = save_figure(plot_samples(images, titles=titles, suptitle=f"T={args.temperature}, seed={args.seed}"), out)
+        top = f", top-{args.top_k}" if args.top_k else ""
+        title = f"T={args.temperature}{top}, seed={args.seed}"
+        out = save_figure(plot_samples(images, titles=titles, suptitle=title), out)
         print(f"wrote {out}{note}")
 
 
@@ -389,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=None,
                    help="temperature of the scored samples and completions (default: the profile's, " + _TEMPS + ")")
     s.add_argument("--lead_lines", type=int, default=None, help=_LEAD_HELP + " (default: the profile's, 8)")
+    s.add_argument("--top_k", type=int, default=None, help=_TOPK_HELP)
     s.add_argument("--temperatures", type=float, nargs="+", default=(),
                    help="the judge also scores the anatomy of samples at these temperatures (notebook 07's sweep)")
     s.add_argument("--device", default="auto")
@@ -403,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=_SAMPLE.n_samples, help=f"number of samples, 1..{MAX_PREDICT}")
     s.add_argument("--temperature", type=float, default=None, help=f"default: the profile's, {_TEMPS}")
     s.add_argument("--lead_lines", type=int, default=None, help=_LEAD_HELP + " (default: the profile's, 8)")
-    s.add_argument("--top_k", type=int, default=_SAMPLE.top_k, help="sample among the k likeliest codes (0 = off)")
+    s.add_argument("--top_k", type=int, default=None, help=_TOPK_HELP)
     s.add_argument("--seed", type=int, default=_SAMPLE.seed)
     s.add_argument("--profile", help="profile whose sampling settings (temperature, lead lines) to use "
                    "(default: $HIPGEN_PROFILE, else demo)")

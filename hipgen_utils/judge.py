@@ -394,14 +394,15 @@ def _matched_train(train_slices, wanted_slices, seed: int, exclude=()) -> np.nda
 
 def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,
                 *, temperature: float = 1.0, temperatures=(), device=None, progress: bool = False,
-                log=print, lead_lines: int = 0) -> tuple[dict, dict]:  # fmt: skip
+                log=print, lead_lines: int = 0, top_k: int | None = None) -> tuple[dict, dict]:  # fmt: skip
     """Completion scores, anatomy statistics, `anatomy_gap`, the paired round bones and the
     segmenter-feature Fréchet distance of a prior (see the module docstring).
 
     codes: `codes.load_codes` output; splits: {"train", "test"} SliceSets; cfg: a JudgeConfig
     (default: the defaults); data_cfg: the data config dict (ties the cached segmenter to it);
     temperature: of the completions and the samples (summary["temperature"]; the first
-    `lead_lines` lines at 1, `sampling.sample`, summary["lead_lines"]);
+    `lead_lines` lines at 1, `sampling.sample`, summary["lead_lines"]), among the `top_k`
+    likeliest codes at every position (None or 0: all; summary["top_k"], 0 for all);
     temperatures: also score samples drawn at these temperatures (same seed and positions,
     the same floor and ceiling sets) into summary["temperature_sweep"] (`sweep_row`).
     Returns (summary, arrays): a JSON-ready dict, and images/labels for the figures. Without
@@ -427,7 +428,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     grid = codes["codes_test"].shape[1:]
     img_shape = test.images.shape[1:]
     conditional = bool(getattr(prior, "n_conditions", 0))
-    summary: dict = {"temperature": float(temperature), "lead_lines": int(lead_lines)}
+    summary: dict = {"temperature": float(temperature), "lead_lines": int(lead_lines), "top_k": int(top_k or 0)}
     arrays: dict = {}
 
     found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device=device, progress=progress, log=log)
@@ -453,7 +454,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     comps = []
     for s in range(cfg.completion_seeds):
         _, imgs = generate(prior, vqvae, len(idx), temperature=temperature, seed=cfg.seed + s, condition=cond,
-                           prefix=prefix, shape=grid, device=device, lead_lines=lead_lines)  # fmt: skip
+                           prefix=prefix, shape=grid, device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
         comps.append(imgs)
     candidates["prior"] = np.concatenate(comps)
     uni = sample_unigram_codes(codes["codes_train"], len(idx), grid, k_codes, seed=cfg.seed)
@@ -488,7 +489,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     tr_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed))
     sample_cond = np.asarray(codes["slice_test"])[t_idx] if conditional else None
     _, samples = generate(prior, vqvae, m, temperature=temperature, seed=cfg.seed, condition=sample_cond, shape=grid,
-                          device=device, lead_lines=lead_lines)  # fmt: skip
+                          device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
     unigram = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], m, grid, k_codes, seed=cfg.seed + 1),
                            device=device)  # fmt: skip
     sets = {
@@ -519,7 +520,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
         st, lab = stats, labels["samples"]  # the judged temperature's samples are scored above
         if t != temperature:
             _, imgs = generate(prior, vqvae, m, temperature=t, seed=cfg.seed, condition=sample_cond, shape=grid,
-                               device=device, lead_lines=lead_lines)  # fmt: skip
+                               device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
             lab = segment(seg, imgs, classes)
             st = dict(stats, samples=anatomy_stats(lab, trusted, classes[0], imgs))
         row = sweep_row(t, st, trusted, classes)

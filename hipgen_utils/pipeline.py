@@ -105,7 +105,7 @@ def lowest_slices(slices, n: int, max_slice: int) -> np.ndarray:
 
 
 def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperature=1.0, seed=0,
-                    device=None, lead_lines=0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                    device=None, lead_lines=0, top_k=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Completions of (N, H, W) code grids: the first `fraction` of each kept in the prior's
     sampling order (the left half for order "lr"), the rest sampled; (codes (N, H, W),
     images (N, 4H, 4W)) as `generate` returns them. `slices`: the grids' slice positions,
@@ -118,13 +118,13 @@ def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperatu
         if slices is None:
             raise ValueError("this prior is conditional on slice position: pass the grids' slices")
         cond = [int(s) for s in np.asarray(slices).reshape(-1)]
-    return generate(prior, vqvae, len(codes), temperature=temperature, seed=seed, condition=cond,
+    return generate(prior, vqvae, len(codes), temperature=temperature, top_k=top_k, seed=seed, condition=cond,
                     prefix=keep_first(prior, codes, fraction), shape=codes.shape[1:], device=device,
                     lead_lines=lead_lines)  # fmt: skip
 
 
 def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, temperature=1.0,
-                 seed=0, device=None, progress=False, lead_lines=0) -> tuple[dict, dict]:  # fmt: skip
+                 seed=0, device=None, progress=False, lead_lines=0, top_k=None) -> tuple[dict, dict]:  # fmt: skip
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
@@ -143,7 +143,7 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     h, w = codes["codes_train"].shape[1:]
     cond = slice_conditions(prior, n_samples, codes["slice_test"], seed)
     sample_codes, samples = generate(
-        prior, vqvae, n_samples, temperature=temperature, seed=seed, condition=cond,
+        prior, vqvae, n_samples, temperature=temperature, top_k=top_k, seed=seed, condition=cond,
         shape=(h, w), device=device, progress=progress, lead_lines=lead_lines,
     )  # fmt: skip
     uni = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], n_samples, (h, w), k, seed=seed), device=device)
@@ -156,18 +156,18 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
 
 
 def samples_at_temperatures(prior, vqvae, temperatures, n, *, seed=0, condition=None, shape=CODE_GRID,
-                            device=None, progress=False, lead_lines=0) -> list[np.ndarray]:  # fmt: skip
+                            device=None, progress=False, lead_lines=0, top_k=None) -> list[np.ndarray]:  # fmt: skip
     """`n` decoded samples at each temperature (a list of (n, H, W) float32 arrays), with the
-    same seed and slice positions, so they differ only in the temperature."""
+    same seed, slice positions and top-k, so they differ only in the temperature."""
     return [
-        generate(prior, vqvae, n, temperature=float(t), seed=seed, condition=condition, shape=shape,
+        generate(prior, vqvae, n, temperature=float(t), top_k=top_k, seed=seed, condition=condition, shape=shape,
                  device=device, progress=progress, lead_lines=lead_lines)[1]  # fmt: skip
         for t in temperatures
     ]
 
 
 def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7, 0.8, 0.9, 1.0), *,
-                      n_samples=64, seed=0, device=None, progress=False, lead_lines=0) -> list[dict]:  # fmt: skip
+                      n_samples=64, seed=0, device=None, progress=False, lead_lines=0, top_k=None) -> list[dict]:  # fmt: skip
     """Measured sample quality at each temperature: one dict per temperature with
     "temperature" and the `sample_quality.sample_quality` keys (Fréchet distance with its
     floor and ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at
@@ -185,20 +185,21 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     uni = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], n_samples, (h, w), k, seed=seed), device=device)
     train, test = np.asarray(splits["train"].images), np.asarray(splits["test"].images)
     images = samples_at_temperatures(prior, vqvae, temps, n_samples, seed=seed, condition=cond, shape=(h, w),
-                                     device=device, progress=progress, lead_lines=lead_lines)  # fmt: skip
+                                     device=device, progress=progress, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
     rows = [{"temperature": t, **sample_quality(im, train, test, uni, seed=seed)} for t, im in zip(temps, images)]
     return rows
 
 
 def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, progress=False, judge_cfg=None,
-                 anatomy=True, temperatures=(), lead_lines=0) -> dict:  # fmt: skip
+                 anatomy=True, temperatures=(), lead_lines=0, top_k=None) -> dict:  # fmt: skip
     """The `hipgen evaluate --json` dict for a `run.Run`: reconstruction metrics on `split`
     (of the data its VQ-VAE was trained on), plus the prior's bits per code and sample
     quality when the run holds a prior, plus (``anatomy=True``) the anatomy judge's keys
     (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
     segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
     directory when missing). Samples and completions are drawn at `temperature` (the first
-    `lead_lines` lines at 1, `sampling.sample`); the judge also scores samples at
+    `lead_lines` lines at 1, `sampling.sample`), among the `top_k` likeliest codes (None or
+    0: all); the judge also scores samples at
     `temperatures` ("temperature_sweep": `judge.sweep_row`s, as in notebook 07). Everything
     runs on ``run.device``."""
     vqvae, device = run.vqvae(), run.device
@@ -212,7 +213,7 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
             splits["test"] = splits[split]
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
         summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, temperature=temperature,
-                                  seed=seed, device=device, lead_lines=lead_lines)  # fmt: skip
+                                  seed=seed, device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
         result.update(summary)
         if anatomy:
             from dataclasses import asdict
@@ -226,7 +227,7 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
 
             verdict, _ = judge_prior(prior, vqvae, codes, splits, run.dir, judge_cfg, asdict(run.data_config()),
                                      temperature=temperature, temperatures=temperatures, device=device,
-                                     progress=progress, log=log, lead_lines=lead_lines)  # fmt: skip
+                                     progress=progress, log=log, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
             result.update(verdict)
     return result
 

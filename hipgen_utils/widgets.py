@@ -67,6 +67,7 @@ class SamplerPanel:
     temperature: the temperature slider's starting value (notebook 06: the profile's).
     lead_lines: code rows drawn at temperature 1 first (`sampling.sample`; notebook 06: the
     profile's); passed to `sample_fn` only when > 0.
+    top_k: the top-k slider's starting value (0 = off; notebook 06: the profile's).
 
     Sliders are public attributes (temperature, top_k, seed, n, slice, mode, image_index,
     keep_rows). Changing one re-renders only if it matters in the current mode: n and slice
@@ -90,6 +91,7 @@ class SamplerPanel:
         sample_fn=None,
         temperature=1.0,
         lead_lines=0,
+        top_k=0,
     ):
         for attr in ("n_codes", "n_conditions"):
             if not hasattr(prior, attr):
@@ -120,7 +122,7 @@ class SamplerPanel:
             value=float(temperature), min=0.1, max=2.0, step=0.05, description="temperature", **common
         )
         self.top_k = widgets.IntSlider(
-            value=0, min=0, max=self.n_codes, description="top-k (0=off)", **common
+            value=int(top_k or 0), min=0, max=self.n_codes, description="top-k (0=off)", **common
         )
         # 0..999 in a default-width slider is ~9 seeds per pixel: give it a row of its own
         self.seed = widgets.IntSlider(

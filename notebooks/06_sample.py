@@ -25,8 +25,8 @@
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
 RUN_DIR = None  # None -> $HIPGEN_RUN_DIR, else runs/<profile>
-# None keeps the profile's sampling settings (SampleConfig: 16 samples, T = 0.6 in demo and
-# 0.7 in full, after 8 lead rows at T = 1, no top-k, seed 0)
+# None keeps the profile's sampling settings (SampleConfig: 16 samples; demo T = 1 among the
+# 8 likeliest codes, full T = 0.7 among all; 8 lead rows at T = 1; seed 0)
 N_SAMPLES = None
 TEMPERATURE = None
 LEAD_LINES = None  # code rows drawn at T = 1 first (0 = none)
@@ -63,7 +63,8 @@ sample_codes, samples = pipeline.generate(
 )  # fmt: skip
 titles = None if cond is None else [f"slice {int(s)}" for s in cond]
 plotting.show_and_save(
-    plotting.plot_samples(samples, titles, ncols=4, suptitle=f"samples (T={S.temperature}, seed={S.seed})"),
+    plotting.plot_samples(samples, titles, ncols=4,
+                          suptitle=f"samples (T={S.temperature}{f', top-{S.top_k}' if S.top_k else ''}, seed={S.seed})"),
     run.figure("06_samples"),
 )
 
@@ -77,10 +78,10 @@ plotting.show_and_save(
 temps = (1.0, 0.8, 0.6)
 pos = None if cond is None else cond[:: max(1, len(cond) // 4)][:4]
 rows = pipeline.samples_at_temperatures(prior, vq, temps, 4, seed=S.seed, condition=pos, shape=shape,
-                                        lead_lines=S.lead_lines)  # fmt: skip
+                                        lead_lines=S.lead_lines, top_k=S.top_k)  # fmt: skip
 plotting.show_and_save(
     plotting.plot_samples(np.concatenate(rows), [f"T={t}" for t in temps for _ in range(4)], ncols=4,
-                          suptitle="the same seed at three temperatures"),
+                          suptitle="the same seed at three temperatures" + (f", top-{S.top_k}" if S.top_k else "")),
     run.figure("06_temperature"),
 )  # fmt: skip
 
@@ -96,7 +97,7 @@ test = splits["test"]
 panel = widgets.SamplerPanel(
     prior, lambda c: vqvae.decode_codes(vq, np.asarray(c)), test_codes=grids["codes_test"],
     test_images=np.asarray(test.images), test_slices=grids["slice_test"], shape=shape, max_samples=16,
-    temperature=S.temperature, lead_lines=S.lead_lines,
+    temperature=S.temperature, lead_lines=S.lead_lines, top_k=S.top_k,
 )  # fmt: skip
 panel.widget
 
@@ -123,7 +124,7 @@ i = len(test) // 2
 keep = sampling.kept_lines(prior, shape, 0.5)
 _, completed = pipeline.complete_slices(
     prior, vq, grids["codes_test"][i : i + 1], grids["slice_test"][i : i + 1], temperature=S.temperature, seed=S.seed,
-    lead_lines=S.lead_lines,
+    lead_lines=S.lead_lines, top_k=S.top_k,
 )  # fmt: skip
 lines = sampling.kept_lines(prior, shape, 1.0)
 plotting.show_and_save(
@@ -153,7 +154,8 @@ plotting.show_and_save(
 
 # %%
 report, arrays = pipeline.prior_report(prior, vq, grids, splits, n_samples=cfg.sample.n_eval_samples,
-                                       temperature=S.temperature, seed=S.seed, lead_lines=S.lead_lines)  # fmt: skip
+                                       temperature=S.temperature, seed=S.seed, lead_lines=S.lead_lines,
+                                       top_k=S.top_k)  # fmt: skip
 print(json.dumps(report, indent=1))
 checkpoints.write_json(run.dir / "sample_quality.json", report)
 plotting.show_and_save(
@@ -176,7 +178,7 @@ plotting.show_and_save(
 # %%
 sweep = pipeline.temperature_sweep(
     prior, vq, grids, splits, (0.5, 0.6, 0.7, 0.8, 0.9, 1.0), n_samples=cfg.sample.n_sweep_samples, seed=S.seed,
-    lead_lines=S.lead_lines,
+    lead_lines=S.lead_lines, top_k=S.top_k,
 )
 print(" T   nn-SSIM  near-copies  Fréchet to train (floor)  spread")
 for r in sweep:
@@ -194,19 +196,22 @@ plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_te
 #   rectum, at the levels the slice position asks for; no sample copies a training slice
 #   (nearest-neighbour SSIM about 0.47, no near-copies). The bits per code are about half
 #   the unigram model's.
-# * **Wrong:** the bones. At the demo's temperature (0.6, chosen by notebook 07's
-#   measurements) the prior draws bone on both sides at the right levels and at mirrored
-#   positions (left–right symmetry of the bones about 0.83 against 0.95 in real slices),
-#   and a bone at each femoral head's place at the lowest slices, but smaller and less
-#   round than real femoral heads, with a fainter cortex (`bone_cortex_gap` about 0.37;
-#   0 = as dark a rim round the marrow as real bone): both femoral heads appear in about
-#   22 % of the samples against 28 % of real slices. Completing the missing half of a real
-#   slice, it does better than mirroring the kept half over all classes (Dice about 0.854
-#   against 0.849) and draws the partner femoral head, but places bone a little worse
-#   (0.815 against 0.831). The `full` prior, after three minutes on a GPU, draws round
-#   femoral heads with a cortex on both sides, both as often as real slices have them, and
-#   completes bones better than the mirror (0.89 against 0.86; README, "The full profile
-#   on one GPU"): on a CPU the demo prior is short of compute, not of context.
+# * **Wrong:** the bones. With the demo's sampling settings (each code drawn at T = 1 among
+#   the 8 likeliest, chosen by notebook 07's measurements) the prior draws bone on both
+#   sides at the right levels and at mirrored positions (left–right symmetry of the bones
+#   about 0.84 against 0.95 in real slices), and a bone at each femoral head's place at
+#   the lowest slices, with a dark rim, but smaller and less round than real femoral heads
+#   and with a fainter cortex (`bone_cortex_gap` about 0.20; 0 = as dark a rim round the
+#   marrow as real bone): both femoral heads appear in about 25 % of the samples against
+#   28 % of real slices. The soft tissue comes out smoother than the real slices' noisy
+#   texture (top-k drops the rare codes, some of which carry the noise). Completing the
+#   missing half of a real slice, it does better than mirroring the kept half over all
+#   classes (Dice about 0.858 against 0.849) and draws the partner femoral head, but
+#   places bone a little worse (0.816 against 0.831). The `full` prior, after three
+#   minutes on a GPU, draws round femoral heads with a cortex on both sides, both as often
+#   as real slices have them, and completes bones better than the mirror (0.89 against
+#   0.86; README, "The full profile on one GPU"): on a CPU the demo prior is short of
+#   compute, not of context.
 # * **Empty, without lead rows:** sampled below T = 1 from the first row on, a sample now
 #   and then drew no body at all (the prior kept drawing air past the rows where every
 #   training slice's body has begun, and the second half mirrored the empty first half;

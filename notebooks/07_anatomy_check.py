@@ -97,8 +97,10 @@ if found is not None:
 # %%
 report, arrays = judge.judge_prior(prior, vq, grids, splits, run.dir, run.cfg.judge, vars(data_cfg),
                                    temperature=run.cfg.sample.temperature, temperatures=TEMPERATURES,
-                                   lead_lines=run.cfg.sample.lead_lines, progress=True)  # fmt: skip
-print(f"completions and samples at T = {report['temperature']} (the profile's sampling temperature; "
+                                   lead_lines=run.cfg.sample.lead_lines, top_k=run.cfg.sample.top_k,
+                                   progress=True)  # fmt: skip
+top_k = f"among the {report['top_k']} likeliest codes, " if report["top_k"] else ""
+print(f"completions and samples at T = {report['temperature']} ({top_k}the profile's sampling settings; "
       f"the first {report['lead_lines']} code rows at T = 1)")
 checkpoints.write_json(run.dir / "anatomy.json", report, indent=1)
 keys = [k for k in report if k.startswith(("completion_ssim", "completion_dice")) and "per_class" not in k]

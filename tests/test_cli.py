@@ -59,6 +59,7 @@ def test_evaluate_json_has_every_metric(trained, capsys):
     assert r["n_images"] == 4 and 0 <= r["frac_ssim_gt_0_6"] <= 1 and -1 <= r["ssim_mean"] <= 1
     # samples and completions at the profile's sampling temperature ($HIPGEN_PROFILE, else demo)
     assert r["temperature"] == get_profile().sample.temperature and r["lead_lines"] == 8
+    assert r["top_k"] == get_profile().sample.top_k
 
 
 def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):
@@ -137,6 +138,7 @@ def test_predict_lead_lines_draws_them_at_temperature_1(trained, capsys, tmp_pat
         (["evaluate", "--run_dir", "{run}", "--temperatures", "0.5", "--no_anatomy"], "drop --no_anatomy"),
         (["predict", "--run_dir", "{run}", "--lead_lines", "-2", "--out", "x.png"], "--lead_lines -2 must be >= 0"),
         (["evaluate", "--run_dir", "{run}", "--lead_lines", "-1", "--json"], "--lead_lines -1 must be >= 0"),
+        (["evaluate", "--run_dir", "{run}", "--top_k", "-1", "--json"], "--top_k -1 must be >= 0"),
         (["predict", "--run_dir", "{tmp}", "--out", "x.png"], "run notebooks/02_train_vqvae"),
         (["evaluate", "--run_dir", "{tmp}/nope", "--json"], "does not exist"),
         (["info", "--data_dir", "{tmp}"], "keras_slices_train"),

@@ -312,6 +312,17 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
         assert cheat["completion_dice"] == pytest.approx(cheat["completion_dice_reconstruction"])
 
 
+def test_judge_samples_and_completes_among_the_top_k(trained_parts, tmp_path):
+    """top_k reaches every draw of the judge: with k = 1 (the likeliest code everywhere) the
+    two completion seeds draw the same completions, where without it they differ."""
+    prior, vq, codes, splits, _ = trained_parts
+    greedy, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE, top_k=1)
+    n = greedy["completion_n_slices"]
+    assert greedy["top_k"] == 1 and np.array_equal(arrays["completion_prior"][:n], arrays["completion_prior"][n:])
+    free, arrays = judge.judge_prior(prior, vq, codes, splits, tmp_path, CI_JUDGE)
+    assert free["top_k"] == 0 and not np.array_equal(arrays["completion_prior"][:n], arrays["completion_prior"][n:])
+
+
 def test_missing_labels_print_one_line_and_the_rest_runs(trained_parts, tmp_path, capsys):
     from dataclasses import replace
 

@@ -68,7 +68,7 @@ def test_cli_sampling_defaults_come_from_sample_config():
 
     args = build_parser().parse_args(["predict", "--run_dir", "r", "--out", "o.png"])
     want = SampleConfig()
-    assert (args.n, args.top_k, args.seed) == (want.n_samples, want.top_k, want.seed)
+    assert (args.n, args.seed) == (want.n_samples, want.seed)
     # temperature and lead lines: the profile's, filled in when the command runs (demo and full differ)
     from hipgen_utils.cli import _sampling_defaults
     from hipgen_utils.config import get_profile
@@ -77,8 +77,10 @@ def test_cli_sampling_defaults_come_from_sample_config():
         args = build_parser().parse_args(["predict", "--run_dir", "r", "--out", "o.png", "--profile", profile])
         assert args.temperature is None and args.lead_lines is None
         _sampling_defaults(args)
-        assert (args.temperature, args.lead_lines) == (get_profile(profile).sample.temperature, want.lead_lines)
+        sample = get_profile(profile).sample
+        assert (args.temperature, args.lead_lines, args.top_k) == (sample.temperature, sample.lead_lines, sample.top_k)
     assert get_profile("demo").sample.temperature != get_profile("full").sample.temperature
-    args = build_parser().parse_args(["evaluate", "--run_dir", "r", "--temperature", "0.9", "--lead_lines", "0"])
+    args = build_parser().parse_args(["evaluate", "--run_dir", "r", "--temperature", "0.9", "--lead_lines", "0",
+                                      "--top_k", "5"])  # fmt: skip
     _sampling_defaults(args)
-    assert (args.temperature, args.lead_lines) == (0.9, 0)  # given: kept
+    assert (args.temperature, args.lead_lines, args.top_k) == (0.9, 0, 5)  # given: kept

@@ -157,6 +157,15 @@ def test_lead_lines_reach_the_sampler_only_when_set():
     assert "lead_lines" not in plain.calls[-1]  # a sample_fn without the keyword still works
 
 
+def test_top_k_starts_at_the_given_value_and_reaches_the_sampler():
+    sampler = FakeSampler()
+    panel = SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, sample_fn=sampler, top_k=8)
+    panel.render()
+    assert panel.top_k.value == 8 and sampler.calls[-1]["top_k"] == 8
+    panel.top_k.value = 0  # off: every code
+    assert sampler.calls[-1]["top_k"] is None
+
+
 def test_completion_mode_unavailable_without_test_codes():
     panel = SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, sample_fn=FakeSampler())
     assert list(panel.mode.options) == ["samples"] and panel.mode.disabled
