@@ -132,11 +132,12 @@ def plot_bone_cortex(values: Mapping[str, np.ndarray], gap: float | None = None)
     return fig
 
 
-def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
+def plot_temperature_anatomy(rows: Sequence[Mapping], top_k: int = 0) -> Figure:
     """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
     "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads (`bone_pairs_ratio`)
     and bone symmetry as fractions of the test slices' (1 = like real slices), beside the
-    share of samples with no body drawn (`empty_samples`; real slices 0)."""
+    share of samples with no body drawn (`empty_samples`; real slices 0). `top_k`: the
+    samples' top-k at every temperature (0 = all codes), said in the title."""
     if not rows:
         raise ValueError("plot_temperature_anatomy: no rows; pass temperatures to judge.judge_prior")
     t = np.array([r["temperature"] for r in rows], dtype=float)
@@ -149,7 +150,7 @@ def plot_temperature_anatomy(rows: Sequence[Mapping]) -> Figure:
     a1.set_ylim(bottom=-0.02)
     a1.set_xlabel("temperature")
     a1.set_ylabel("0 = real, 1 = unigram (lower is better)")
-    a1.set_title("distance to real slices, per class")
+    a1.set_title("distance to real slices" + (f" (top-{top_k} at every T)" if top_k else ""))
     a1.legend(fontsize=8)
     a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")
     a2.plot(t, col("bone_symmetry") / col("bone_symmetry_test"), "s--", label="bone left-right symmetry")

@@ -206,7 +206,8 @@ if "empty_samples" in report:
 # %% [markdown]
 # ## Anatomy against temperature
 # The same seed, slice positions and reference sets at each temperature; only the samples
-# change (the first `lead_lines` code rows are drawn at T = 1 at every temperature). A lower
+# change (the first `lead_lines` code rows are drawn at T = 1 at every temperature, and
+# every code among the profile's `top_k` likeliest, when it sets one). A lower
 # temperature smooths the samples; whether that brings their bones closer to real ones, or
 # just erases them, is what these curves say. Without the lead rows, lower temperatures
 # also left some samples with no body at all (the last column counts them).
@@ -218,7 +219,7 @@ if "temperature_sweep" in report:
         sym = r.get("bone_symmetry", np.nan) / r.get("bone_symmetry_test", np.nan)
         print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  "
               f"{sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  {r['empty_samples']:13.1%}")  # fmt: skip
-    plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"]),
+    plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"], report["top_k"]),
                            run.figure("07_temperature_anatomy"))  # fmt: skip
 
 # %% [markdown]

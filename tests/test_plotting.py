@@ -352,6 +352,7 @@ def test_temperature_anatomy_plot():
     a1, a2 = fig.axes
     assert np.allclose(a1.get_lines()[0].get_ydata(), [0.06, 0.09])
     assert not any("cortex" in ln.get_label() for ln in a1.get_lines())  # not measured: not drawn
+    assert "top-" not in a1.get_title() and "top-8" in judge_plots.plot_temperature_anatomy(rows, 8).axes[0].get_title()
     with_cortex = judge_plots.plot_temperature_anatomy([dict(r, bone_cortex_gap=c) for r, c in zip(rows, (0.4, 0.5))])
     cortex = [ln for ln in with_cortex.axes[0].get_lines() if ln.get_label().startswith("bone_cortex_gap")]
     assert len(cortex) == 1 and np.allclose(cortex[0].get_ydata(), [0.4, 0.5])
