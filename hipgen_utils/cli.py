@@ -188,7 +188,6 @@ def cmd_evaluate(args):
         _check_temperature(t)
     if args.temperatures and args.no_anatomy:
         raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
-    _check_lead_lines(args.lead_lines)
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
@@ -216,13 +215,6 @@ def cmd_evaluate(args):
 
 
 _LEAD_HELP = "the first this many code rows (in sampling order) are drawn at temperature 1 (0 = none)"
-_TOPK_HELP = "sample among the k likeliest codes at each position (0 = all; default: the profile's, " + ", ".join(
-    f"{name} {C.get_profile(name).sample.top_k}" for name in C.PROFILE_NAMES) + ")"
-
-
-def _check_lead_lines(n):
-    if n < 0:
-        raise C.ConfigError(f"--lead_lines {n} must be >= 0 (code rows drawn at temperature 1; 0 = none)")
 
 
 MAX_PREDICT = 256  # samples per `predict` call (a 16x16 grid; about 0.5 GB at most on a CPU)
@@ -264,8 +256,9 @@ def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
 
 
 def _sampling_defaults(args):
-    """Fill --temperature / --lead_lines left out with the profile's (--profile, else
-    $HIPGEN_PROFILE, else demo: `SampleConfig` in config.py; demo samples at 0.6, full at 0.7)."""
+    """Fill --temperature / --top_k / --lead_lines left out with the profile's (--profile,
+    else $HIPGEN_PROFILE, else demo: its `SampleConfig` in config.py), and refuse a negative
+    top-k or lead-line count in one line."""
     sample = C.get_profile(args.profile).sample
     if args.temperature is None:
         args.temperature = sample.temperature
@@ -275,6 +268,8 @@ def _sampling_defaults(args):
         args.top_k = sample.top_k
     if args.top_k < 0:
         raise C.ConfigError(f"--top_k {args.top_k} must be >= 0 (0 = off)")
+    if args.lead_lines < 0:
+        raise C.ConfigError(f"--lead_lines {args.lead_lines} must be >= 0 (code rows drawn at temperature 1; 0 = none)")
 
 
 def _check_temperature(t: float):
@@ -286,7 +281,6 @@ def cmd_predict(args):
     _sampling_defaults(args)
     _check_sampling(args, args.n, 1, MAX_PREDICT, "--n")
     _check_temperature(args.temperature)
-    _check_lead_lines(args.lead_lines)
     if args.format == "png":
         out, note = _png_out(args.out)
         _predict(args, out, note=note)
@@ -348,7 +342,11 @@ def cmd_notebooks(args):
 
 
 _SAMPLE = C.SampleConfig()  # the sampling defaults, in one place (config.SampleConfig)
-_TEMPS = ", ".join(f"{name} {C.get_profile(name).sample.temperature:g}" for name in C.PROFILE_NAMES)
+# the profiles' own sampling settings, for the help of --temperature and --top_k
+_PROFILE_SAMPLE = {name: C.get_profile(name).sample for name in C.PROFILE_NAMES}
+_TEMPS = ", ".join(f"{name} {s.temperature:g}" for name, s in _PROFILE_SAMPLE.items())
+_TOPK_HELP = "sample among the k likeliest codes at each position (0 = all; default: the profile's, " + ", ".join(
+    f"{name} {s.top_k}" for name, s in _PROFILE_SAMPLE.items()) + ")"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the judge also scores the anatomy of samples at these temperatures (notebook 07's sweep)")
     s.add_argument("--device", default="auto")
     s.add_argument("--profile", help="profile whose judge and sampling settings (segmenter size, slices scored, "
-                   "temperature) to use (default: $HIPGEN_PROFILE, else demo)")
+                   "temperature, top-k, lead lines) to use (default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--no_anatomy", action="store_true",
                    help="skip the anatomy judge (segmenter, completion scores, anatomy_gap)")
     s.set_defaults(func=cmd_evaluate)
@@ -412,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lead_lines", type=int, default=None, help=_LEAD_HELP + " (default: the profile's, 8)")
     s.add_argument("--top_k", type=int, default=None, help=_TOPK_HELP)
     s.add_argument("--seed", type=int, default=_SAMPLE.seed)
-    s.add_argument("--profile", help="profile whose sampling settings (temperature, lead lines) to use "
+    s.add_argument("--profile", help="profile whose sampling settings (temperature, top-k, lead lines) to use "
                    "(default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--slice", type=int, default=None, help="slice position to condition on")
     s.add_argument("--out", required=True,
