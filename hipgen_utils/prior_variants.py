@@ -87,7 +87,9 @@ def compare_priors(
     prior with its switches, trained by `train_pixelcnn` with max_seconds = budget (the cosine
     schedule fitted to it). Prints one table and returns its rows as dicts: test bits/code and
     the ratio to the unigram, seconds to sample `n_sample` (fast sampler, CPU), training
-    seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists."""
+    seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists;
+    samples are drawn, for the timing and the judge, at the profile's temperature, top-k and
+    lead lines."""
     from pathlib import Path
 
     from hipgen_utils.metrics import unigram_bits_per_code
@@ -104,6 +106,8 @@ def compare_priors(
         raise C.ConfigError(f"--budget_s {budget:g} must be > 0 seconds")
     chosen = _parse_variants(variants)
     cfg0 = C.get_profile(profile)
+    # the profile's own sampling settings, for the timed samples and the judge alike
+    how = dict(temperature=cfg0.sample.temperature, top_k=cfg0.sample.top_k, lead_lines=cfg0.sample.lead_lines)
     k = codes["n_embeddings"]
     unigram = unigram_bits_per_code(codes["codes_train"], codes["codes_test"], k)
     judge_fn = _judge() if judge else None
@@ -131,7 +135,7 @@ def compare_priors(
             cond = codes["slice_test"] if prior.n_conditions else None
             bits = bits_per_code(prior, codes["codes_test"], cond)
             sc = slice_conditions(prior, n_sample, codes["slice_test"], seed=0)
-            _, sample_s = _timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape)
+            _, sample_s = _timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape, **how)
             row = {
                 "variant": name, "switches": switches, "test_bits": bits, "x_unigram": bits / unigram,
                 "sample_s": sample_s, "train_s": float(hist["seconds"][-1]), "updates": int(hist["step"][-1]),
@@ -139,8 +143,7 @@ def compare_priors(
             if judge_fn is not None:
                 try:
                     summary, _ = judge_fn(prior, vqvae, codes, splits, run, getattr(cfg0, "judge", None), data_cfg,
-                                          temperature=cfg0.sample.temperature,
-                                          lead_lines=cfg0.sample.lead_lines)  # fmt: skip
+                                          **how)  # fmt: skip
                     row.update({c: summary.get(c, float("nan")) for c in JUDGE_COLUMNS})
                     row["judge"] = summary  # everything, per class too, for compare.json
                 except Exception as e:  # the judge is optional here: say why, keep the table

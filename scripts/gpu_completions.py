@@ -31,11 +31,12 @@ def completion_figure(run_dir, out, n: int = 4, temperature: float | None = None
         raise SystemExit(f"{run_dir}: test split: {e} (--n)") from None
     slices = np.asarray(grids["slice_test"])[pick]
     _, completed = pipeline.complete_slices(prior, vq, np.asarray(grids["codes_test"])[pick], slices,
-                                            temperature=temp, seed=seed,
+                                            temperature=temp, seed=seed, top_k=run.cfg.sample.top_k,
                                             lead_lines=run.cfg.sample.lead_lines)  # fmt: skip
+    top = f", top-{run.cfg.sample.top_k}" if run.cfg.sample.top_k else ""
     images = np.concatenate([np.asarray(test.images)[pick], completed])
     titles = [f"test, slice {int(s)}" for s in slices] + ["first half kept, rest sampled"] * n
-    fig = plotting.plot_samples(images, titles, ncols=n, suptitle=f"completions (T={temp}, seed={seed})")
+    fig = plotting.plot_samples(images, titles, ncols=n, suptitle=f"completions (T={temp}{top}, seed={seed})")
     fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"wrote {out}: {n} completions of test slices {[int(s) for s in slices]} at T={temp}")
 

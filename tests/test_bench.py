@@ -120,3 +120,26 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
                                  out_dir=tmp_path / "out", reuse=True)  # fmt: skip
     assert ckpt.stat().st_mtime_ns == stamp and again[0]["test_bits"] == rows[0]["test_bits"]
     assert not list((tmp_path / "out" / "baseline").glob("replaced-*"))
+
+
+def test_compare_judges_and_times_at_the_profiles_sampling_settings(trained, monkeypatch, tmp_path):
+    """The variants are sampled and judged as the profile samples (temperature, top-k, lead
+    lines), not at the samplers' defaults."""
+    from hipgen_utils import sampling
+    from hipgen_utils.config import get_profile
+
+    _, run = trained
+    seen = {"judge": [], "sample": []}
+
+    def judge(*args, **kwargs):
+        seen["judge"].append(kwargs)
+        return {"anatomy_gap": 0.5}, {}
+
+    real_sample = sampling.sample
+    monkeypatch.setattr(prior_variants, "_judge", lambda: judge)
+    monkeypatch.setattr(sampling, "sample", lambda *a, **k: seen["sample"].append(k) or real_sample(*a, **k))
+    rows = prior_variants.compare_priors(run, budget_s=0.5, variants=["baseline"], profile="ci", out_dir=tmp_path)
+    want = get_profile("ci").sample
+    how = {"temperature": want.temperature, "top_k": want.top_k, "lead_lines": want.lead_lines}
+    assert seen["judge"] == [how] and rows[0]["anatomy_gap"] == 0.5
+    assert all(k.items() >= how.items() for k in seen["sample"]) and seen["sample"]
