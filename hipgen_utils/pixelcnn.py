@@ -167,13 +167,16 @@ class GatedLayer(nn.Module):
         self.mirror = nn.Linear(n_mirror, 4 * c, bias=False) if n_mirror else None
 
     def vertical(
-        self, window: torch.Tensor, bias: torch.Tensor | None = None
+        self, window: torch.Tensor, bias: torch.Tensor | None = None, spaced: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Vertical step on rows above.
 
         window: (B, R + v_extent, W, C) -- the causal input rows of R output rows, top-padded
                 (v_extent = k//2 * dilation).
         bias:   (B, 1, 1, 4C) conditioning biases [vertical | horizontal] or None.
+        spaced: the window is (B, k//2+1, W, C), only the rows the kernel reads for one output
+                row (`dilation` apart, gathered by the fast sampler); the convolution then runs
+                undilated on them -- the same sums, without carrying the rows in between.
         Returns (v_out (B, R, W, C), link (B, R, W, 2C)); `link` is the vertical
         pre-activation mapped (1x1) for the horizontal stack, plus the horizontal
         conditioning bias, i.e. everything the horizontal gate gets from outside its row.
@@ -181,12 +184,15 @@ class GatedLayer(nn.Module):
         # a contiguous channels-last tensor permuted to NCHW is channels_last memory format,
         # which the CPU/GPU convolution kernels take without a copy
         x = window.permute(0, 3, 1, 2)
-        if self.dilation > 1 and x.device.type == "cpu" and x.shape[1] % 16:
-            # torch 2.14's CPU kernel returns a NaN weight gradient for a dilated bf16
-            # convolution of a channels-last input at some widths (24, 40, 56, 72, 120
-            # channels; none of 16, 32, .., 128): those get an NCHW copy (~10 % slower)
-            x = x.contiguous()
-        pre = self.v_conv(x).permute(0, 2, 3, 1)
+        if spaced:
+            pre = F.conv2d(x, self.v_conv.weight, self.v_conv.bias, padding=self.v_conv.padding).permute(0, 2, 3, 1)
+        else:
+            if self.dilation > 1 and x.device.type == "cpu" and x.shape[1] % 16:
+                # torch 2.14's CPU kernel returns a NaN weight gradient for a dilated bf16
+                # convolution of a channels-last input at some widths (24, 40, 56, 72, 120
+                # channels; none of 16, 32, .., 128): those get an NCHW copy (~10 % slower)
+                x = x.contiguous()
+            pre = self.v_conv(x).permute(0, 2, 3, 1)
         link = self.v_to_h(pre)
         if bias is not None:
             bias_v, bias_h = bias.chunk(2, dim=-1)
@@ -234,16 +240,17 @@ class GatedLayer(nn.Module):
         return horizontal_step(cols, link, acc, *self.step_params(), dropout=dropout)
 
     def step_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(h_conv weight transposed, h_out weight, h_out bias): `horizontal_step`'s weights,
-        which the fast sampler fetches once instead of once per position and layer."""
-        return self.h_conv.weight.t(), self.h_out.weight, self.h_out.bias
+        """(h_conv weight transposed, h_out weight transposed, h_out bias): `horizontal_step`'s
+        weights, which the fast sampler fetches once instead of once per position and layer."""
+        return self.h_conv.weight.t(), self.h_out.weight.t(), self.h_out.bias
 
 
-def horizontal_step(cols, link, acc, conv_t, out_w, out_b, dropout=None) -> torch.Tensor:
+def horizontal_step(cols, link, acc, conv_t, out_t, out_b, dropout=None) -> torch.Tensor:
     """acc + h_out(gate(cols @ conv_t + link)) on the weights `GatedLayer.step_params` gives
-    (see `GatedLayer.horizontal_flat`); the fast sampler's inner loop calls it directly."""
+    (see `GatedLayer.horizontal_flat`); the fast sampler's inner loop calls it directly, so
+    it is written as two plain matrix products (no module or F.linear call in between)."""
     g = gate(torch.addmm(link, cols, conv_t))
-    out = F.linear(g if dropout is None else dropout(g), out_w, out_b)
+    out = torch.addmm(out_b, g if dropout is None else dropout(g), out_t)
     return out if acc is None else acc + out
 
 

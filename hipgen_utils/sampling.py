@@ -10,11 +10,13 @@ inverse-CDF sampling -- so for the same arguments they return the same codes
 (up to floating-point differences in the logits, which in practice never flip a draw).
 
 Why `sample` is fast: the vertical stack at row r only depends on rows < r, so it is
-computed once per row, and each layer keeps only the last k//2+1 rows of its input
-(a rolling window). Within a row only the horizontal stack runs, one column at a time,
-on a window of k//2+1 columns per layer, batched over the n samples. Both samplers call
-the model's own modules (`GatedLayer.vertical`, `GatedLayer.horizontal_flat`, `head`),
-the same ones `forward` uses.
+computed once per row, and each layer keeps only the rows of its input it can still read
+(a ring of k//2 * dilation + 1 rows, of which it gathers the k//2+1 its kernel reads).
+Within a row only the horizontal stack runs, one column at a time, on a window of k//2+1
+columns per layer, batched over the n samples; every operand of that inner loop is a view
+made once, so it runs only the model's arithmetic (thousands of tiny operations, where
+per-call overhead is most of the cost). Both samplers call the model's own modules
+(`GatedLayer.vertical`, `horizontal_step`, `head`), the same ones `forward` uses.
 
 Sampling order: the prior samples its internal grid in raster order, which is the
 image-layout grid for `order="lr"` (row by row along the left-right axis) and its transpose
@@ -293,18 +295,23 @@ def _draw(
 ) -> torch.Tensor:
     """Inverse-CDF draw: logits (n, K), u (n,) float in [0, 1) -> (n,) int64 codes.
 
-    Computed in u's dtype. top_k=1 gives the argmax (greedy).
+    Computed in u's dtype. top_k=1 gives the argmax (greedy). With top_k the CDF runs over
+    the k likeliest codes only, still in code order (the same draw as masking the others
+    out of all K, on k entries instead of K).
     """
+    codes = None
+    if top_k is not None and top_k < logits.shape[-1]:
+        # the k likeliest in the logits' own dtype (dividing by a temperature keeps the order)
+        codes = logits.topk(top_k, dim=-1, sorted=False).indices.sort(dim=-1).values  # (n, k) in code order
+        logits = logits.gather(1, codes)
     z = logits.to(u.dtype) / temperature
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = z.topk(top_k, dim=-1).values[:, -1:]
-        z = z.masked_fill(z < kth, float("-inf"))
     p = torch.softmax(z, dim=-1)
     cdf = p.cumsum(dim=-1)
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
     # u * total can round up to total: never step past the last code with nonzero probability
     last = p.shape[-1] - 1 - (p > 0).flip(-1).to(torch.uint8).argmax(dim=-1)
-    return torch.minimum(idx, last)
+    idx = torch.minimum(idx, last)
+    return idx if codes is None else codes.gather(1, idx.unsqueeze(1)).squeeze(1)
 
 
 # ---- the two algorithms (fill `codes` in place from line `start` in sampling order) ----------
@@ -356,10 +363,28 @@ def _fast_rows(prior, codes, u, cond, start, temps, top_k, progress, rows=None, 
                 else:  # each position adds its share to its block's mean, as `step` does
                     keys.index_add_(3, idx, k[:, :, :P0].transpose(2, 3) * share)
                     values.index_add_(2, idx, v[:, :, :P0] * share)
-    # rolling vertical input windows (channels-last): layer i's input rows r-e-s .. r-s with
-    # e = its v_extent (k//2 * dilation) and s=1 for layer 0, whose input is the codes themselves
-    v_win = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
+    # vertical inputs (channels-last), one ring of e+1 rows per layer: layer i reads its input
+    # rows r-e-s, r-e-s+d, .., r-s for row r (e = its v_extent = k//2 * dilation d, s = 1 for
+    # layer 0, whose input is the codes themselves), and input row q lives in slot q mod (e+1).
+    # Slots of rows above the grid stay zero (the padding), and only the k//2+1 rows the
+    # kernel reads are gathered, for an undilated convolution (`vertical(..., spaced=True)`)
+    rings = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
+    reads = [
+        [torch.tensor([(r - (i == 0) - layer.v_extent + j * layer.dilation) % (layer.v_extent + 1)
+                       for j in range(a + 1)], device=w.device) for r in range(H)]
+        for i, layer in enumerate(prior.layers)
+    ]  # fmt: skip
     steps = [layer.step_params() for layer in prior.layers]  # weights of the horizontal steps, fetched once
+    # the horizontal stack's input rows: layer i's flattened to (n, cols * C) and left-padded
+    # with zero columns (a+1 for layer 0, so column c sees c-a-1 .. c-1; a for the others,
+    # which see c-a .. c): the a+1 columns position c reads are one slice, `h_in[i][c]`, in
+    # `horizontal_flat`'s layout, and `h_out[i][c]` is where column c's input goes. The
+    # padding is never written, and every other column is written in a row before it is read,
+    # so the buffers are made once
+    h_buf = [w.new_zeros(n, (W + a + (i == 0)) * C) for i in range(L)]
+    h_in = [[b[:, c * C : (c + a + 1) * C] for c in range(W)] for b in h_buf]
+    h_out = [[b[:, (c + a + (i == 0)) * C : (c + a + (i == 0) + 1) * C] for c in range(W)] for i, b in enumerate(h_buf)]
+    tables = None if prior.tables is None else prior.tables.weight
     for r in tqdm(range(H), desc="sampling", disable=not progress):
         if r == mirror_from and r > start:  # the first half is drawn: its mirror map is final
             mirror = prior.mirror_map(prior.embed(ci))
@@ -369,34 +394,36 @@ def _fast_rows(prior, codes, u, cond, start, temps, top_k, progress, rows=None, 
         links, v = [], None
         biases = prior.row_biases(sources, r)  # this row's, (n or 1, 1, W or 1, 4C) per layer
         for i, layer in enumerate(prior.layers):
-            if i > 0:
-                v_win[i] = torch.cat([v_win[i][:, 1:], v], dim=1)
-            v, link = layer.vertical(v_win[i], biases[i])
-            links.append(link[:, 0].unbind(1))  # W views (n, 2C), one per column
+            if i > 0:  # the previous layer's output row r is this layer's input row r
+                rings[i][:, r % (layer.v_extent + 1)] = v[:, 0]
+            v, link = layer.vertical(rings[i].index_select(1, reads[i][r]), biases[i], spaced=True)
+            links.append(link[:, 0].transpose(0, 1).contiguous().unbind(0))  # W contiguous (n, 2C), one per column
         if r >= start:
-            # horizontal stack on row r only, one column at a time. h_buf[i] is layer i's
-            # input row flattened to (n, cols * C), left-padded with zero columns (a+1 for
-            # layer 0, so column c sees c-a-1 .. c-1): the a+1 columns a position needs
-            # are then one contiguous slice, already in `horizontal_flat`'s layout.
-            h_buf = [w.new_zeros(n, (W + a + (i == 0)) * C) for i in range(L)]
-            table_row = None if prior.tables is None else prior.table_row(ci, r)
+            # horizontal stack on row r only, one column at a time; every per-position operand
+            # is a view made once (`h_in`, `h_out`, the row's links, uniforms, skips and table
+            # terms), so the inner loop runs only the model's arithmetic
+            table_row = None if prior.tables is None else prior.table_row(ci, r).unbind(1)
+            u_row = u[:, r].unbind(1)
+            skip_row = None if skips is None else skips[:, r].unbind(1)
+            drawn, left = [], none
             for c in range(W):
                 acc, p = None, r * W + c
                 for i in range(L):
-                    acc = horizontal_step(h_buf[i][:, c * C : (c + a + 1) * C], links[i][c], acc, *steps[i])
+                    acc = horizontal_step(h_in[i][c], links[i][c], acc, *steps[i])
                     j = attn_after.get(i)
                     if j is not None:
                         acc = prior.attn[j].step(acc, params[j], p, *caches[j], *slots[p])
                     if i + 1 < L:
-                        h_buf[i + 1][:, (c + a) * C : (c + a + 1) * C] = acc[:, :C]
-                skip = acc[:, C:] if skips is None else acc[:, C:] + skips[:, r, c]
+                        h_out[i + 1][c].copy_(acc[:, :C])
+                skip = acc[:, C:] if skip_row is None else acc[:, C:] + skip_row[c]
                 logits = prior.head(skip)
                 if table_row is not None:  # the upper/mirror neighbours' terms + the left one's
-                    left = ci[:, r, c - 1] if c else none
-                    logits = logits + table_row[:, c] + prior.tables.weight[left]
-                ci[:, r, c] = _draw(logits, u[:, r, c], temps[r], top_k)
-                h_buf[0][:, (c + a + 1) * C : (c + a + 2) * C] = prior.embed(ci[:, r, c])
-        v_win[0] = torch.cat([v_win[0][:, 1:], prior.embed(ci[:, r : r + 1])], dim=1)
+                    logits = logits + table_row[c] + tables.index_select(0, left)
+                left = _draw(logits, u_row[c], temps[r], top_k)
+                drawn.append(left)
+                h_out[0][c].copy_(prior.embed(left))  # the code's embedding: layer 0's input
+            ci[:, r] = torch.stack(drawn, dim=1)
+        rings[0][:, r % (prior.layers[0].v_extent + 1)] = prior.embed(ci[:, r])  # layer 0's input row r
     if ci is not codes:
         prior.to_internal(codes).copy_(ci)
 

@@ -532,3 +532,23 @@ def test_code_tables_start_as_the_plain_prior_and_load_from_config():
     m = GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3, tables=True, mirror=True), 16)
     assert m.tables is not None and m.n_neighbours == 7 and m.tables.weight.shape == (7 * 17, 16)
     assert GatedPixelCNN.from_config(PixelCNNConfig(n_channels=8, n_layers=2, kernel_size=3), 16).tables is None
+
+
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_vertical_step_on_the_gathered_rows_equals_the_dilated_window(dilation):
+    """The fast sampler gathers only the k//2+1 rows a dilated kernel reads (`spaced=True`);
+    that gives the same output row as the whole window, and a different one when the rows
+    between them are what it is given instead."""
+    from hipgen_utils.pixelcnn import GatedLayer
+
+    torch.manual_seed(0)
+    layer = GatedLayer(8, 5, 0, 0.0, dilation=dilation)
+    window = torch.randn(3, layer.v_extent + 1, 6, 8)  # one output row
+    v, link = layer.vertical(window)
+    rows = window[:, ::dilation]  # rows 0, d, 2d: what the kernel reads
+    assert rows.shape[1] == 3
+    v2, link2 = layer.vertical(rows.contiguous(), spaced=True)
+    assert torch.allclose(v, v2, atol=1e-6) and torch.allclose(link, link2, atol=1e-5)
+    if dilation > 1:
+        wrong, _ = layer.vertical(window[:, :3].contiguous(), spaced=True)
+        assert not torch.allclose(v, wrong, atol=1e-3)
