@@ -208,8 +208,8 @@ def cmd_evaluate(args):
     if sweep:
         from hipgen_utils.bench import print_table
 
-        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_symmetry", "bone_cortex_gap",
-                                 "empty_samples")
+        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_pair_area_ratio", "bone_symmetry",
+                            "bone_cortex_gap", "empty_samples")
                 if c in sweep[0]]  # fmt: skip
         print_table("the judge's anatomy against temperature", cols, [[r[c] for c in cols] for r in sweep])
 

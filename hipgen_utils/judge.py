@@ -22,7 +22,10 @@ radiologist looks at, through a segmenter trained on the data's labels
   levels -- in samples against test slices at the same positions (`bone_pairs_ratio`, 1 =
   as often as real slices). Blobby, one-sided or fragmented bones score low however close
   their areas and symmetry are; `anatomy_gap` hardly moves for them (the unigram ceiling is
-  so far away that any image-like bone scores near the floor).
+  so far away that any image-like bone scores near the floor). How big the paired heads are
+  drawn (`paired_areas`): the median size of a paired component in samples against test
+  slices (`bone_pair_area_ratio`, 1 = as big); heads counted as pairs can still be drawn
+  too small, which neither the count nor the class's whole area says.
 * **Bone cortex** (`cortex_contrast`, `bone_cortex`): real bone is a dark cortex around
   brighter marrow; a blurred blob labelled bone is not. Per image, the contrast between the
   marrow (the bone mask eroded by CORTEX_CORE px) and the mask's rim (its outer CORTEX_RIM
@@ -133,11 +136,17 @@ def round_pairs(mask: np.ndarray, centre: float | None) -> int:
     """Left-right pairs of round components of a (H, W) bool mask about row `centre` of axis 0
     (see PAIR_MIN_FRACTION, PAIR_MIN_CIRCULARITY, PAIR_TOL); each component is in at most
     one pair. 0 when the mask is empty or `centre` is None."""
+    return len(paired_areas(mask, centre)) // 2
+
+
+def paired_areas(mask: np.ndarray, centre: float | None) -> list[float]:
+    """The areas (pixels) of the components in `round_pairs`' pairs, two per pair: how big the
+    femoral heads are drawn, where they are drawn on both sides. [] when there is no pair."""
     from skimage.measure import label, regionprops
 
     mask = np.asarray(mask, bool)
     if centre is None or not mask.any():
-        return 0
+        return []
     min_px, tol = PAIR_MIN_FRACTION * mask.size, PAIR_TOL * max(mask.shape)
     blobs = [
         (p.centroid, p.area)
@@ -146,14 +155,14 @@ def round_pairs(mask: np.ndarray, centre: float | None) -> int:
     ]
     left = [b for b in blobs if b[0][0] < centre]
     right = [b for b in blobs if b[0][0] >= centre]
-    pairs = 0
+    areas = []
     for (r, c), area in left:
         for j, ((r2, c2), area2) in enumerate(right):
             if abs(2 * centre - r - r2) <= tol and abs(c - c2) <= tol and 0.5 <= area / area2 <= 2:
-                pairs += 1
+                areas += [float(area), float(area2)]
                 right.pop(j)
                 break
-    return pairs
+    return areas
 
 
 def cortex_contrast(image: np.ndarray, mask: np.ndarray) -> float:
@@ -180,18 +189,20 @@ def cortex_contrast(image: np.ndarray, mask: np.ndarray) -> float:
 
 
 def anatomy_stats(labels, classes, background: int = 0, images=None) -> dict:
-    """{class: {"area": (N,), "symmetry": (N,), "components": (N,), "pairs": (N,)}} for
-    (N, H, W) labels; with the (N, H, W) `images` they label, the bone class (the one named
-    "bones") also gets "cortex": (N,).
+    """{class: {"area": (N,), "symmetry": (N,), "components": (N,), "pairs": (N,), "pair_area":
+    (N,)}} for (N, H, W) labels; with the (N, H, W) `images` they label, the bone class (the one
+    named "bones") also gets "cortex": (N,).
 
     area: fraction of the image; symmetry: about the body's midline (all non-background
     pixels), NaN where the class is absent; components: see `n_components`; pairs: see
-    `round_pairs`; cortex: see `cortex_contrast` (neither is one of the `anatomy_gap` STATS)."""
+    `round_pairs`; pair_area: the mean area of the paired components (`paired_areas`) as a
+    fraction of the image, NaN without a pair; cortex: see `cortex_contrast` (none of the last
+    three is one of the `anatomy_gap` STATS)."""
     labels = np.asarray(labels)
     bones = _bones(classes) if images is not None else None
     if images is not None and len(images) != len(labels):
         raise ValueError(f"anatomy_stats: {len(images)} images for {len(labels)} label images")
-    out = {int(k): {s: np.empty(len(labels)) for s in (*STATS, "pairs")} for k in classes}
+    out = {int(k): {s: np.empty(len(labels)) for s in (*STATS, "pairs", "pair_area")} for k in classes}
     if bones is not None:
         out[int(bones)]["cortex"] = np.empty(len(labels))
     for i, lab in enumerate(labels):
@@ -201,7 +212,9 @@ def anatomy_stats(labels, classes, background: int = 0, images=None) -> dict:
             out[int(k)]["area"][i] = m.mean()
             out[int(k)]["symmetry"][i] = symmetry(m, centre) if centre is not None else np.nan
             out[int(k)]["components"][i] = n_components(m)
-            out[int(k)]["pairs"][i] = round_pairs(m, centre)
+            areas = paired_areas(m, centre)
+            out[int(k)]["pairs"][i] = len(areas) // 2
+            out[int(k)]["pair_area"][i] = np.mean(areas) / m.size if areas else np.nan
             if "cortex" in out[int(k)]:
                 out[int(k)]["cortex"][i] = cortex_contrast(images[i], m)
     return out
@@ -256,8 +269,10 @@ def _term(stats: dict, k, s: str) -> dict:
 
 
 def anatomy_table(stats: dict, classes) -> dict:
-    """{set: {class: {"area_median", "symmetry_median", "components_median", "pairs_rate"}}}
-    for reports (pairs_rate: the fraction of slices with at least one `round_pairs` pair)."""
+    """{set: {class: {"area_median", "symmetry_median", "components_median", "pairs_rate",
+    "pair_area_median"}}} for reports (pairs_rate: the fraction of slices with at least one
+    `round_pairs` pair; pair_area_median: the median size of a paired component over the
+    slices with a pair, NaN when none has one)."""
     out = {}
     for name, per_class in stats.items():
         out[name] = {}
@@ -270,6 +285,8 @@ def anatomy_table(stats: dict, classes) -> dict:
                 "components_median": float(np.median(v["components"])),
                 "pairs_rate": float(np.mean(v["pairs"] > 0)),
             }
+            if "pair_area" in v:
+                out[name][str(k)]["pair_area_median"] = _median(v["pair_area"])
             if "cortex" in v:
                 out[name][str(k)]["cortex_median"] = _median(v["cortex"])
     return out
@@ -289,13 +306,21 @@ def _bones(classes) -> str | None:
 def bone_pairs(table: dict, classes) -> dict:
     """{"bone_pairs": {set: pairs_rate}, "bone_pairs_ratio": samples / test} of the bone
     class (the segmenter's class named "bones") from an `anatomy_table`; {} when bones are
-    not among its classes (not trusted) and a NaN ratio when no test slice has a pair."""
+    not among its classes (not trusted) and a NaN ratio when no test slice has a pair. With
+    the table's pair sizes also {"bone_pair_area": {set: pair_area_median},
+    "bone_pair_area_ratio": samples / test}: how big the paired femoral heads are drawn
+    against the test slices' (1 = as big; NaN when either set has no pair)."""
     bones = _bones(classes)
     if bones is None or bones not in table.get("test", {}):
         return {}
     rates = {name: per_class[bones]["pairs_rate"] for name, per_class in table.items()}
     test = rates.get("test", 0.0)
-    return {"bone_pairs": rates, "bone_pairs_ratio": rates["samples"] / test if test > 0 else float("nan")}
+    out = {"bone_pairs": rates, "bone_pairs_ratio": rates["samples"] / test if test > 0 else float("nan")}
+    if "pair_area_median" in table["test"][bones]:
+        sizes = {name: per_class[bones]["pair_area_median"] for name, per_class in table.items()}
+        out["bone_pair_area"] = sizes
+        out["bone_pair_area_ratio"] = float(sizes["samples"] / sizes["test"])  # NaN propagates
+    return out
 
 
 def bone_cortex(stats: dict, classes) -> dict:
@@ -321,6 +346,7 @@ def sweep_row(temperature: float, stats: dict, trusted, classes) -> dict:
     table = anatomy_table(stats, trusted)
     row = {"temperature": temperature, "anatomy_gap": anatomy_gap(stats, trusted)[0], **bone_pairs(table, classes)}
     row.pop("bone_pairs", None)
+    row.pop("bone_pair_area", None)
     if "bone_pairs_ratio" in row:
         bones = _bones(classes)
         row["bone_symmetry"] = table["samples"][bones]["symmetry_median"]

@@ -81,17 +81,25 @@ def plot_anatomy_gap(terms: Mapping, gap: float) -> Figure:
     return fig
 
 
-def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10) -> Figure:
+def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | None = None,
+                    pixels: int | None = None) -> Figure:  # fmt: skip
     """Fraction of slices with a left-right pair of round bones (`judge.round_pairs`: the
-    femoral heads, at their levels) against slice position, one line per set.
+    femoral heads, at their levels) against slice position, one line per set; with `sizes`,
+    a second panel: how big the paired heads are, per set.
 
-    pairs: {set name: (N,) pair counts}, all sets at the same N slice positions `slices`."""
+    pairs: {set name: (N,) pair counts}, all sets at the same N slice positions `slices`.
+    sizes: {set name: (N,) mean area of the slice's paired components as a fraction of the
+    slice, NaN without a pair} (`judge.anatomy_stats`' "pair_area"); pixels: the slice's
+    pixel count, to show the sizes in pixels (default: fractions)."""
     slices = np.asarray(slices)
     edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
     mids = (edges[:-1] + edges[1:] - 1) / 2
     which = np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1)
     style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":")}
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+    if sizes is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+    else:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained", width_ratios=(3, 2))
     for name, counts in pairs.items():
         has = np.asarray(counts) > 0
         rate = np.array([has[which == b].mean() if (which == b).any() else np.nan for b in range(len(mids))])
@@ -102,6 +110,23 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10) -> Figure:
     ax.set_ylim(-0.03, 1.03)
     ax.set_title("Femoral heads: a round bone on each side, mirrored across the midline")
     ax.legend(fontsize=7)
+    if sizes is not None:
+        scale = pixels or 1
+        found = {k: np.asarray(v, float)[np.isfinite(v)] * scale for k, v in sizes.items()}
+        found = {k: v for k, v in found.items() if v.size}
+        if found:
+            names = list(found)
+            ax2.boxplot([found[k] for k in names], showfliers=False)
+            for j, k in enumerate(names, 1):
+                color = style.get(k, ("C7", "-"))[0]
+                x = j + np.linspace(-0.15, 0.15, found[k].size) if found[k].size > 1 else np.array([float(j)])
+                ax2.plot(x, found[k], ".", ms=3, color=color, alpha=0.6)
+            ax2.set_xticks(range(1, len(names) + 1), [f"{k}\n(median {np.median(found[k]):.0f})" if pixels
+                                                      else f"{k}\n(median {np.median(found[k]):.4f})" for k in names])
+        else:
+            ax2.text(0.5, 0.5, "no pair of round bones in any set", ha="center", va="center", transform=ax2.transAxes)
+        ax2.set_ylabel("area of a paired head" + (" (pixels)" if pixels else " (fraction of the slice)"))
+        ax2.set_title("How big the paired heads are drawn")
     return fig
 
 
@@ -134,8 +159,9 @@ def plot_bone_cortex(values: Mapping[str, np.ndarray], gap: float | None = None)
 
 def plot_temperature_anatomy(rows: Sequence[Mapping], top_k: int = 0) -> Figure:
     """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
-    "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads (`bone_pairs_ratio`)
-    and bone symmetry as fractions of the test slices' (1 = like real slices), beside the
+    "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads (`bone_pairs_ratio`),
+    their size (`bone_pair_area_ratio`, when measured) and bone symmetry as fractions of the
+    test slices' (1 = like real slices), beside the
     share of samples with no body drawn (`empty_samples`; real slices 0). `top_k`: the
     samples' top-k at every temperature (0 = all codes), said in the title."""
     if not rows:
@@ -153,6 +179,8 @@ def plot_temperature_anatomy(rows: Sequence[Mapping], top_k: int = 0) -> Figure:
     a1.set_title("distance to real slices" + (f" (top-{top_k} at every T)" if top_k else ""))
     a1.legend(fontsize=8)
     a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")
+    if np.isfinite(col("bone_pair_area_ratio")).any():
+        a2.plot(t, col("bone_pair_area_ratio"), "^-", color="C4", label="their size (area of a paired head)")
     a2.plot(t, col("bone_symmetry") / col("bone_symmetry_test"), "s--", label="bone left-right symmetry")
     a2.plot(t, col("empty_samples"), "x:", color="C3", label="samples with no body (fraction; test 0)")
     a2.axhline(1, color="k", lw=0.8, ls=":", label="test slices")

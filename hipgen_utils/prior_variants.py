@@ -40,8 +40,8 @@ COMPARE_VARIANTS = {
 }
 JUDGE_COLUMNS = (
     "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
-    "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio", "bone_cortex_gap",
-    "empty_samples",
+    "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio", "bone_pair_area_ratio",
+    "bone_cortex_gap", "empty_samples",
 )  # fmt: skip
 
 

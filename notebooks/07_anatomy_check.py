@@ -181,6 +181,9 @@ if "anatomy" in report:
 # round component (circularity ≥ 0.7) on each side, mirrored across the body's midline.
 # Real slices have such a pair at the femoral-head levels and almost nowhere else.
 #
+# A pair can be counted and still be drawn too small: the second panel compares the area of
+# each paired head with the test slices' (`bone_pair_area_ratio`, samples / test, 1 = as big).
+#
 # A round pair can still be two smooth blobs. Real bone has a dark cortex (1.6–3 px on the
 # phantom, near black on T2) around brighter marrow: the cortex contrast compares the mean
 # intensity of the bone mask's outer 2 px with that of its core, image by image.
@@ -190,8 +193,12 @@ if "bone_pairs" in report:
     bones = plotting.LABEL_NAMES.index("bones")
     rates = ", ".join(f"{k} {v:.0%}" for k, v in report["bone_pairs"].items())
     print(f"slices with a pair of round bones: {rates}; samples / test = {report['bone_pairs_ratio']:.2f}")
+    pixels = arrays["sets"]["test"][0].size
+    sizes = ", ".join(f"{k} {v * pixels:.0f}" for k, v in report["bone_pair_area"].items() if np.isfinite(v))
+    print(f"area of a paired head (median, pixels): {sizes}; samples / test = {report['bone_pair_area_ratio']:.2f}")
     plotting.show_and_save(
-        judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"]),
+        judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"],
+                                    sizes={k: v[bones]["pair_area"] for k, v in arrays["stats"].items()}, pixels=pixels),
         run.figure("07_bone_pairs"),
     )  # fmt: skip
 if "bone_cortex" in report:
@@ -214,11 +221,13 @@ if "empty_samples" in report:
 
 # %%
 if "temperature_sweep" in report:
-    print(" T    anatomy_gap  femoral heads (x test)  bone symmetry (x test)  bone_cortex_gap  no body drawn")
+    print(" T    anatomy_gap  femoral heads (x test)  their size (x test)  bone symmetry (x test)  bone_cortex_gap"
+          "  no body drawn")  # fmt: skip
     for r in report["temperature_sweep"]:
         sym = r.get("bone_symmetry", np.nan) / r.get("bone_symmetry_test", np.nan)
         print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  "
-              f"{sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  {r['empty_samples']:13.1%}")  # fmt: skip
+              f"{r.get('bone_pair_area_ratio', np.nan):19.2f}  {sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  "
+              f"{r['empty_samples']:13.1%}")  # fmt: skip
     plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"], report["top_k"]),
                            run.figure("07_temperature_anatomy"))  # fmt: skip
 
@@ -227,6 +236,7 @@ if "temperature_sweep" in report:
 # Read them with the figures: a prior that knows the anatomy completes a half slice at least
 # as well as the mirror does (`completion_dice` ≥ `completion_dice_mirror`), its samples'
 # bones are as symmetric as real ones (`anatomy_gap` near 0), and it draws both femoral heads
-# as often as real slices show them (`bone_pairs_ratio` near 1), with a dark cortex round
-# their marrow (`bone_cortex_gap` near 0). `hipgen evaluate --json`
+# as often as real slices show them (`bone_pairs_ratio` near 1), as big
+# (`bone_pair_area_ratio` near 1), with a dark cortex round their marrow (`bone_cortex_gap`
+# near 0). `hipgen evaluate --json`
 # reports the same keys.

@@ -109,6 +109,43 @@ def test_round_pairs_count_mirrored_round_components_only():
     assert judge.round_pairs(np.zeros(shape, bool), mid) == 0 and judge.round_pairs(left | right, None) == 0
 
 
+def test_paired_areas_are_the_sizes_of_the_paired_components_only():
+    shape, mid = (256, 128), 127.5
+    left, right = disc(shape, (50, 64), 13), disc(shape, (205, 64), 11)
+    assert judge.paired_areas(left | right, mid) == [float(left.sum()), float(right.sum())]
+    assert judge.paired_areas(left | right | disc(shape, (128, 20), 12), mid) == [float(left.sum()), float(right.sum())]
+    assert judge.paired_areas(left, mid) == [] and judge.paired_areas(left | right, None) == []
+
+
+def test_bone_pair_area_ratio_sees_femoral_heads_drawn_too_small():
+    """At the femoral heads' levels, heads drawn on both sides but smaller (the bone mask
+    eroded 2 px) still count as pairs in most slices; `bone_pair_area_ratio` falls well below
+    1, while another real case scores near 1."""
+    from scipy.ndimage import binary_erosion
+
+    classes, slices = [1, BONES, 3], list(range(0, 14, 2))
+    sets = {"test": phantom_labels(1, slices), "train": phantom_labels(2, slices),
+            "samples": phantom_labels(3, slices), "unigram": blob_labels(len(slices))}  # fmt: skip
+    stats = {k: judge.anatomy_stats(v, classes) for k, v in sets.items()}
+    real = judge.bone_pairs(judge.anatomy_table(stats, classes), classes)
+    assert 0.85 < real["bone_pair_area_ratio"] < 1.15
+    assert np.isnan(real["bone_pair_area"]["unigram"])  # no pair of round bones among the blobs
+    small = sets["samples"].copy()
+    for lab in small:
+        bone = lab == BONES
+        lab[bone & ~binary_erosion(bone, iterations=2)] = 1
+    shrunk_stats = dict(stats, samples=judge.anatomy_stats(small, classes))
+    shrunk = judge.bone_pairs(judge.anatomy_table(shrunk_stats, classes), classes)
+    assert shrunk["bone_pairs_ratio"] >= 0.5 and shrunk["bone_pair_area_ratio"] < 0.8
+    assert shrunk["bone_pair_area"]["test"] == real["bone_pair_area"]["test"]
+    row = judge.sweep_row(1.0, shrunk_stats, classes, [0, *classes])
+    assert row["bone_pair_area_ratio"] == pytest.approx(shrunk["bone_pair_area_ratio"]) and "bone_pair_area" not in row
+    no_right = sets["samples"].copy()
+    no_right[:, 128:][no_right[:, 128:] == BONES] = 1
+    one_sided = dict(stats, samples=judge.anatomy_stats(no_right, classes))
+    assert np.isnan(judge.bone_pairs(judge.anatomy_table(one_sided, classes), classes)["bone_pair_area_ratio"])
+
+
 def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_them(real_sets):
     classes = [1, BONES, 3]
     test = real_sets["test"]

@@ -330,6 +330,12 @@ def test_bone_pairs_plot_rates_per_slice_bin():
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert np.allclose(lines["test (50% of slices)"].get_ydata(), [1.0, 0.0])
     assert np.allclose(lines["samples (25% of slices)"].get_ydata(), [0.5, 0.0])
+    sizes = {"test": [0.02, 0.018, np.nan, np.nan], "samples": [np.nan, 0.012, np.nan, np.nan], "unigram": [np.nan] * 4}
+    fig = judge_plots.plot_bone_pairs({"test": [1, 1, 0, 0]}, slices, n_bins=2, sizes=sizes, pixels=1000)
+    ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert ticks == ["test\n(median 19)", "samples\n(median 12)"]  # the set without a pair has no box
+    fig = judge_plots.plot_bone_pairs({"test": [0] * 4}, slices, sizes={"test": [np.nan] * 4})
+    assert "no pair" in fig.axes[1].texts[0].get_text()
 
 
 def test_bone_cortex_plot():
@@ -359,5 +365,9 @@ def test_temperature_anatomy_plot():
     lines = {ln.get_label(): ln for ln in a2.get_lines()}
     assert np.allclose(lines["slices with both femoral heads"].get_ydata(), [0.6, 0.25])
     assert np.allclose(lines["bone left-right symmetry"].get_ydata(), 0.8)
+    assert not any("size" in label for label in lines)  # not measured: not drawn
+    sized = judge_plots.plot_temperature_anatomy([dict(r, bone_pair_area_ratio=v) for r, v in zip(rows, (0.8, 0.9))])
+    size = [ln for ln in sized.axes[1].get_lines() if ln.get_label().startswith("their size")]
+    assert len(size) == 1 and np.allclose(size[0].get_ydata(), [0.8, 0.9])
     with pytest.raises(ValueError, match="no rows"):
         judge_plots.plot_temperature_anatomy([])
