@@ -367,11 +367,12 @@ def _fast_rows(prior, codes, u, cond, start, temps, top_k, progress, rows=None, 
     # rows r-e-s, r-e-s+d, .., r-s for row r (e = its v_extent = k//2 * dilation d, s = 1 for
     # layer 0, whose input is the codes themselves), and input row q lives in slot q mod (e+1).
     # Slots of rows above the grid stay zero (the padding), and only the k//2+1 rows the
-    # kernel reads are gathered, for an undilated convolution (`vertical(..., spaced=True)`)
+    # kernel reads are gathered, for an undilated convolution (`vertical(..., spaced=True)`);
+    # which slots those are repeats every e+1 rows, so reads[i] holds e+1 index tensors
     rings = [w.new_zeros(n, layer.v_extent + 1, W, C) for layer in prior.layers]
     reads = [
         [torch.tensor([(r - (i == 0) - layer.v_extent + j * layer.dilation) % (layer.v_extent + 1)
-                       for j in range(a + 1)], device=w.device) for r in range(H)]
+                       for j in range(a + 1)], device=w.device) for r in range(layer.v_extent + 1)]
         for i, layer in enumerate(prior.layers)
     ]  # fmt: skip
     steps = [layer.step_params() for layer in prior.layers]  # weights of the horizontal steps, fetched once
@@ -396,7 +397,8 @@ def _fast_rows(prior, codes, u, cond, start, temps, top_k, progress, rows=None, 
         for i, layer in enumerate(prior.layers):
             if i > 0:  # the previous layer's output row r is this layer's input row r
                 rings[i][:, r % (layer.v_extent + 1)] = v[:, 0]
-            v, link = layer.vertical(rings[i].index_select(1, reads[i][r]), biases[i], spaced=True)
+            read = reads[i][r % (layer.v_extent + 1)]
+            v, link = layer.vertical(rings[i].index_select(1, read), biases[i], spaced=True)
             links.append(link[:, 0].transpose(0, 1).contiguous().unbind(0))  # W contiguous (n, 2C), one per column
         if r >= start:
             # horizontal stack on row r only, one column at a time; every per-position operand
