@@ -25,7 +25,9 @@ radiologist looks at, through a segmenter trained on the data's labels
   so far away that any image-like bone scores near the floor). How big the paired heads are
   drawn (`paired_areas`): the median size of a paired component in samples against test
   slices (`bone_pair_area_ratio`, 1 = as big); heads counted as pairs can still be drawn
-  too small, which neither the count nor the class's whole area says.
+  too small, which neither the count nor the class's whole area says. The decoder's own
+  drawing of the test slices' true codes is the reference a prior can reach
+  (`bone_pair_area["reconstruction"]`): below the test slices' size, the decoder is short.
 * **Bone cortex** (`cortex_contrast`, `bone_cortex`): real bone is a dark cortex around
   brighter marrow; a blurred blob labelled bone is not. Per image, the contrast between the
   marrow (the bone mask eroded by CORTEX_CORE px) and the mask's rim (its outer CORTEX_RIM
@@ -532,12 +534,16 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy"] = anatomy_table(stats, trusted)
     summary.update(bone_pairs(summary["anatomy"], classes))
     summary.update(bone_cortex(stats, trusted))
-    if "bone_cortex" in summary:  # what the decoder draws from the test slices' own codes: the best a prior can get
-        recon = decode_codes(vqvae, np.asarray(codes["codes_test"])[t_idx].astype(np.int64), device=device)
+    if _bones(trusted) is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
         bones = int(_bones(trusted))
-        cortex = [cortex_contrast(img, lab == bones) for img, lab in zip(recon, segment(seg, recon, classes))]
-        summary["bone_cortex"]["reconstruction"] = _median(cortex)
-        arrays["bone_cortex"] = {**{k: v[bones]["cortex"] for k, v in stats.items()}, "reconstruction": np.array(cortex)}
+        recon = decode_codes(vqvae, np.asarray(codes["codes_test"])[t_idx].astype(np.int64), device=device)
+        drawn = anatomy_stats(segment(seg, recon, classes), [bones], classes[0], recon)[bones]
+        if "bone_cortex" in summary:
+            summary["bone_cortex"]["reconstruction"] = _median(drawn["cortex"])
+            arrays["bone_cortex"] = {**{k: v[bones]["cortex"] for k, v in stats.items()}, "reconstruction": drawn["cortex"]}
+        if "bone_pair_area" in summary:  # the heads' size as the decoder draws them from the true codes
+            summary["bone_pair_area"]["reconstruction"] = _median(drawn["pair_area"])
+            arrays["bone_pair_area_reconstruction"] = drawn["pair_area"]
     empty = {name: empty_fraction(lab, labels["test"], classes[0]) for name, lab in labels.items() if name != "test"}
     summary["empty_samples"] = empty.pop("samples")  # the share of samples with no body drawn
     summary["empty_references"] = empty  # train (real: 0), unigram

@@ -89,17 +89,19 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | N
 
     pairs: {set name: (N,) pair counts}, all sets at the same N slice positions `slices`.
     sizes: {set name: (N,) mean area of the slice's paired components as a fraction of the
-    slice, NaN without a pair} (`judge.anatomy_stats`' "pair_area"); pixels: the slice's
+    slice, NaN without a pair} (`judge.anatomy_stats`' "pair_area"; sets that `pairs` lacks,
+    such as the reconstructions, are only in this panel); pixels: the slice's
     pixel count, to show the sizes in pixels (default: fractions)."""
     slices = np.asarray(slices)
     edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
     mids = (edges[:-1] + edges[1:] - 1) / 2
     which = np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1)
-    style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":")}
+    style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":"),
+             "reconstruction": ("C4", "-")}  # fmt: skip
     if sizes is None:
         fig, ax = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
     else:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.4), layout="constrained", width_ratios=(3, 2))
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3.4), layout="constrained", width_ratios=(5, 4))
     for name, counts in pairs.items():
         has = np.asarray(counts) > 0
         rate = np.array([has[which == b].mean() if (which == b).any() else np.nan for b in range(len(mids))])
@@ -122,7 +124,8 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | N
                 x = j + np.linspace(-0.15, 0.15, found[k].size) if found[k].size > 1 else np.array([float(j)])
                 ax2.plot(x, found[k], ".", ms=3, color=color, alpha=0.6)
             ax2.set_xticks(range(1, len(names) + 1), [f"{k}\n(median {np.median(found[k]):.0f})" if pixels
-                                                      else f"{k}\n(median {np.median(found[k]):.4f})" for k in names])
+                                                      else f"{k}\n(median {np.median(found[k]):.4f})" for k in names],
+                           fontsize=8)  # fmt: skip
         else:
             ax2.text(0.5, 0.5, "no pair of round bones in any set", ha="center", va="center", transform=ax2.transAxes)
         ax2.set_ylabel("area of a paired head" + (" (pixels)" if pixels else " (fraction of the slice)"))

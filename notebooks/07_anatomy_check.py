@@ -182,7 +182,9 @@ if "anatomy" in report:
 # Real slices have such a pair at the femoral-head levels and almost nowhere else.
 #
 # A pair can be counted and still be drawn too small: the second panel compares the area of
-# each paired head with the test slices' (`bone_pair_area_ratio`, samples / test, 1 = as big).
+# each paired head with the test slices' (`bone_pair_area_ratio`, samples / test, 1 = as big),
+# and shows how big the decoder draws them from the test slices' own codes (reconstruction):
+# the size a prior over these codes can reach.
 #
 # A round pair can still be two smooth blobs. Real bone has a dark cortex (1.6–3 px on the
 # phantom, near black on T2) around brighter marrow: the cortex contrast compares the mean
@@ -198,7 +200,8 @@ if "bone_pairs" in report:
     print(f"area of a paired head (median, pixels): {sizes}; samples / test = {report['bone_pair_area_ratio']:.2f}")
     plotting.show_and_save(
         judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"],
-                                    sizes={k: v[bones]["pair_area"] for k, v in arrays["stats"].items()}, pixels=pixels),
+                                    sizes={**{k: v[bones]["pair_area"] for k, v in arrays["stats"].items()},
+                                           "reconstruction": arrays["bone_pair_area_reconstruction"]}, pixels=pixels),
         run.figure("07_bone_pairs"),
     )  # fmt: skip
 if "bone_cortex" in report:

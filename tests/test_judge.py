@@ -328,6 +328,8 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     assert {"test", "samples", "train", "unigram", "reconstruction"} <= set(summary["bone_cortex"])
     assert "bone_cortex_gap" in summary and "bone_cortex_gap" in summary["temperature_sweep"][0]
     assert "bone_pairs_ratio" in summary
+    assert {"test", "samples", "train", "reconstruction"} <= set(summary["bone_pair_area"])
+    assert len(arrays["bone_pair_area_reconstruction"]) == summary["n_anatomy"]
     assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
 
