@@ -25,7 +25,9 @@ radiologist looks at, through a segmenter trained on the data's labels
   so far away that any image-like bone scores near the floor). How big the paired heads are
   drawn (`paired_areas`): the median size of a paired component in samples against test
   slices (`bone_pair_area_ratio`, 1 = as big); heads counted as pairs can still be drawn
-  too small, which neither the count nor the class's whole area says. The decoder's own
+  too small, which neither the count nor the class's whole area says; pooled over all
+  levels, it also falls when samples miss the levels whose pairs are large, so
+  `bone_pair_area_ratio_by_level` compares the sizes level by level. The decoder's own
   drawing of the test slices' true codes is the reference a prior can reach
   (`bone_pair_area["reconstruction"]`): below the test slices' size, the decoder is short.
 * **Bone cortex** (`cortex_contrast`, `bone_cortex`): real bone is a dark cortex around
@@ -325,6 +327,32 @@ def bone_pairs(table: dict, classes) -> dict:
     return out
 
 
+def level_matched_area_ratio(samples, test, slices, n_bins: int = 10) -> float:
+    """`bone_pair_area_ratio` level by level: (N,) paired-head sizes of samples and test slices
+    (`anatomy_stats`' "pair_area", NaN without a pair) drawn at the same (N,) slice positions
+    `slices`. The positions are cut into `n_bins` bins (as `judge_plots.plot_bone_pairs`);
+    in each bin where both sets have a pair, the samples' median size over the test slices';
+    the mean of those ratios weighted by the test slices' pairs in the bin. 1 = heads as big
+    as real ones at their own levels, however often each level draws a pair (the pooled
+    ratio also falls when samples miss the levels whose pairs are large); NaN when no bin
+    has a pair in both sets."""
+    samples, test, slices = (np.asarray(a, float) for a in (samples, test, slices))
+    if not (len(samples) == len(test) == len(slices)):
+        raise ValueError(f"level_matched_area_ratio: {len(samples)} samples, {len(test)} test, {len(slices)} slices")
+    if not len(slices):
+        return float("nan")
+    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
+    which = np.clip(np.digitize(slices, edges) - 1, 0, len(edges) - 2)
+    ratios, weights = [], []
+    for b in np.unique(which):
+        s, t = samples[which == b], test[which == b]
+        s, t = s[np.isfinite(s)], t[np.isfinite(t)]
+        if s.size and t.size:
+            ratios.append(np.median(s) / np.median(t))
+            weights.append(t.size)
+    return float(np.average(ratios, weights=weights)) if ratios else float("nan")
+
+
 def bone_cortex(stats: dict, classes) -> dict:
     """{"bone_cortex": {set: median `cortex_contrast`}, "bone_cortex_gap": term} of the bone
     class from `anatomy_stats` computed with images: the term as in `anatomy_gap` (0 = the
@@ -533,6 +561,11 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy_gap_terms"] = terms
     summary["anatomy"] = anatomy_table(stats, trusted)
     summary.update(bone_pairs(summary["anatomy"], classes))
+    if "bone_pair_area_ratio" in summary:  # the same, level by level: the samples are drawn at the test positions
+        b = int(_bones(trusted))
+        summary["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
+            stats["samples"][b]["pair_area"], stats["test"][b]["pair_area"], t_slices
+        )
     summary.update(bone_cortex(stats, trusted))
     if _bones(trusted) is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
         bones = int(_bones(trusted))

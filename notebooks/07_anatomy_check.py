@@ -184,7 +184,9 @@ if "anatomy" in report:
 # A pair can be counted and still be drawn too small: the second panel compares the area of
 # each paired head with the test slices' (`bone_pair_area_ratio`, samples / test, 1 = as big),
 # and shows how big the decoder draws them from the test slices' own codes (reconstruction):
-# the size a prior over these codes can reach.
+# the size a prior over these codes can reach. Pooled over every level, the ratio also falls
+# when samples miss the levels whose pairs are large; `bone_pair_area_ratio_by_level`
+# compares the sizes bin by bin.
 #
 # A round pair can still be two smooth blobs. Real bone has a dark cortex (1.6–3 px on the
 # phantom, near black on T2) around brighter marrow: the cortex contrast compares the mean
@@ -198,6 +200,8 @@ if "bone_pairs" in report:
     pixels = arrays["sets"]["test"][0].size
     sizes = ", ".join(f"{k} {v * pixels:.0f}" for k, v in report["bone_pair_area"].items() if np.isfinite(v))
     print(f"area of a paired head (median, pixels): {sizes}; samples / test = {report['bone_pair_area_ratio']:.2f}")
+    print(f"the same level by level (slice bins of the figure, weighted by the test slices' pairs): "
+          f"{report['bone_pair_area_ratio_by_level']:.2f}")
     plotting.show_and_save(
         judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"],
                                     sizes={**{k: v[bones]["pair_area"] for k, v in arrays["stats"].items()},

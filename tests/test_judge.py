@@ -146,6 +146,29 @@ def test_bone_pair_area_ratio_sees_femoral_heads_drawn_too_small():
     assert np.isnan(judge.bone_pairs(judge.anatomy_table(one_sided, classes), classes)["bone_pair_area_ratio"])
 
 
+def test_level_matched_area_ratio_separates_smaller_heads_from_missing_levels():
+    """Samples that draw every pair as big as the test slices at its level, but miss the
+    levels whose pairs are large, lower the pooled median ratio (to 0.75) and not the
+    level-matched one; heads drawn smaller at every level lower both."""
+    counts = [4, 4, 8, 4]
+    slices = np.repeat([0, 10, 20, 30], counts)
+    test = np.repeat([0.010, 0.012, 0.020, np.nan], counts)  # larger heads at slice 20, none at 30
+    missing = test.copy()
+    missing[slices == 20] = [0.02] + [np.nan] * 7  # one pair of the eight drawn there
+    assert judge.level_matched_area_ratio(missing, test, slices) == pytest.approx(1.0)
+    assert np.nanmedian(missing) / np.nanmedian(test) == pytest.approx(0.75)
+    assert judge.level_matched_area_ratio(0.7 * test, test, slices) == pytest.approx(0.7)
+    # weighted by the test slices' pairs: a level drawn at half size with 1 of 4 test pairs
+    uneven = test.copy()
+    uneven[slices == 0] = [0.010, np.nan, np.nan, np.nan]
+    half = np.where(slices == 0, 0.005, uneven)
+    assert judge.level_matched_area_ratio(half, uneven, slices) == pytest.approx((1 * 0.5 + 4 + 8) / 13)
+    assert np.isnan(judge.level_matched_area_ratio(np.full(20, np.nan), test, slices))
+    assert np.isnan(judge.level_matched_area_ratio(np.where(slices == 30, 0.01, np.nan), test, slices))
+    with pytest.raises(ValueError, match="3 samples"):
+        judge.level_matched_area_ratio(test[:3], test, slices)
+
+
 def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_them(real_sets):
     classes = [1, BONES, 3]
     test = real_sets["test"]
@@ -330,6 +353,7 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     assert "bone_pairs_ratio" in summary
     assert {"test", "samples", "train", "reconstruction"} <= set(summary["bone_pair_area"])
     assert len(arrays["bone_pair_area_reconstruction"]) == summary["n_anatomy"]
+    assert "bone_pair_area_ratio_by_level" in summary
     assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
 
