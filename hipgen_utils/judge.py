@@ -327,10 +327,20 @@ def bone_pairs(table: dict, classes) -> dict:
     return out
 
 
+def slice_bins(slices, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(which (N,), mids (n,)): the bin of each of the (N,) slice positions, cut into
+    `n_bins` equal bins from the lowest to the highest position (fewer when there are fewer
+    distinct positions), and each bin's middle position."""
+    slices = np.asarray(slices)
+    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
+    mids = (edges[:-1] + edges[1:] - 1) / 2
+    return np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1), mids
+
+
 def level_matched_area_ratio(samples, test, slices, n_bins: int = 10) -> float:
     """`bone_pair_area_ratio` level by level: (N,) paired-head sizes of samples and test slices
     (`anatomy_stats`' "pair_area", NaN without a pair) drawn at the same (N,) slice positions
-    `slices`. The positions are cut into `n_bins` bins (as `judge_plots.plot_bone_pairs`);
+    `slices`. The positions are cut into `n_bins` bins (`slice_bins`, as the figure's);
     in each bin where both sets have a pair, the samples' median size over the test slices';
     the mean of those ratios weighted by the test slices' pairs in the bin. 1 = heads as big
     as real ones at their own levels, however often each level draws a pair (the pooled
@@ -341,8 +351,7 @@ def level_matched_area_ratio(samples, test, slices, n_bins: int = 10) -> float:
         raise ValueError(f"level_matched_area_ratio: {len(samples)} samples, {len(test)} test, {len(slices)} slices")
     if not len(slices):
         return float("nan")
-    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
-    which = np.clip(np.digitize(slices, edges) - 1, 0, len(edges) - 2)
+    which, _ = slice_bins(slices, n_bins)
     ratios, weights = [], []
     for b in np.unique(which):
         s, t = samples[which == b], test[which == b]
@@ -560,15 +569,15 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy_gap"] = gap
     summary["anatomy_gap_terms"] = terms
     summary["anatomy"] = anatomy_table(stats, trusted)
+    bones = _bones(trusted)  # the bone class's key; None when bones are not trusted
     summary.update(bone_pairs(summary["anatomy"], classes))
     if "bone_pair_area_ratio" in summary:  # the same, level by level: the samples are drawn at the test positions
-        b = int(_bones(trusted))
         summary["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
-            stats["samples"][b]["pair_area"], stats["test"][b]["pair_area"], t_slices
+            stats["samples"][int(bones)]["pair_area"], stats["test"][int(bones)]["pair_area"], t_slices
         )
     summary.update(bone_cortex(stats, trusted))
-    if _bones(trusted) is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
-        bones = int(_bones(trusted))
+    if bones is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
+        bones = int(bones)
         recon = decode_codes(vqvae, np.asarray(codes["codes_test"])[t_idx].astype(np.int64), device=device)
         drawn = anatomy_stats(segment(seg, recon, classes), [bones], classes[0], recon)[bones]
         if "bone_cortex" in summary:

@@ -92,10 +92,9 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | N
     slice, NaN without a pair} (`judge.anatomy_stats`' "pair_area"; sets that `pairs` lacks,
     such as the reconstructions, are only in this panel); pixels: the slice's
     pixel count, to show the sizes in pixels (default: fractions)."""
-    slices = np.asarray(slices)
-    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
-    mids = (edges[:-1] + edges[1:] - 1) / 2
-    which = np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1)
+    from hipgen_utils.judge import slice_bins
+
+    which, mids = slice_bins(slices, n_bins)
     style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":"),
              "reconstruction": ("C4", "-")}  # fmt: skip
     if sizes is None:
