@@ -198,17 +198,22 @@ def cmd_evaluate(args):
         print(json.dumps(_json_safe(result)))
         return
     sweep = result.pop("temperature_sweep", [])
-    flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    # a dict of numbers (one per set: test, train, samples, ...) fits on its line
+    inline = {k for k, v in result.items() if isinstance(v, dict) and all(isinstance(x, float) for x in v.values())}
+    flat = {k: v for k, v in result.items() if not isinstance(v, dict) or k in inline}
     width = max(map(len, flat))
     for k, v in flat.items():
+        if k in inline:
+            v = ", ".join(f"{name} {x:.4f}" for name, x in v.items())
         print(f"{k:{width}s}  {v:.4f}" if isinstance(v, float) else f"{k:{width}s}  {v}")
-    nested = [k for k, v in result.items() if isinstance(v, dict)]
+    nested = [k for k, v in result.items() if isinstance(v, dict) and k not in inline]
     if nested:
         print(f"(per-class tables {', '.join(nested)}: see --json)")
     if sweep:
         from hipgen_utils.bench import print_table
 
-        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_pair_area_ratio", "bone_symmetry",
+        cols = [c for c in ("temperature", "anatomy_gap", "bone_pairs_ratio", "bone_pair_area_ratio",
+                            "bone_pair_area_ratio_by_level", "bone_symmetry",
                             "bone_cortex_gap", "empty_samples")
                 if c in sweep[0]]  # fmt: skip
         print_table("the judge's anatomy against temperature", cols, [[r[c] for c in cols] for r in sweep])

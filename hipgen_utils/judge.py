@@ -30,6 +30,9 @@ radiologist looks at, through a segmenter trained on the data's labels
   `bone_pair_area_ratio_by_level` compares the sizes level by level. The decoder's own
   drawing of the test slices' true codes is the reference a prior can reach
   (`bone_pair_area["reconstruction"]`): below the test slices' size, the decoder is short.
+  Level by level, `bone_pair_area_ratio_by_level_references` holds the same ratio for the
+  reconstructions and for the train slices (other case-weeks at the same positions: how far
+  real heads differ from the test slices' at their levels, with two test case-weeks).
 * **Bone cortex** (`cortex_contrast`, `bone_cortex`): real bone is a dark cortex around
   brighter marrow; a blurred blob labelled bone is not. Per image, the contrast between the
   marrow (the bone mask eroded by CORTEX_CORE px) and the mask's rim (its outer CORTEX_RIM
@@ -327,34 +330,48 @@ def bone_pairs(table: dict, classes) -> dict:
     return out
 
 
+def _bin_edges(slices, n_bins: int) -> np.ndarray:
+    slices = np.asarray(slices)
+    return np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
+
+
+def _bin_of(positions, edges) -> np.ndarray:
+    return np.clip(np.digitize(np.asarray(positions), edges) - 1, 0, len(edges) - 2)
+
+
 def slice_bins(slices, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(which (N,), mids (n,)): the bin of each of the (N,) slice positions, cut into
     `n_bins` equal bins from the lowest to the highest position (fewer when there are fewer
     distinct positions), and each bin's middle position."""
-    slices = np.asarray(slices)
-    edges = np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
-    mids = (edges[:-1] + edges[1:] - 1) / 2
-    return np.clip(np.digitize(slices, edges) - 1, 0, len(mids) - 1), mids
+    edges = _bin_edges(slices, n_bins)
+    return _bin_of(slices, edges), (edges[:-1] + edges[1:] - 1) / 2
 
 
-def level_matched_area_ratio(samples, test, slices, n_bins: int = 10) -> float:
+def level_matched_area_ratio(samples, test, slices, n_bins: int = 10, sample_slices=None) -> float:
     """`bone_pair_area_ratio` level by level: (N,) paired-head sizes of samples and test slices
     (`anatomy_stats`' "pair_area", NaN without a pair) drawn at the same (N,) slice positions
-    `slices`. The positions are cut into `n_bins` bins (`slice_bins`, as the figure's);
-    in each bin where both sets have a pair, the samples' median size over the test slices';
-    the mean of those ratios weighted by the test slices' pairs in the bin. 1 = heads as big
-    as real ones at their own levels, however often each level draws a pair (the pooled
-    ratio also falls when samples miss the levels whose pairs are large); NaN when no bin
-    has a pair in both sets."""
+    `slices` (or the samples at their own (M,) positions `sample_slices`: another real set as
+    a reference). The test positions are cut into `n_bins` bins (`slice_bins`, as the
+    figure's); in each bin where both sets have a pair, the samples' median size over the
+    test slices'; the mean of those ratios weighted by the test slices' pairs in the bin.
+    1 = heads as big as real ones at their own levels, however often each level draws a
+    pair (the pooled ratio also falls when samples miss the levels whose pairs are large);
+    NaN when no bin has a pair in both sets."""
     samples, test, slices = (np.asarray(a, float) for a in (samples, test, slices))
-    if not (len(samples) == len(test) == len(slices)):
-        raise ValueError(f"level_matched_area_ratio: {len(samples)} samples, {len(test)} test, {len(slices)} slices")
-    if not len(slices):
+    at = slices if sample_slices is None else np.asarray(sample_slices, float)
+    if not (len(test) == len(slices) and len(samples) == len(at)):
+        raise ValueError(
+            f"level_matched_area_ratio: {len(samples)} samples at {len(at)} positions, "
+            f"{len(test)} test at {len(slices)} positions"
+        )
+    if not len(slices) or not len(at):
         return float("nan")
-    which, _ = slice_bins(slices, n_bins)
+    edges = _bin_edges(slices, n_bins)
+    which = _bin_of(slices, edges)
+    s_which = np.where((at >= edges[0]) & (at < edges[-1]), _bin_of(at, edges), -1)  # outside: no bin
     ratios, weights = [], []
     for b in np.unique(which):
-        s, t = samples[which == b], test[which == b]
+        s, t = samples[s_which == b], test[which == b]
         s, t = s[np.isfinite(s)], t[np.isfinite(t)]
         if s.size and t.size:
             ratios.append(np.median(s) / np.median(t))
@@ -378,16 +395,21 @@ def bone_cortex(stats: dict, classes) -> dict:
     }
 
 
-def sweep_row(temperature: float, stats: dict, trusted, classes) -> dict:
+def sweep_row(temperature: float, stats: dict, trusted, classes, slices=None) -> dict:
     """One temperature's anatomy: `anatomy_gap`, `bone_pairs_ratio`, the bones' median
     left-right symmetry in samples and test slices and, when the stats hold it,
-    `bone_cortex_gap` (`anatomy_stats` of the four sets)."""
+    `bone_cortex_gap` (`anatomy_stats` of the four sets); with the samples' and test
+    slices' shared positions `slices`, also `bone_pair_area_ratio_by_level`."""
     table = anatomy_table(stats, trusted)
     row = {"temperature": temperature, "anatomy_gap": anatomy_gap(stats, trusted)[0], **bone_pairs(table, classes)}
     row.pop("bone_pairs", None)
     row.pop("bone_pair_area", None)
     if "bone_pairs_ratio" in row:
         bones = _bones(classes)
+        if slices is not None and "bone_pair_area_ratio" in row:
+            row["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
+                stats["samples"][int(bones)]["pair_area"], stats["test"][int(bones)]["pair_area"], slices
+            )
         row["bone_symmetry"] = table["samples"][bones]["symmetry_median"]
         row["bone_symmetry_test"] = table["test"][bones]["symmetry_median"]
         cortex = bone_cortex(stats, classes)
@@ -455,6 +477,15 @@ def _matched_train(train_slices, wanted_slices, seed: int, exclude=()) -> np.nda
             pool = np.flatnonzero(at) if at.any() else np.arange(len(train_slices))
         out.append(rng.choice(pool))
     return np.asarray(out)
+
+
+def anatomy_index(test_slices, train_slices, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test index, train index) of the anatomy sets: `n` test slices (a seeded subset) and,
+    for each, a train slice at its position, in the same order: train slice i sits where test
+    slice i (and sample i) does, so per-position figures and numbers (`plot_bone_pairs`,
+    `level_matched_area_ratio`) read every set at the same positions."""
+    t_idx = _subset(len(test_slices), n, seed + 1)
+    return t_idx, _matched_train(train_slices, np.asarray(test_slices)[t_idx], seed)
 
 
 def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,
@@ -548,10 +579,9 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
         summary[f"completion_dice{sfx}"] = float(np.mean(vals)) if vals else float("nan")
 
     # ---- anatomy statistics on equal-sized sets ----------------------------------------
-    t_idx = _subset(len(test), cfg.n_anatomy, cfg.seed + 1)
+    t_idx, tr_idx = anatomy_index(test.slice, train.slice, cfg.n_anatomy, cfg.seed)
     m = len(t_idx)
     t_slices = np.asarray(test.slice)[t_idx]
-    tr_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed))
     sample_cond = np.asarray(codes["slice_test"])[t_idx] if conditional else None
     _, samples = generate(prior, vqvae, m, temperature=temperature, seed=cfg.seed, condition=sample_cond, shape=grid,
                           device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
@@ -571,9 +601,15 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["anatomy"] = anatomy_table(stats, trusted)
     bones = _bones(trusted)  # the bone class's key; None when bones are not trusted
     summary.update(bone_pairs(summary["anatomy"], classes))
-    if "bone_pair_area_ratio" in summary:  # the same, level by level: the samples are drawn at the test positions
+    by_level = {}  # the heads' size level by level: the samples are drawn at the test positions
+    if "bone_pair_area_ratio" in summary:
+        test_heads = stats["test"][int(bones)]["pair_area"]
         summary["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
-            stats["samples"][int(bones)]["pair_area"], stats["test"][int(bones)]["pair_area"], t_slices
+            stats["samples"][int(bones)]["pair_area"], test_heads, t_slices
+        )
+        # real against real: other case-weeks' slices at those positions (what 1 means here)
+        by_level["train"] = level_matched_area_ratio(
+            stats["train"][int(bones)]["pair_area"], test_heads, t_slices, sample_slices=np.asarray(train.slice)[tr_idx]
         )
     summary.update(bone_cortex(stats, trusted))
     if bones is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
@@ -586,6 +622,9 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
         if "bone_pair_area" in summary:  # the heads' size as the decoder draws them from the true codes
             summary["bone_pair_area"]["reconstruction"] = _median(drawn["pair_area"])
             arrays["bone_pair_area_reconstruction"] = drawn["pair_area"]
+            by_level["reconstruction"] = level_matched_area_ratio(drawn["pair_area"], test_heads, t_slices)
+    if by_level:
+        summary["bone_pair_area_ratio_by_level_references"] = by_level
     empty = {name: empty_fraction(lab, labels["test"], classes[0]) for name, lab in labels.items() if name != "test"}
     summary["empty_samples"] = empty.pop("samples")  # the share of samples with no body drawn
     summary["empty_references"] = empty  # train (real: 0), unigram
@@ -597,7 +636,7 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
                                device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
             lab = segment(seg, imgs, classes)
             st = dict(stats, samples=anatomy_stats(lab, trusted, classes[0], imgs))
-        row = sweep_row(t, st, trusted, classes)
+        row = sweep_row(t, st, trusted, classes, slices=t_slices)
         row["empty_samples"] = empty_fraction(lab, labels["test"], classes[0])
         sweep.append(row)
     if sweep:
@@ -622,5 +661,5 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
     summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
     summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])
-    arrays.update(sets=sets, labels=labels, slices=t_slices, stats=stats)
+    arrays.update(sets=sets, labels=labels, slices=t_slices, stats=stats, train_index=tr_idx)
     return summary, arrays

@@ -161,11 +161,12 @@ def plot_bone_cortex(values: Mapping[str, np.ndarray], gap: float | None = None)
 
 def plot_temperature_anatomy(rows: Sequence[Mapping], top_k: int = 0) -> Figure:
     """The anatomy of samples against temperature (`judge_prior(..., temperatures=...)`'s
-    "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads (`bone_pairs_ratio`),
-    their size (`bone_pair_area_ratio`, when measured) and bone symmetry as fractions of the
-    test slices' (1 = like real slices), beside the
-    share of samples with no body drawn (`empty_samples`; real slices 0). `top_k`: the
-    samples' top-k at every temperature (0 = all codes), said in the title."""
+    "temperature_sweep" rows): `anatomy_gap` and `bone_cortex_gap`, and the femoral heads
+    (`bone_pairs_ratio`), their size (`bone_pair_area_ratio` and, level by level,
+    `bone_pair_area_ratio_by_level`, when measured) and bone symmetry as fractions of the
+    test slices' (1 = like real slices), beside the share of samples with no body drawn
+    (`empty_samples`; real slices 0). `top_k`: the samples' top-k at every temperature
+    (0 = all codes), said in the title."""
     if not rows:
         raise ValueError("plot_temperature_anatomy: no rows; pass temperatures to judge.judge_prior")
     t = np.array([r["temperature"] for r in rows], dtype=float)
@@ -183,6 +184,9 @@ def plot_temperature_anatomy(rows: Sequence[Mapping], top_k: int = 0) -> Figure:
     a2.plot(t, col("bone_pairs_ratio"), "o-", label="slices with both femoral heads")
     if np.isfinite(col("bone_pair_area_ratio")).any():
         a2.plot(t, col("bone_pair_area_ratio"), "^-", color="C4", label="their size (area of a paired head)")
+    if np.isfinite(col("bone_pair_area_ratio_by_level")).any():
+        a2.plot(t, col("bone_pair_area_ratio_by_level"), "v--", color="C4", alpha=0.6,
+                label="their size, level by level")  # fmt: skip
     a2.plot(t, col("bone_symmetry") / col("bone_symmetry_test"), "s--", label="bone left-right symmetry")
     a2.plot(t, col("empty_samples"), "x:", color="C3", label="samples with no body (fraction; test 0)")
     a2.axhline(1, color="k", lw=0.8, ls=":", label="test slices")

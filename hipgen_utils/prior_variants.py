@@ -41,6 +41,7 @@ COMPARE_VARIANTS = {
 JUDGE_COLUMNS = (
     "completion_dice", "completion_dice_mirror", "completion_dice_reconstruction",
     "completion_ssim", "completion_ssim_mirror", "anatomy_gap", "bone_pairs_ratio", "bone_pair_area_ratio",
+    "bone_pair_area_ratio_by_level",
     "bone_cortex_gap", "empty_samples",
 )  # fmt: skip
 

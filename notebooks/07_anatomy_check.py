@@ -186,7 +186,10 @@ if "anatomy" in report:
 # and shows how big the decoder draws them from the test slices' own codes (reconstruction):
 # the size a prior over these codes can reach. Pooled over every level, the ratio also falls
 # when samples miss the levels whose pairs are large; `bone_pair_area_ratio_by_level`
-# compares the sizes bin by bin.
+# compares the sizes bin by bin. Beside it, the same ratio for real heads: the decoder's
+# reconstructions of the test slices, and train slices of other case-weeks at the same
+# positions (heads differ from case to case, and the test set holds only a few case-weeks:
+# this says how far from 1 real slices land).
 #
 # A round pair can still be two smooth blobs. Real bone has a dark cortex (1.6–3 px on the
 # phantom, near black on T2) around brighter marrow: the cortex contrast compares the mean
@@ -200,8 +203,9 @@ if "bone_pairs" in report:
     pixels = arrays["sets"]["test"][0].size
     sizes = ", ".join(f"{k} {v * pixels:.0f}" for k, v in report["bone_pair_area"].items() if np.isfinite(v))
     print(f"area of a paired head (median, pixels): {sizes}; samples / test = {report['bone_pair_area_ratio']:.2f}")
+    refs = ", ".join(f"{k} {v:.2f}" for k, v in report["bone_pair_area_ratio_by_level_references"].items())
     print(f"the same level by level (slice bins of the figure, weighted by the test slices' pairs): "
-          f"{report['bone_pair_area_ratio_by_level']:.2f}")
+          f"{report['bone_pair_area_ratio_by_level']:.2f} (real heads, the same way: {refs})")
     plotting.show_and_save(
         judge_plots.plot_bone_pairs({k: v[bones]["pairs"] for k, v in arrays["stats"].items()}, arrays["slices"],
                                     sizes={**{k: v[bones]["pair_area"] for k, v in arrays["stats"].items()},
@@ -228,12 +232,13 @@ if "empty_samples" in report:
 
 # %%
 if "temperature_sweep" in report:
-    print(" T    anatomy_gap  femoral heads (x test)  their size (x test)  bone symmetry (x test)  bone_cortex_gap"
-          "  no body drawn")  # fmt: skip
+    print(" T    anatomy_gap  femoral heads (x test)  their size (x test)  by level  bone symmetry (x test)"
+          "  bone_cortex_gap  no body drawn")  # fmt: skip
     for r in report["temperature_sweep"]:
         sym = r.get("bone_symmetry", np.nan) / r.get("bone_symmetry_test", np.nan)
         print(f"{r['temperature']:.1f}  {r['anatomy_gap']:11.3f}  {r.get('bone_pairs_ratio', np.nan):22.2f}  "
-              f"{r.get('bone_pair_area_ratio', np.nan):19.2f}  {sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  "
+              f"{r.get('bone_pair_area_ratio', np.nan):19.2f}  {r.get('bone_pair_area_ratio_by_level', np.nan):8.2f}  "
+              f"{sym:22.2f}  {r.get('bone_cortex_gap', np.nan):15.2f}  "
               f"{r['empty_samples']:13.1%}")  # fmt: skip
     plotting.show_and_save(judge_plots.plot_temperature_anatomy(report["temperature_sweep"], report["top_k"]),
                            run.figure("07_temperature_anatomy"))  # fmt: skip

@@ -71,6 +71,10 @@ def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):
     assert table[1].split()[:2] == ["temperature", "anatomy_gap"] and "empty_samples" in table[1]
     assert [row.split()[0] for row in table[3:5]] == ["0.5", "1.5"] and len(table) == 5
     assert "empty_samples" in out[: out.index("the judge's")]  # the judged temperature's own count
+    # a number per set prints on its line; per-class tables are left to --json
+    refs = next(line for line in out.splitlines() if line.startswith("empty_references"))
+    assert "train 0." in refs and "unigram " in refs
+    assert "see --json" in out and "empty_references" not in out[out.index("(per-class tables") :]
 
 
 def test_evaluate_seed_seeds_the_judge(trained, capsys, monkeypatch):

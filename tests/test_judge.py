@@ -165,8 +165,18 @@ def test_level_matched_area_ratio_separates_smaller_heads_from_missing_levels():
     assert judge.level_matched_area_ratio(half, uneven, slices) == pytest.approx((1 * 0.5 + 4 + 8) / 13)
     assert np.isnan(judge.level_matched_area_ratio(np.full(20, np.nan), test, slices))
     assert np.isnan(judge.level_matched_area_ratio(np.where(slices == 30, 0.01, np.nan), test, slices))
-    with pytest.raises(ValueError, match="3 samples"):
+    with pytest.raises(ValueError, match="3 samples at 20 positions"):
         judge.level_matched_area_ratio(test[:3], test, slices)
+    # another set at its own positions (a real reference): binned by the test positions,
+    # whatever its order and length; positions outside the test slices' range count nowhere
+    order = np.random.default_rng(0).permutation(len(slices))
+    other = np.concatenate([0.9 * test[order], [5.0, 5.0]])
+    at = np.concatenate([slices[order], [-7, 99]])
+    assert judge.level_matched_area_ratio(other, test, slices, sample_slices=at) == pytest.approx(0.9)
+    # (read at the test slices' own positions instead, the shuffled sizes land in the wrong bins)
+    assert abs(judge.level_matched_area_ratio(other[:-2], test, slices) - 0.9) > 0.05
+    with pytest.raises(ValueError, match="22 samples at 20 positions"):
+        judge.level_matched_area_ratio(other, test, slices, sample_slices=slices)
 
 
 def test_bone_pairs_rate_finds_femoral_heads_at_their_levels_and_fails_without_them(real_sets):
@@ -319,6 +329,15 @@ def test_matched_train_keeps_positions_and_avoids_the_excluded():
     assert slices[c].tolist() == [2]
 
 
+def test_anatomy_sets_sit_at_the_test_positions_in_their_order():
+    test_slices = np.array([5, 6, 7, 0, 1, 2, 5, 6, 7, 0, 1, 2])  # case-weeks one after another
+    train_slices = np.tile(np.arange(8), 6)
+    t_idx, tr_idx = judge.anatomy_index(test_slices, train_slices, 8, seed=0)
+    assert len(t_idx) == len(tr_idx) == 8 and len(set(t_idx)) == 8
+    assert train_slices[tr_idx].tolist() == test_slices[t_idx].tolist()
+    assert judge.anatomy_index(test_slices, train_slices, 8, seed=0)[1].tolist() == tr_idx.tolist()  # seeded
+
+
 def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_parts, monkeypatch, tmp_path):
     prior, vq, codes, splits, _ = trained_parts
     # every class trusted (the tiny segmenter reaches no Dice a real run would trust), so
@@ -354,6 +373,13 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     assert {"test", "samples", "train", "reconstruction"} <= set(summary["bone_pair_area"])
     assert len(arrays["bone_pair_area_reconstruction"]) == summary["n_anatomy"]
     assert "bone_pair_area_ratio_by_level" in summary
+    assert set(summary["bone_pair_area_ratio_by_level_references"]) == {"train", "reconstruction"}
+    # every set at the same positions, in the same order (the figure of pairs by position reads them so)
+    assert np.asarray(splits["train"].slice)[arrays["train_index"]].tolist() == arrays["slices"].tolist()
+    assert len(arrays["sets"]["train"]) == len(arrays["sets"]["samples"]) == len(arrays["slices"])
+    assert "bone_pair_area_ratio_by_level" in summary["temperature_sweep"][0]
+    same = summary["temperature_sweep"][1]["bone_pair_area_ratio_by_level"]
+    assert same == summary["bone_pair_area_ratio_by_level"] or (np.isnan(same) and np.isnan(summary["bone_pair_area_ratio_by_level"]))
     assert (tmp_path / segmenter.SEGMENTER_FILE).is_file()
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
 

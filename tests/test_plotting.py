@@ -369,5 +369,10 @@ def test_temperature_anatomy_plot():
     sized = judge_plots.plot_temperature_anatomy([dict(r, bone_pair_area_ratio=v) for r, v in zip(rows, (0.8, 0.9))])
     size = [ln for ln in sized.axes[1].get_lines() if ln.get_label().startswith("their size")]
     assert len(size) == 1 and np.allclose(size[0].get_ydata(), [0.8, 0.9])
+    both = judge_plots.plot_temperature_anatomy(
+        [dict(r, bone_pair_area_ratio=v, bone_pair_area_ratio_by_level=w) for r, v, w in zip(rows, (0.8, 0.9), (0.85, 0.95))]
+    )
+    level = [ln for ln in both.axes[1].get_lines() if ln.get_label() == "their size, level by level"]
+    assert len(level) == 1 and np.allclose(level[0].get_ydata(), [0.85, 0.95])
     with pytest.raises(ValueError, match="no rows"):
         judge_plots.plot_temperature_anatomy([])
