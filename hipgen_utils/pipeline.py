@@ -229,6 +229,11 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
                                      temperature=temperature, temperatures=temperatures, device=device,
                                      progress=progress, log=log, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
             result.update(verdict)
+    else:  # say what is left out (stderr: stdout may be --json's single line)
+        from hipgen_utils.checkpoints import PRIOR_FILE
+
+        print(f"{run.dir / PRIOR_FILE} not found: reconstruction scores only, the prior's and the anatomy judge's "
+              "skipped; train it first (notebooks/05_train_pixelcnn, or hipgen train --mode pixelcnn)", file=sys.stderr)
     return result
 
 

@@ -77,6 +77,16 @@ def test_evaluate_sweeps_the_anatomy_over_temperatures(trained, capsys):
     assert "see --json" in out and "empty_references" not in out[out.index("(per-class tables") :]
 
 
+def test_evaluate_without_a_prior_says_what_it_skipped(trained, capsys, tmp_path):
+    root, run_dir = trained
+    for name in ("vqvae.pt", "codes.npz"):
+        (tmp_path / name).write_bytes((run_dir / name).read_bytes())
+    code, out, err = run(capsys, "evaluate", "--run_dir", tmp_path, "--data_dir", root, "--device", "cpu", "--json")
+    r = json.loads(out.strip())
+    assert code == 0 and "ssim_mean" in r and "pixelcnn_bits_per_code_test" not in r
+    assert "pixelcnn.pt not found" in err and "05_train_pixelcnn" in err
+
+
 def test_evaluate_seed_seeds_the_judge(trained, capsys, monkeypatch):
     from hipgen_utils import judge
 
