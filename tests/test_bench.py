@@ -143,3 +143,31 @@ def test_compare_judges_and_times_at_the_profiles_sampling_settings(trained, mon
     how = {"temperature": want.temperature, "top_k": want.top_k, "lead_lines": want.lead_lines}
     assert seen["judge"] == [how] and rows[0]["anatomy_gap"] == 0.5
     assert all(k.items() >= how.items() for k in seen["sample"]) and seen["sample"]
+
+
+def test_bench_sample_reports_the_median_of_repeated_fast_runs(capsys, monkeypatch, tmp_path):
+    """The fast sampler is timed FAST_REPEATS times (median and range printed), and the
+    identity check compares every repeat: one run that draws other codes makes it False."""
+    import torch
+
+    from hipgen_utils import bench, sampling
+    from hipgen_utils import config as C
+
+    monkeypatch.setattr(C, "REPO_ROOT", tmp_path)  # no trained demo prior: an untrained one
+    calls = []
+
+    def fake_sample(prior, n, **k):
+        calls.append(k)
+        codes = torch.zeros(n, *k["shape"], dtype=torch.long)
+        codes[0, 0, 0] = 1 if len(calls) == bench.FAST_REPEATS else 0  # the last repeat differs
+        return codes
+
+    monkeypatch.setattr(sampling, "sample", fake_sample)
+    monkeypatch.setattr(sampling, "sample_naive", lambda prior, n, **k: torch.zeros(n, *k["shape"], dtype=torch.long))
+    bench.bench_sample(build_parser().parse_args(["bench", "sample", "--quick"]))
+    out = capsys.readouterr().out
+    assert len(calls) == bench.FAST_REPEATS and f"median of {bench.FAST_REPEATS} runs" in out
+    assert f"same seed {bench.FAST_REPEATS} times identical" in out
+    line = next(x for x in out.splitlines() if x.startswith("same seed"))
+    assert line.split()[-1] == "False"
+    assert next(x for x in out.splitlines() if x.startswith("fast ==")).split()[-1] == "True"
