@@ -17,27 +17,8 @@ import torch
 
 from hipgen_utils import config as C
 from hipgen_utils.layout import SPLITS
-
-
-def print_table(title: str, header: list[str], rows: list[list]) -> str:
-    """Render and print a plain-text table; returns the text."""
-    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    line = "  ".join("-" * w for w in widths)
-    text = "\n".join(
-        row.rstrip()
-        for row in [title, "  ".join(h.ljust(w) for h, w in zip(header, widths)), line]
-        + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
-    )
-    print(text, flush=True)
-    return text
-
-
-def _timed(fn, *a, **k):
-    t0 = time.perf_counter()
-    out = fn(*a, **k)
-    return out, time.perf_counter() - t0
-
+from hipgen_utils.prior_variants import COMPARE_VARIANTS, compare_priors
+from hipgen_utils.tables import print_table, timed
 
 # --------------------------------------------------------------------------- data
 
@@ -49,7 +30,7 @@ def bench_data(args):
 
     sizes = (19, 2, 2) if args.quick else (191, 11, 9)
     root = C.cache_dir() / f"phantom_{sizes[0]}_{sizes[1]}_{sizes[2]}_60_s0"
-    _, gen_s = _timed(ensure_phantom, root, *sizes, n_slices=60, seed=0)
+    _, gen_s = timed(ensure_phantom, root, *sizes, n_slices=60, seed=0)
     old = os.environ.get(C.CACHE_ENV)
     tmp = tempfile.mkdtemp(prefix="hipgen-bench-cache-")
     rows = []
@@ -57,8 +38,8 @@ def bench_data(args):
         os.environ[C.CACHE_ENV] = tmp  # an empty cache: the first load is cold
         tot = [0, 0.0, 0.0]
         for split in SPLITS:
-            s, cold = _timed(load_split, root, split, progress=False)
-            _, warm = _timed(load_split, root, split, progress=False)
+            s, cold = timed(load_split, root, split, progress=False)
+            _, warm = timed(load_split, root, split, progress=False)
             rows.append([split, len(s), cold, warm, len(s) / cold, len(s) / warm])
             tot = [tot[0] + len(s), tot[1] + cold, tot[2] + warm]
         rows.append(["all", tot[0], tot[1], tot[2], tot[0] / tot[1], tot[0] / tot[2]])
@@ -113,8 +94,8 @@ def bench_vqvae(args):
     rows.append(["train demo model on whole 256x128 slices", _train_throughput(replace(demo.vqvae, crop=0), steps)])
     model = VQVAE.from_config(demo.vqvae).eval()
     imgs = np.random.default_rng(0).random((64, 256, 128), dtype=np.float32)
-    codes, enc_s = _timed(encode_images, model, imgs)
-    _, dec_s = _timed(decode_codes, model, codes)
+    codes, enc_s = timed(encode_images, model, imgs)
+    _, dec_s = timed(decode_codes, model, codes)
     rows += [["encode demo", len(imgs) / enc_s], ["decode demo", len(imgs) / dec_s]]
     print_table(
         f"hipgen bench vqvae: throughput on {torch.get_num_threads()} CPU threads (images or patches per second)",
@@ -134,7 +115,7 @@ def bench_vqvae(args):
     ):
         cfg = replace(budget, **over)
         with tempfile.TemporaryDirectory() as run:
-            (model, hist), secs = _timed(
+            (model, hist), secs = timed(
                 train_vqvae, cfg, splits["train"].images, splits["validate"].images, run, progress=False
             )
         summary, _ = reconstruction_report(model, splits["test"].images)
@@ -180,8 +161,6 @@ def bench_prior(args):
     from hipgen_utils.devices import cpu_has_bf16
 
     if getattr(args, "compare", False):
-        from hipgen_utils.prior_variants import compare_priors
-
         compare_priors(
             getattr(args, "run_dir", None), getattr(args, "budget_s", None), getattr(args, "variants", None),
             args.profile, getattr(args, "out", None), judge=not getattr(args, "no_judge", False),
@@ -246,13 +225,13 @@ def bench_sample(args):
     how = dict(temperature=demo.sample.temperature, top_k=demo.sample.top_k or None, lead_lines=demo.sample.lead_lines)
     # a shared machine's timings swing by a third from one minute to the next: the fast
     # sampler is timed FAST_REPEATS times and the median reported, with the range beside it
-    runs = [_timed(sample, prior, n, seed=0, condition=cond, shape=shape, **how) for _ in range(FAST_REPEATS)]
+    runs = [timed(sample, prior, n, seed=0, condition=cond, shape=shape, **how) for _ in range(FAST_REPEATS)]
     fast, times = runs[0][0], sorted(s for _, s in runs)
     fast_s = float(np.median(times))
     same_seed = all(torch.equal(fast, other) for other, _ in runs[1:])
     # the fast sampler runs single-threaded on the CPU: time naive the same way
     with one_cpu_thread(torch.device("cpu")):
-        naive, naive_s = _timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows, **how)
+        naive, naive_s = timed(sample_naive, prior, n, seed=0, condition=cond, shape=shape, rows=naive_rows, **how)
     naive_full = naive_s / naive_rows * shape[0]
     same_rows = bool(torch.equal(fast[:, :naive_rows], naive[:, :naive_rows]))
     print(f"{source}; both samplers on 1 CPU thread; grid {shape[0]}x{shape[1]}, K={prior.n_codes}; "
@@ -271,16 +250,14 @@ def bench_sample(args):
     )
     if args.quick:
         return
-    # the global-context switches (issue 9) on a demo-sized prior: timing does not depend on
-    # the weights, so untrained ones do; same conditions, the fast sampler only
-    from hipgen_utils.prior_variants import COMPARE_VARIANTS
-
+    # the prior's switches on a demo-sized prior: timing does not depend on the weights, so
+    # untrained ones do; same conditions, the fast sampler only
     rows = []
     for name, switches in COMPARE_VARIANTS.items():
         torch.manual_seed(0)
         variant = GatedPixelCNN.from_config(replace(demo.pixelcnn, **switches), demo.vqvae.n_embeddings).eval()
         vcond = torch.arange(n) % variant.n_conditions if variant.n_conditions else None
-        _, secs = _timed(sample, variant, n, seed=0, condition=vcond, shape=shape)
+        _, secs = timed(sample, variant, n, seed=0, condition=vcond, shape=shape)
         rows.append([name, n, secs, str(switches or "")])
     print_table(
         f"fast sampler per prior variant (untrained demo-sized: {demo.pixelcnn.n_channels} channels, "

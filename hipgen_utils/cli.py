@@ -71,6 +71,9 @@ def build_config(args, mode: str | None = None) -> C.Config:
         "vq_vae": {f.name for f in fields(C.PixelCNNConfig)} - {f.name for f in fields(C.VQVAEConfig)},
         "pixelcnn": {f.name for f in fields(C.VQVAEConfig)} - {f.name for f in fields(C.PixelCNNConfig)},
     }
+    if getattr(args, "epochs", None) is not None:
+        raise C.ConfigError(f"--epochs {args.epochs}: budgets are counted in updates, so they do not grow with the "
+                            "data set; use --n_updates (the prior trains n_updates batches of --batch_size grids)")
     if mode:
         wrong = sorted(k for k in model_only[mode] if getattr(args, k, None) is not None)
         if wrong:
@@ -164,7 +167,8 @@ def _train_prior(args, cfg, run):
     _, hist = train_pixelcnn(cfg.pixelcnn, codes, codes["n_embeddings"], run, vqvae_id=vid,
                              resume=args.resume, overwrite=args.overwrite)  # fmt: skip
     if hist["val_bits"]:
-        print(f"done: {int(hist['epoch'][-1])} epochs, validation bits/code {hist['val_bits'][-1]:.4f}")
+        print(f"done: {int(hist['step'][-1])} updates ({hist['epoch'][-1]:.3g} epochs), "
+              f"validation bits/code {hist['val_bits'][-1]:.4f}")
 
 
 def _json_safe(x):
@@ -380,10 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run_dir")
     s.add_argument("--profile", choices=C.PROFILE_NAMES)
     s.add_argument("--resume", action="store_true",
-                   help="continue the checkpoint in --run_dir with the same settings (only n_updates/epochs may grow)")
+                   help="continue the checkpoint in --run_dir with the same settings (only n_updates may grow)")
     s.add_argument("--overwrite", action="store_true",
                    help="start again: the run's checkpoint and the files computed from it move to RUN/replaced-<time>/")
     _add_overrides(s, C.VQVAEConfig, C.PixelCNNConfig, C.DataConfig)
+    s.add_argument("--epochs", help=argparse.SUPPRESS)  # gone: refused with a hint (build_config)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="SSIM/PSNR/codebook metrics, and prior metrics when trained")

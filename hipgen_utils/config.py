@@ -165,7 +165,13 @@ class VQVAEConfig:
 
 @dataclass
 class PixelCNNConfig:
-    """Gated PixelCNN prior over code grids, and its training."""
+    """Gated PixelCNN prior over code grids, and its training (defaults = the shipped model at
+    the ``full`` profile's size; `demo` and `ci` change only sizes and budgets).
+
+    The model: a conditional gated PixelCNN (van den Oord et al. 2016) whose vertical stack is
+    dilated, whose second half sees its mirror rows, and whose logits get code tables (see
+    `hipgen_utils.pixelcnn`). Each of the three can be switched off for an ablation
+    (`hipgen bench prior --compare`); every profile ships with all three on."""
 
     n_channels: int = 128
     n_layers: int = 15
@@ -173,55 +179,66 @@ class PixelCNNConfig:
     conditional: bool = True  # condition on slice position (0..n_slices-1)
     positional: bool = True  # gate biases from the (row, col) position in the grid
     n_slices: int = 60  # replaced in training by the data's max slice index + 1 (kept in the checkpoint)
-    dropout: float = 0.0
-    # global context (each a switch; the defaults are today's model, and what an old
-    # checkpoint without these fields loads as):
-    order: str = "lr"  # sampling order: "lr" rows along left-right (grid 64x32), "ap" rows anterior->posterior (grid transposed)
-    v_dilation: int = 1  # vertical stack row dilations cycle 1, 2, 4, .., v_dilation (a power of 2; 1 = off)
-    attn_layers: int = 0  # causal self-attention blocks on the horizontal stream (0 = off), spread over the gated layers
-    attn_heads: int = 2
-    attn_dim: int = 0  # query/key/value width of each attention block (0 = n_channels)
-    attn_pool: int = 1  # 1: attend to every earlier position; b: to the means of completed b x b blocks (b**2x cheaper)
-    mirror: bool = False  # rows of the second half also see their mirror rows across the midline (order "lr" only)
-    tables: bool = False  # full-rank logit tables looked up from the codes left, up, up-left, up-right (and around the mirror position)
-    # decoupled weight decay (AdamW) on the code tables alone, per unit of learning rate
-    # (0 = off: plain Adam, as before): the tables hold 7 x 513 x 512 logits, and without it
-    # they memorise the training grids (train bits fall while validation bits stay flat)
-    table_decay: float = 0.0
-    # two-level prior (VQ-VAE-2 style, hipgen_utils.hierarchy): a frozen coder turns each
-    # top_factor x top_factor block of codes into one of top_codes codes; a small PixelCNN sees
-    # the whole coarse grid; the bottom prior draws the codes given it
-    top_codes: int = 0  # top codebook size (0 = one level)
-    top_factor: int = 4  # bottom codes per top code along each side (64x32 -> 16x8)
-    top_channels: int = 64  # the top prior's channels
-    top_layers: int = 6  # the top prior's gated layers
-    top_dilation: int = 2  # the top prior's vertical dilation cycle (1, 2: 19 rows with kernel 5)
-    top_updates: int = 600  # training updates of the top coder (before the priors; counted in max_seconds)
-    max_seconds: float = 0.0  # stop training after this many seconds, the cosine schedule fitted to it (0 = no limit)
+    v_dilation: int = 8  # vertical stack row dilations cycle 1, 2, 4, .., v_dilation (a power of 2; 1 = off)
+    mirror: bool = True  # rows of the second half also see their mirror rows across the midline
+    tables: bool = True  # full-rank logit tables looked up from the codes left, up, up-left, up-right (and around the mirror position)
+    # the budget is counted in updates, like the VQ-VAE's, so it does not grow with the data
+    # set: 40 epochs of the release's 11,460 training slices in batches of 32
+    n_updates: int = 14320
+    max_seconds: float = 0.0  # also stop after this many seconds, the cosine schedule fitted to it (0 = no limit)
     batch_size: int = 32
-    epochs: int = 40
     cpu_bf16: bool = True  # train in bf16 autocast on CPUs with native bf16 (~2x); CUDA always uses bf16
     learning_rate: float = 1e-3
-    log_interval: int = 50
+    log_interval: int = 358  # validate and checkpoint every this many updates (and at the last)
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self):
-        _at_least(self, 1, "n_channels", "n_layers", "n_slices", "batch_size", "epochs", "log_interval")
+        _at_least(self, 1, "n_channels", "n_layers", "n_slices", "batch_size", "n_updates", "log_interval",
+                  "v_dilation")  # fmt: skip
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size={self.kernel_size!r} must be an odd number >= 3")
-        _fraction(self, "dropout")
+        if self.v_dilation & (self.v_dilation - 1):
+            raise ConfigError(f"v_dilation={self.v_dilation!r} must be a power of 2 (1 = off)")
         _positive(self, "learning_rate")
-        _at_least(self, 0, "seed", "top_codes", "max_seconds", "table_decay")
-        if self.table_decay > 0 and not self.tables:
-            raise ConfigError(f"table_decay={self.table_decay!r} needs tables=True (it decays the code tables only)")
-        _at_least(self, 1, "v_dilation", "top_channels", "top_layers", "top_dilation", "top_updates")
-        _at_least(self, 2, "top_factor")
-        if self.mirror and self.order != "lr":
-            raise ConfigError(f"mirror=True needs order='lr' (rows along left-right), got order={self.order!r}")
-        if self.top_codes == 1:
-            raise ConfigError("top_codes=1 must be 0 (one-level prior) or at least 2 (the top codebook's size)")
+        _at_least(self, 0, "seed", "max_seconds")
         check_device(self.device)
+
+
+# What a prior checkpoint's config meant by a field it does not have (written before the field
+# existed): the model of that time. Filled in by `from_dict`, so old checkpoints still load.
+PRIOR_LEGACY = {"positional": False, "v_dilation": 1, "mirror": False, "tables": False, "max_seconds": 0.0}
+# Variants that lost their ablations and left the package (docs/experiments.md has their
+# results): a checkpoint that switched one on says so in one line; off, the field is dropped.
+PRIOR_REMOVED = {
+    "order": "lr", "dropout": 0.0, "attn_layers": 0, "top_codes": 0, "table_decay": 0.0,
+    "attn_heads": None, "attn_dim": None, "attn_pool": None, "top_factor": None, "top_channels": None,
+    "top_layers": None, "top_dilation": None, "top_updates": None,
+}  # fmt: skip
+REMOVED_IN = "78c3881"  # the last commit that had them
+
+
+def upgrade_prior_config(d: dict, history: dict | None = None) -> dict:
+    """A prior checkpoint's config dict in today's fields: removed variants dropped (refused
+    in one line when one was on), fields it predates filled with their old values, and an
+    epoch budget (`epochs`, before budgets were counted in updates) turned into `n_updates`
+    with the updates per epoch its `history` recorded."""
+    d = dict(d)
+    for key, off in PRIOR_REMOVED.items():
+        value = d.pop(key, off)
+        if off is not None and value != off:
+            raise ConfigError(
+                f"this prior was trained with {key}={value!r}, a variant removed from hipgen (its results are in "
+                f"docs/experiments.md); `git checkout {REMOVED_IN}` to use it, or retrain the prior"
+            )
+    for key, old in PRIOR_LEGACY.items():
+        d.setdefault(key, old)
+    epochs = d.pop("epochs", None)
+    if "n_updates" not in d and epochs is not None:
+        steps, done = (history or {}).get("step") or [], (history or {}).get("epoch") or []
+        per_epoch = steps[-1] / done[-1] if steps and done and done[-1] else 1
+        d["n_updates"] = max(1, round(epochs * per_epoch))
+    return d
 
 
 @dataclass
@@ -293,13 +310,10 @@ class Config:
 
 
 def _profiles() -> dict[str, Config]:
-    # the prior's vertical stack is dilated (1, 2, 4, 8, ...): it sees the whole slice's rows,
-    # so the far femoral head, 30-40 code rows back; and the second half of the rows sees its
-    # mirror rows across the midline directly (mirror=True: the partner femoral head, hip
-    # joint, obturator muscle). Both chosen by `hipgen bench prior --compare`
-    # (and tables=True: full-rank logit tables from the neighbours' and mirror codes, which
-    # a 32-channel head cannot represent; better bits, completions and anatomy per update)
-    full = Config("full", pixelcnn=PixelCNNConfig(v_dilation=8, mirror=True, tables=True))
+    # every profile ships the same prior (PixelCNNConfig's defaults: dilated vertical stack,
+    # mirror context, code tables, chosen by `hipgen bench prior --compare`); they differ in
+    # size and budget. Why each number: docs/experiments.md
+    full = Config("full")
     demo = Config(
         "demo",
         data=DataConfig(phantom_train=24, phantom_validate=2, phantom_test=2),
@@ -314,25 +328,16 @@ def _profiles() -> dict[str, Config]:
             log_interval=100,
             val_images=64,
         ),
-        # small batches: on a CPU, updates (not grids per update) are what the prior lacks;
-        # 135 updates of 32 grids gave ~0.77x the unigram bits, 1800 of 8 ~0.56x, 3600 of 8
-        # ~0.53x and the first bone-like structures in the samples
+        # small batches: on a CPU, updates (not grids per update) are what the prior lacks
+        # (135 updates of 32 grids: ~0.77x the unigram bits; 1800 of 8: ~0.56x). 2880 updates
+        # whatever the data (16 epochs of the demo phantom's 1,440 slices), about 25 minutes
+        # on a 2-core CPU with native bf16
         pixelcnn=PixelCNNConfig(
-            n_channels=32, n_layers=8, kernel_size=5, batch_size=8, epochs=16, learning_rate=2e-3,
-            v_dilation=8, mirror=True, tables=True,
-        ),  # 16 epochs (2880 updates): the mirror context costs time per update, and 20 epochs
-        # (1212 s of training) would have pushed `make demo` past 25 minutes; 16 took 824 s,
-        # inside the dilated prior's 930 s
-        # the 8 likeliest codes at T = 1 (top_k=8): `hipgen evaluate --temperature T --top_k K`
-        # at the judge's seeds 0 / 1, against T = 0.6 without top-k (the best temperature alone)
-        # and T = 0.7 (full's): bone_cortex_gap 0.20 / 0.19 against 0.37 / 0.39 and 0.48 / 0.50
-        # (a darker cortex round the marrow), anatomy_gap 0.069 / 0.079 against 0.076 / 0.092,
-        # bone_pairs_ratio 0.91 / 1.06 against 0.82 / 0.67, completions as good (Dice 0.858 /
-        # 0.868 against 0.854 / 0.866), samples more varied (spread 0.86 against 0.79 of real
-        # slices' in HOG features, 1.03 against 0.86 in the segmenter's), no near-copies; the
-        # Fréchet distances move within the seeds' spread. top_k 4 darkens the cortex further
-        # but draws samples nearer the training slices (HOG Fréchet 0.030 against 0.021) and
-        # one empty one; 16 keeps less of the gain (README, "Sampling")
+            n_channels=32, n_layers=8, kernel_size=5, batch_size=8, n_updates=2880, log_interval=180,
+            learning_rate=2e-3,
+        ),  # fmt: skip
+        # among the 8 likeliest codes at T = 1: a darker bone cortex, both femoral heads as often
+        # as real slices, completions as good as at any temperature alone (chosen with the judge)
         sample=SampleConfig(temperature=1.0, top_k=8),
     )
     ci = Config(
@@ -355,8 +360,8 @@ def _profiles() -> dict[str, Config]:
             dead_after=5,
         ),
         pixelcnn=PixelCNNConfig(
-            n_channels=16, n_layers=3, kernel_size=3, n_slices=12, epochs=5, batch_size=8,
-            log_interval=10, v_dilation=4, mirror=True, tables=True,
+            n_channels=16, n_layers=3, kernel_size=3, n_slices=12, n_updates=15, batch_size=8,
+            log_interval=3,
         ),
         sample=SampleConfig(n_samples=4, n_eval_samples=8, n_sweep_samples=8),
         judge=JudgeConfig(
@@ -428,6 +433,8 @@ def override(section, **overrides):
 def from_dict(cls, d: dict):
     """Rebuild a (possibly nested) config dataclass from `asdict` output (e.g. a checkpoint)."""
     hints = typing.get_type_hints(cls)
+    if cls is PixelCNNConfig:
+        d = upgrade_prior_config(d)
     kwargs = {}
     for f in fields(cls):
         if f.name not in d:
@@ -438,6 +445,15 @@ def from_dict(cls, d: dict):
             v = from_dict(t, v)
         kwargs[f.name] = v
     return cls(**kwargs)
+
+
+def checkpoint_config(cls, ckpt: dict):
+    """The config a checkpoint dict was trained with, as today's `cls` (a prior's upgraded by
+    `upgrade_prior_config` with the checkpoint's history, so an epoch budget becomes updates)."""
+    d = ckpt["config"]
+    if cls is PixelCNNConfig:
+        d = upgrade_prior_config(d, ckpt.get("history"))
+    return from_dict(cls, d)
 
 
 def cache_dir() -> Path:

@@ -421,13 +421,13 @@ def sweep_row(temperature: float, stats: dict, trusted, classes, slices=None) ->
 # ----------------------------------------------------------------------------- completion
 
 
-def kept_region(prior, grid_shape, image_shape) -> tuple[np.ndarray, np.ndarray, str]:
+def kept_region(grid_shape, image_shape) -> tuple[np.ndarray, np.ndarray, str]:
     """(kept codes (h, w) bool, completed pixels (H, W) bool, which half) for a completion that
-    keeps the first half of the grid in the prior's sampling order."""
+    keeps the first half of the code rows."""
     from hipgen_utils import sampling
 
     h, w = grid_shape
-    kept = np.asarray(sampling.kept_mask(prior, (h, w), sampling.kept_lines(prior, (h, w), 0.5)), bool)
+    kept = np.asarray(sampling.kept_mask((h, w), sampling.kept_lines((h, w), 0.5)), bool)
     fy, fx = image_shape[0] // h, image_shape[1] // w
     completed = ~np.kron(kept, np.ones((fy, fx), bool))
     if kept[: h // 2].all() and not kept[h // 2 :].any():
@@ -544,8 +544,8 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     true_codes = np.asarray(codes["codes_test"])[idx].astype(np.int64)
     originals = np.asarray(test.images[idx], np.float32)
     cond = np.asarray(codes["slice_test"])[idx] if conditional else None
-    kept, completed, side = kept_region(prior, grid, img_shape)
-    prefix = sampling.keep_first(prior, torch.as_tensor(true_codes), 0.5)
+    kept, completed, side = kept_region(grid, img_shape)
+    prefix = sampling.keep_first(torch.as_tensor(true_codes), 0.5)
     candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=device)}
     comps = []
     for s in range(cfg.completion_seeds):

@@ -106,8 +106,8 @@ def lowest_slices(slices, n: int, max_slice: int) -> np.ndarray:
 
 def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperature=1.0, seed=0,
                     device=None, lead_lines=0, top_k=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Completions of (N, H, W) code grids: the first `fraction` of each kept in the prior's
-    sampling order (the left half for order "lr"), the rest sampled; (codes (N, H, W),
+    """Completions of (N, H, W) code grids: the first `fraction` of each grid's code rows kept
+    (the left half of the slice), the rest sampled; (codes (N, H, W),
     images (N, 4H, 4W)) as `generate` returns them. `slices`: the grids' slice positions,
     the condition of a conditional prior (ignored by an unconditional one)."""
     from hipgen_utils.sampling import keep_first
@@ -119,7 +119,7 @@ def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperatu
             raise ValueError("this prior is conditional on slice position: pass the grids' slices")
         cond = [int(s) for s in np.asarray(slices).reshape(-1)]
     return generate(prior, vqvae, len(codes), temperature=temperature, top_k=top_k, seed=seed, condition=cond,
-                    prefix=keep_first(prior, codes, fraction), shape=codes.shape[1:], device=device,
+                    prefix=keep_first(codes, fraction), shape=codes.shape[1:], device=device,
                     lead_lines=lead_lines)  # fmt: skip
 
 

@@ -1,40 +1,42 @@
 """The prior's variants, compared at one training budget (`hipgen bench prior --compare`).
 
-Each variant is the profile's PixelCNN with a set of switches (dilation, attention, sampling
-order, two levels); `compare_priors` trains each for the same wall time on the same code
-grids, then scores it on one table: test bits per code (and the ratio to the unigram
-model), seconds to draw 16 samples, and the anatomy judge's completion and set-level
-scores. The README's comparison table comes from here.
+Each variant is the profile's PixelCNN with its three switches (vertical dilation, mirror
+context, code tables) on or off; `compare_priors` trains each for the same wall time on the
+same code grids, then scores it on one table: test bits per code (and the ratio to the
+unigram model), seconds to draw 16 samples, and the anatomy judge's completion and set-level
+scores. The shipped prior has all three on ("mirror_tables"); the variants that lost their
+ablations earlier (attention, two levels, anterior-posterior order) left the package with
+their results in docs/experiments.md.
 """
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from hipgen_utils import config as C
-from hipgen_utils.bench import _timed, print_table
+from hipgen_utils.checkpoints import PRIOR_FILE, load_checkpoint, write_json
+from hipgen_utils.judge import judge_prior
+from hipgen_utils.metrics import unigram_bits_per_code
+from hipgen_utils.pipeline import slice_conditions
+from hipgen_utils.run import Run
+from hipgen_utils.sampling import sample
+from hipgen_utils.tables import print_table, timed
+from hipgen_utils.training import bits_per_code, train_pixelcnn
 
-# the variants of issue 9, each a set of PixelCNNConfig switches on top of the profile's prior;
-# every switch the table varies is named in each variant, so a variant is the same model
-# whatever the profile's defaults are ("baseline" is the prior before global context)
-_OFF = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False,
-        "tables": False}
+# each variant names every switch the table varies, so it is the same model whatever the
+# profile's defaults ("baseline": a plain conditional gated PixelCNN)
+_OFF = {"v_dilation": 1, "mirror": False, "tables": False}
 COMPARE_VARIANTS = {
     name: {**_OFF, **switches}
     for name, switches in {
         "baseline": {},
-        "attention": {"attn_layers": 1},  # every earlier position
-        "attention_pooled": {"attn_layers": 2, "attn_pool": 4},  # the means of completed 4x4 blocks
-        "ap": {"order": "ap"},
         "dilated": {"v_dilation": 8},
-        "dilated_attention": {"v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
-        "hierarchy": {"v_dilation": 8, "top_codes": 64},  # two levels: a 16x8 top grid seen whole
-        "combined": {"order": "ap", "v_dilation": 8, "attn_layers": 2, "attn_pool": 4},
         "mirror": {"v_dilation": 8, "mirror": True},  # dilated, and the second half sees its mirror rows
-        # mirror, and full-rank logit tables from the left, upper and mirror neighbours' codes
+        # mirror, and full-rank logit tables from the left, upper and mirror neighbours' codes: shipped
         "mirror_tables": {"v_dilation": 8, "mirror": True, "tables": True},
     }.items()
 }
@@ -48,23 +50,12 @@ JUDGE_COLUMNS = (
 
 def _default_budget(run) -> float:
     """The wall time the run's own prior trained for (its checkpoint's history)."""
-    from hipgen_utils.checkpoints import PRIOR_FILE, load_checkpoint
-
     try:
         return float(load_checkpoint(run / PRIOR_FILE, "pixelcnn")["history"]["seconds"][-1])
     except (FileNotFoundError, KeyError, IndexError, RuntimeError):
         raise C.ConfigError(
             f"no trained prior in {run} to take the time budget from; pass --budget_s SECONDS"
         ) from None
-
-
-def _judge():
-    """hipgen_utils.judge.judge_prior when it exists, else None."""
-    try:
-        from hipgen_utils import judge
-    except ImportError:
-        return None
-    return getattr(judge, "judge_prior", None)
 
 
 def compare_priors(
@@ -88,17 +79,8 @@ def compare_priors(
     prior with its switches, trained by `train_pixelcnn` with max_seconds = budget (the cosine
     schedule fitted to it). Prints one table and returns its rows as dicts: test bits/code and
     the ratio to the unigram, seconds to sample `n_sample` (fast sampler, CPU), training
-    seconds, updates, and the judge's scores when `hipgen_utils.judge.judge_prior` exists;
-    samples are drawn, for the timing and the judge, at the profile's temperature, top-k and
-    lead lines."""
-    from pathlib import Path
-
-    from hipgen_utils.metrics import unigram_bits_per_code
-    from hipgen_utils.pipeline import slice_conditions
-    from hipgen_utils.run import Run
-    from hipgen_utils.sampling import sample
-    from hipgen_utils.training import bits_per_code, train_pixelcnn
-
+    seconds, updates, and the judge's scores (unless judge=False); samples are drawn, for the
+    timing and the judge, at the profile's temperature, top-k and lead lines."""
     run = Path(run_dir) if run_dir is not None else C.REPO_ROOT / "runs" / C.profile_name(profile)
     r = Run.at(run, profile=profile)
     vqvae, vid, codes = r.vqvae(), r.vqvae_id, r.codes()
@@ -111,7 +93,7 @@ def compare_priors(
     how = dict(temperature=cfg0.sample.temperature, top_k=cfg0.sample.top_k, lead_lines=cfg0.sample.lead_lines)
     k = codes["n_embeddings"]
     unigram = unigram_bits_per_code(codes["codes_train"], codes["codes_test"], k)
-    judge_fn = _judge() if judge else None
+    judge_fn = judge_prior if judge else None
     splits = data_cfg = None
     if judge_fn is not None:
         data_cfg = r.vqvae_checkpoint.get("extra", {}).get("data")
@@ -120,12 +102,12 @@ def compare_priors(
     print(f"comparing {len(chosen)} prior variants on {run} ({len(codes['codes_train'])} training grids "
           f"{shape[0]}x{shape[1]}, K={k}); {budget:.0f} s of training each, {torch.get_num_threads()} "
           f"CPU threads; profile {profile} prior: {cfg0.pixelcnn.n_channels} channels, "
-          f"{cfg0.pixelcnn.n_layers} layers; judge: {'yes' if judge_fn else 'not available'}", flush=True)  # fmt: skip
+          f"{cfg0.pixelcnn.n_layers} layers; judge: {'yes' if judge_fn else 'off'}", flush=True)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="hipgen-compare-") as tmp:
         base = Path(out_dir) if out_dir is not None else Path(tmp)
         for name, switches in chosen.items():
-            cfg = replace(cfg0.pixelcnn, **switches, epochs=100_000, max_seconds=budget)
+            cfg = replace(cfg0.pixelcnn, **switches, n_updates=10**7, max_seconds=budget)  # time is the budget
             where = base / name
             where.mkdir(parents=True, exist_ok=True)
             again = not (reuse and (where / "pixelcnn.pt").exists())
@@ -136,7 +118,7 @@ def compare_priors(
             cond = codes["slice_test"] if prior.n_conditions else None
             bits = bits_per_code(prior, codes["codes_test"], cond)
             sc = slice_conditions(prior, n_sample, codes["slice_test"], seed=0)
-            _, sample_s = _timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape, **how)
+            _, sample_s = timed(sample, prior, n_sample, seed=0, condition=sc, shape=shape, **how)
             row = {
                 "variant": name, "switches": switches, "test_bits": bits, "x_unigram": bits / unigram,
                 "sample_s": sample_s, "train_s": float(hist["seconds"][-1]), "updates": int(hist["step"][-1]),
@@ -163,8 +145,6 @@ def compare_priors(
     for r in rows:
         print(f"  {r['variant']}: {r['switches'] or 'the profile prior as it is'}")
     if out_dir is not None:
-        from hipgen_utils.checkpoints import write_json
-
         write_json(Path(out_dir) / "compare.json", {"budget_s": budget, "unigram_bits": unigram, "rows": rows}, indent=1)
     return rows
 

@@ -25,7 +25,14 @@ import torch
 
 from hipgen_utils import rundir
 from hipgen_utils.checkpoints import CheckpointError, load_checkpoint
-from hipgen_utils.config import DATA_ENV, DataConfig, from_dict
+from hipgen_utils.config import (
+    DATA_ENV,
+    ConfigError,
+    DataConfig,
+    checkpoint_config,
+    from_dict,
+    upgrade_prior_config,
+)
 
 # settings that do not change the trained weights, so --resume may change them
 FREE_ON_RESUME = ("log_interval", "val_images", "device", "cpu_bf16")
@@ -67,7 +74,10 @@ def restore(model, opt, ckpt, cfg, grows: str, path, other_diffs=()):
 
     Refused in one line naming the fields when any setting that changes the result differs
     (CheckpointError); a longer run (`grows` upwards) is said and recorded in the history."""
-    saved = asdict(from_dict(type(cfg), ckpt["config"]))  # fields added since get their defaults
+    try:  # fields added since get their old values, removed ones are dropped
+        saved = asdict(checkpoint_config(type(cfg), ckpt))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     wanted = asdict(cfg)
     diff = _resume_diff(saved, wanted, grows) + list(other_diffs)
     if diff:
@@ -88,11 +98,13 @@ def restore(model, opt, ckpt, cfg, grows: str, path, other_diffs=()):
 
 
 def _trained_for(ckpt: dict) -> str:
-    """'20 updates', '10 of 20 updates' or '3 epochs' for a checkpoint dict."""
+    """'20 updates' or '10 of 20 updates' for a checkpoint dict."""
     cfg, step = ckpt.get("config", {}), int(ckpt.get("step", 0))
     if ckpt.get("kind") == "pixelcnn":
-        done = (ckpt.get("history", {}).get("epoch") or [0])[-1]
-        return f"{done:g} epochs" if done >= cfg.get("epochs", 0) else f"{done:g} of {cfg.get('epochs')} epochs"
+        try:
+            cfg = upgrade_prior_config(cfg, ckpt.get("history"))  # an epoch budget in updates
+        except ConfigError:
+            return f"{step} updates"
     total = cfg.get("n_updates", step)
     return f"{step} updates" if step >= total else f"{step} of {total} updates"
 

@@ -67,7 +67,11 @@ def load_prior(run_dir, device="auto", vqvae_id: str | None = None):
             f"{path}: this prior was trained on another VQ-VAE's codes "
             f"({ckpt.get('vqvae_id')} vs {vqvae_id}); retrain it (notebooks/05_train_pixelcnn)"
         )
-    prior = GatedPixelCNN.from_config(C.from_dict(C.PixelCNNConfig, ckpt["config"]), int(ckpt["n_codes"]))
+    try:
+        cfg = C.checkpoint_config(C.PixelCNNConfig, ckpt)
+    except C.ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    prior = GatedPixelCNN.from_config(cfg, int(ckpt["n_codes"]))
     prior.load_state_dict(ckpt["model"])
     return prior.to(as_device(device)).eval(), ckpt
 

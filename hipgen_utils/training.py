@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from hipgen_utils import rundir
 from hipgen_utils.checkpoints import PRIOR_FILE, VQVAE_FILE, atomic_save
-from hipgen_utils.config import ConfigError, PixelCNNConfig, VQVAEConfig
+from hipgen_utils.config import PixelCNNConfig, VQVAEConfig
 from hipgen_utils.devices import autocast, pick_device
 from hipgen_utils.metrics import evenly_spaced
 from hipgen_utils.metrics import perplexity as code_perplexity
@@ -162,7 +162,12 @@ def train_vqvae(
     usage = torch.zeros(cfg.n_embeddings)  # code counts since the last log step
     start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     model.train()
+    if progress:
+        size = f"{cfg.crop}x{cfg.crop} patches" if cfg.crop else "slices"
+        print(f"VQ-VAE on {device}: {cfg.n_updates} updates of {cfg.batch_size} {size} "
+              f"({cfg.n_updates * cfg.batch_size / max(n_train, 1):.3g} epochs of {n_train})")  # fmt: skip
     bar = tqdm(range(step, cfg.n_updates), desc="VQ-VAE", disable=not progress, initial=step, total=cfg.n_updates)
+    eta = EtaReport("VQ-VAE", step, cfg.n_updates, enabled=progress)
     for step in bar:
         idx = batch_indices(n_train, cfg.batch_size, cfg.seed, step)
         batch = random_crops(train_images, idx, cfg.crop, cfg.seed, step) if cfg.crop else train_images[idx]
@@ -184,6 +189,7 @@ def train_vqvae(
         sums += (recon.item(), vq.loss.item(), loss.item())
         counted += 1
         usage += torch.bincount(vq.codes.flatten().cpu(), minlength=cfg.n_embeddings)
+        eta.update(step + 1)
 
         done = step + 1
         if done % cfg.log_interval == 0 or done == cfg.n_updates:
@@ -245,17 +251,6 @@ def bits_per_code(prior, codes, conds, device=None, batch_size=64) -> float:
     return total / count / math.log(2)
 
 
-def prior_optimizer(prior, trainable, cfg: PixelCNNConfig):
-    """Adam over `trainable`; with cfg.table_decay > 0, AdamW whose code tables alone decay
-    (the rest in a group without decay, which AdamW steps exactly as Adam)."""
-    if cfg.table_decay <= 0:
-        return torch.optim.Adam(trainable, lr=cfg.learning_rate)
-    tables = prior.tables.weight
-    rest = [p for p in trainable if p is not tables]
-    groups = [{"params": rest, "weight_decay": 0.0}, {"params": [tables], "weight_decay": cfg.table_decay}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
-
-
 @holding_run_lock
 def train_pixelcnn(
     cfg: PixelCNNConfig,
@@ -272,6 +267,9 @@ def train_pixelcnn(
 
     `codes` is the dict from `hipgen_utils.codes.load_codes` (codes_train (N, h, w),
     slice_train (N,), codes_validate, slice_validate, ...). Returns (prior, history).
+    The budget is cfg.n_updates updates of cfg.batch_size grids (and cfg.max_seconds, when
+    set), whatever the number of grids: epochs follow from it. Validation bits and a
+    checkpoint every cfg.log_interval updates and at the end.
     An existing pixelcnn.pt is refused unless `resume` (continue it; a finished one is
     reused) or `overwrite` (move it and the sample scores aside); one trained on another
     VQ-VAE's codes is useless and moved aside without asking. Holds the run directory's lock."""
@@ -290,16 +288,9 @@ def train_pixelcnn(
         cfg = replace(cfg, n_slices=top + 1)
     torch.manual_seed(cfg.seed)
     prior = GatedPixelCNN.from_config(cfg, n_codes).to(device)
-    if prior.top_coder is not None:  # two levels: the coder is trained first, then frozen
-        try:
-            prior.top_coder.top_shape(train_codes.shape[1:])
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        prior.top_coder.requires_grad_(False)
-    trainable = [p for p in prior.parameters() if p.requires_grad]  # all but a frozen top coder
-    opt = prior_optimizer(prior, trainable, cfg)
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
-    total_steps = cfg.epochs * per_epoch
+    total_steps = cfg.n_updates
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
     step = 0
     codes_id = grids_id(codes)
@@ -308,39 +299,20 @@ def train_pixelcnn(
     if ckpt is not None:
         same_codes = ckpt.get("codes_id") in (None, codes_id)  # None: a checkpoint from before codes_id
         other = [] if same_codes else ["codes.npz: other slices than the checkpoint was trained on"]
-        step, history = restore(prior, opt, ckpt, cfg, "epochs", path, other)
+        step, history = restore(prior, opt, ckpt, cfg, "n_updates", path, other)
         out_of_time = cfg.max_seconds > 0 and history["seconds"] and history["seconds"][-1] >= cfg.max_seconds
         if step >= total_steps or out_of_time:
-            print(f"{path}: already trained for {step / per_epoch:g} epochs; reusing it "
-                  "(--overwrite or RETRAIN = True trains again)")  # fmt: skip
+            print(f"{path}: already trained for {step} updates; reusing it (--overwrite or RETRAIN = True trains again)")
             return prior.eval(), history
-        print(f"resuming {path} at epoch {step // per_epoch}/{cfg.epochs}")
+        print(f"resuming {path} at update {step}/{total_steps}")
 
     if progress:
         amp = isinstance(autocast(device, cpu_bf16=cfg.cpu_bf16), torch.autocast)
-        print(f"PixelCNN on {device} ({'bf16 autocast' if amp else 'float32'}): {total_steps} updates "
-              f"of {cfg.batch_size} grids ({cfg.epochs} epochs of {len(train_codes)})")  # fmt: skip
-    coder_s = 0.0
-    if prior.top_coder is not None and ckpt is None:
-        from hipgen_utils.hierarchy import train_top_coder
-
-        t0 = time.perf_counter()
-        coder_hist = train_top_coder(
-            prior.top_coder, train_codes, n_updates=cfg.top_updates, batch_size=max(cfg.batch_size, 16),
-            seed=cfg.seed, device=device, progress=progress,
-        )  # fmt: skip
-        coder_s = time.perf_counter() - t0
-        history["top_coder_accuracy"] = [coder_hist["accuracy"][-1]]
-        history["top_coder_perplexity"] = [coder_hist["perplexity"][-1]]
-        history["top_coder_seconds"] = [coder_s]
-        if progress:
-            print(f"top coder: {cfg.top_updates} updates in {coder_s:.0f} s; it predicts "
-                  f"{coder_hist['accuracy'][-1]:.0%} of the codes back from a {cfg.top_factor}x coarser grid "
-                  f"(top code perplexity {coder_hist['perplexity'][-1]:.0f} of {cfg.top_codes})")  # fmt: skip
-    # the clock (history["seconds"], max_seconds) includes the top coder's training
-    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else coder_s)
+        print(f"PixelCNN on {device} ({'bf16 autocast' if amp else 'float32'}): {budget_line(cfg, len(train_codes))}")
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     prior.train()
     bar = tqdm(range(step, total_steps), desc="PixelCNN", disable=not progress, initial=step, total=total_steps)
+    eta = EtaReport("PixelCNN", step, total_steps, cfg.max_seconds, enabled=progress)
     running, seen = 0.0, 0
     for step in bar:
         idx = batch_indices(len(train_codes), cfg.batch_size, cfg.seed, step)
@@ -361,14 +333,13 @@ def train_pixelcnn(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
         opt.step()
         running += loss.item() / math.log(2)
         seen += 1
-        if (step + 1) % cfg.log_interval == 0:
-            bar.set_postfix(bits=f"{running / seen:.3f}")
+        eta.update(step + 1)
         out_of_time = cfg.max_seconds > 0 and time.perf_counter() - start >= cfg.max_seconds
-        if (step + 1) % per_epoch == 0 or out_of_time:
+        if (step + 1) % cfg.log_interval == 0 or step + 1 == total_steps or out_of_time:
             val_bits = bits_per_code(prior, val_codes, val_cond, device)
             for key, value in (
                 ("epoch", (step + 1) / per_epoch), ("step", step + 1),
@@ -401,3 +372,49 @@ def train_pixelcnn(
     return prior.eval(), history
 
 
+def budget_line(cfg: PixelCNNConfig, n_grids: int) -> str:
+    """'2880 updates of 8 grids (16 epochs of 1440)': the prior's budget and the epochs it
+    makes on this data set (the budget is fixed, the epochs follow)."""
+    epochs = cfg.n_updates / max(1, n_grids // cfg.batch_size)
+    cap = f", at most {cfg.max_seconds:g} s" if cfg.max_seconds > 0 else ""
+    return f"{cfg.n_updates} updates of {cfg.batch_size} grids ({epochs:.3g} epochs of {n_grids}){cap}"
+
+
+class EtaReport:
+    """Prints, once, the expected training time from the speed of the first updates: after
+    `after` updates, or `seconds` of training, whichever comes first (the progress bar's own
+    estimate takes over from there)."""
+
+    def __init__(self, name: str, start: int, total: int, max_seconds: float = 0.0, *, enabled: bool = True,
+                 after: int = 20, seconds: float = 15.0):  # fmt: skip
+        self.name, self.start, self.total, self.max_seconds = name, start, total, max_seconds
+        self.after, self.seconds, self.enabled = after, seconds, enabled and total > start
+        self.t0 = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        if done >= self.total:  # finished before the estimate was due: nothing to predict
+            self.enabled = False
+        elif done - self.start >= self.after or elapsed >= self.seconds:
+            self.enabled = False
+            print(eta_line(self.name, done - self.start, elapsed, self.total - done, self.max_seconds), flush=True)
+
+
+def eta_line(name: str, done: int, elapsed: float, left: int, max_seconds: float = 0.0) -> str:
+    """'PixelCNN: 20 updates took 9.8 s (0.49 s each): about 23 min for the 2860 left'."""
+    each = elapsed / max(done, 1)
+    rest = each * left
+    if max_seconds > 0:
+        rest = min(rest, max(0.0, max_seconds - elapsed))
+    return (f"{name}: {done} updates took {elapsed:.1f} s ({each:.2f} s each): "
+            f"about {_duration(rest)} for the {left} left")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

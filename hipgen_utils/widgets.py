@@ -110,11 +110,8 @@ class SamplerPanel:
         self.n_renders = 0
         self.error: BaseException | None = None
 
-        # completion keeps the first lines in the prior's sampling order: code rows along image
-        # axis 0 (left -> right on screen) for order "lr", code columns along axis 1 (anterior
-        # -> posterior, top -> bottom on screen) for "ap"
-        self.order = getattr(prior, "order", "lr")
-        self.lines = sampling.kept_lines(prior, self.shape, 1.0)  # code rows ("lr") or columns ("ap")
+        # completion keeps the first code rows: along image axis 0, left -> right on screen
+        self.lines = sampling.kept_lines(self.shape, 1.0)
         n_test = 0 if self.test_codes is None else len(self.test_codes)
         style = {"description_width": "90px"}
         common = dict(continuous_update=False, style=style)
@@ -153,7 +150,7 @@ class SamplerPanel:
         )
         self.keep_rows = widgets.IntSlider(
             value=self.lines // 2, min=0, max=self.lines,
-            description="keep (anterior)" if self.order == "ap" else "keep (left)", **common,
+            description="keep (left)", **common,
         )  # fmt: skip
         self.status = widgets.HTML()
         self.output = widgets.Output()
@@ -284,7 +281,7 @@ class SamplerPanel:
             # show the test image's own slice position on the (disabled) slice slider; in
             # this mode the slider is not observed for rendering, so this draws nothing
             self.slice.value = cond
-        prefix = sampling.keep_first(self.prior, self.test_codes[idx : idx + 1], k=keep)
+        prefix = sampling.keep_first(self.test_codes[idx : idx + 1], k=keep)
         codes = self.sample_fn(
             self.prior, 1, condition=cond, prefix=prefix, **self._common_kwargs()
         )
@@ -293,13 +290,9 @@ class SamplerPanel:
             original = self.test_images[idx]
         else:
             original = _to_images(self.decode(self.test_codes[idx : idx + 1]), "decode")[0]
-        fig = plotting.plot_completion(original, keep, images[0], code_rows=self.lines, order=self.order)
+        fig = plotting.plot_completion(original, keep, images[0], code_rows=self.lines)
         where = f", slice {cond}" if self.conditional else ""
-        part = "anterior" if self.order == "ap" else "left"
-        lines = "code columns" if self.order == "ap" else "code rows"
-        fig.suptitle(
-            f"Completion of test image {idx}{where}: keep the {part} {keep}/{self.lines} {lines}, sample the rest"
-        )
+        fig.suptitle(f"Completion of test image {idx}{where}: keep the left {keep}/{self.lines} code rows, sample the rest")
         return images, fig
 
     def render(self) -> np.ndarray:

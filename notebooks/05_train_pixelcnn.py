@@ -73,13 +73,12 @@ n_channels = None
 n_layers = None
 kernel_size = None
 conditional = None
-epochs = None
+n_updates = None  # the budget: updates of batch_size grids, whatever the data set's size
 batch_size = None
 learning_rate = None
 v_dilation = None  # vertical dilation cycle 1, 2, .., v_dilation (1 = off)
-mirror = None  # True: the second half of the rows also sees its mirror rows (order "lr")
+mirror = None  # True: the second half of the rows also sees its mirror rows
 tables = None  # True: logit tables looked up from the neighbours' (and mirror) codes
-top_codes = None  # 0 = one level; e.g. 64 = two levels with a 64-code top grid
 device = None
 
 # %%
@@ -98,8 +97,8 @@ cfg = run.cfg
 # %%
 cfg.pixelcnn = config.apply_given(
     cfg.pixelcnn, n_channels=n_channels, n_layers=n_layers, kernel_size=kernel_size,
-    conditional=conditional, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-    v_dilation=v_dilation, mirror=mirror, tables=tables, top_codes=top_codes, device=device,
+    conditional=conditional, n_updates=n_updates, batch_size=batch_size, learning_rate=learning_rate,
+    v_dilation=v_dilation, mirror=mirror, tables=tables, device=device,
 )  # fmt: skip
 print(asdict(cfg.pixelcnn))
 print({k: v.shape for k, v in grids.items() if k.startswith("codes_")})
@@ -132,15 +131,14 @@ r, c = c0.shape[1] // 4, c0.shape[2] // 2  # the code we change
 c1 = c0.clone()
 c1[0, r, c] = (c1[0, r, c] + 1) % grids["n_embeddings"]
 y = probe.check_cond(0, 1) if probe.n_conditions else None
-top = probe.top_coder.encode(c0) if probe.top_coder is not None else None  # a two-level prior's top grid, held fixed
 
 def logits(codes):  # the codes go in twice: embedded, and as the code tables' indices
-    return probe.forward_embedded(probe.embed(codes), y, top, codes if probe.tables is not None else None)
+    return probe.forward_embedded(probe.embed(codes), y, codes if probe.tables is not None else None)
 
 
 with torch.no_grad():
     moved = (logits(c1) - logits(c0)).abs().sum(1)[0] > 0
-order = probe.to_internal(torch.arange(c0[0].numel()).view(probe.internal_shape(c0.shape[1:]))[None])[0]
+order = torch.arange(c0[0].numel()).view(c0.shape[1:])  # raster order: row by row
 assert not moved[order <= order[r, c]].any(), "a prediction moved that comes before the change"
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.imshow(moved.T.numpy(), cmap="Blues", origin="upper")
@@ -159,7 +157,7 @@ prior, history = training.train_pixelcnn(
     resume=not RETRAIN, overwrite=RETRAIN,  # a finished prior is reused, an interrupted one continued
 )
 print(
-    f"{int(history['epoch'][-1])} epochs in {history['seconds'][-1]:.0f} s; validation "
+    f"{int(history['step'][-1])} updates ({history['epoch'][-1]:.3g} epochs) in {history['seconds'][-1]:.0f} s; validation "
     f"{history['val_bits'][-1]:.3f} bits/code = {history['val_bits'][-1] / unigram:.2f} x unigram"
 )
 

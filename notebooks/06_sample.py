@@ -121,14 +121,14 @@ print(f"panel rendered {panel.n_renders - renders} times from code; last output 
 
 # %%
 i = len(test) // 2
-keep = sampling.kept_lines(prior, shape, 0.5)
+keep = sampling.kept_lines(shape, 0.5)
 _, completed = pipeline.complete_slices(
     prior, vq, grids["codes_test"][i : i + 1], grids["slice_test"][i : i + 1], temperature=S.temperature, seed=S.seed,
     lead_lines=S.lead_lines, top_k=S.top_k,
 )  # fmt: skip
-lines = sampling.kept_lines(prior, shape, 1.0)
+lines = sampling.kept_lines(shape, 1.0)
 plotting.show_and_save(
-    plotting.plot_completion(np.asarray(test.images[i]), keep, completed[0], code_rows=lines, order=prior.order),
+    plotting.plot_completion(np.asarray(test.images[i]), keep, completed[0], code_rows=lines),
     run.figure("06_completion"),
 )
 

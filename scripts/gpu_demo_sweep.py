@@ -3,11 +3,11 @@
 A `make demo` prior costs 14 minutes of a 2-core CPU, so trying a handful of them there takes
 an afternoon. The numbers a prior reaches depend on its updates, not on the device that ran
 them (both train under bf16 autocast), so this script trains demo-profile VQ-VAEs and priors
-on a GPU with the update counts the CPU affords (`--epochs` chosen per variant), all at once,
+on a GPU with the update counts the CPU affords (`--n_updates` per variant), all at once,
 and scores each with `hipgen evaluate --json`: the same judge as notebook 07.
 
     python3 scripts/gpu_demo_sweep.py                       # the default variants, on a GPU
-    python3 scripts/gpu_demo_sweep.py --profile ci --variants "a:2:--epochs 1" "b:3:--epochs 1"
+    python3 scripts/gpu_demo_sweep.py --profile ci --variants "a:2:--n_updates 3" "b:3:--n_updates 3"
 
 A variant is NAME:CASE_WEEKS:PRIOR_ARGS: the phantom's train case-weeks (validate and test
 as the profile has them; note that the phantom's test case-weeks change with the train
@@ -33,15 +33,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # CPU cost per update of batch 8 (this repo's 2-core CPU, bf16): 32 channels 286 ms (the
-# demo's 2880 updates in 824 s), 48 channels 443 ms, 64 channels 648 ms; the epochs below
+# demo's 2880 updates in 824 s), 48 channels 443 ms, 64 channels 648 ms; the updates below
 # give each variant about the demo prior's 2880 x 286 ms = 824 s of that CPU.
 DEFAULT_VARIANTS = (
-    "d24_c32:24:--epochs 16",  # today's demo prior (1440 grids, 2880 updates)
-    "d48_c32:48:--epochs 8",  # twice the case-weeks, the same 2880 updates
-    "d120_c32:120:--epochs 3",  # five times, 2700 updates
-    "d24_c48:24:--n_channels 48 --epochs 10",  # 48 channels, 1800 updates (~800 CPU s)
-    "d48_c48:48:--n_channels 48 --epochs 5",  # 1800 updates
-    "d120_c48:120:--n_channels 48 --epochs 2",  # 1800 updates
+    "d24_c32:24:--n_updates 2880",  # today's demo prior (1440 grids, 2880 updates)
+    "d48_c32:48:--n_updates 2880",  # twice the case-weeks, the same 2880 updates
+    "d120_c32:120:--n_updates 2700",  # five times, 2700 updates
+    "d24_c48:24:--n_channels 48 --n_updates 1800",  # 48 channels, 1800 updates (~800 CPU s)
+    "d48_c48:48:--n_channels 48 --n_updates 1800",  # 1800 updates
+    "d120_c48:120:--n_channels 48 --n_updates 1800",  # 1800 updates
 )
 
 

@@ -129,7 +129,9 @@ TINY_VQ = [
 TINY_PRIOR = [
     "--profile",
     "ci",
-    "--epochs",
+    "--n_updates",
+    "1",
+    "--log_interval",
     "1",
     "--batch_size",
     "4",

@@ -41,14 +41,14 @@ def test_bench_prior_compare_parses_and_dispatches(monkeypatch):
     from hipgen_utils import bench
 
     args = build_parser().parse_args(
-        ["bench", "prior", "--compare", "--budget_s", "20", "--variants", "baseline", "x=attn_layers:1",
+        ["bench", "prior", "--compare", "--budget_s", "20", "--variants", "baseline", "x=mirror:false",
          "--run_dir", "somewhere", "--no_judge", "--reuse"]
     )  # fmt: skip
-    assert args.compare and args.budget_s == 20.0 and args.variants == ["baseline", "x=attn_layers:1"]
+    assert args.compare and args.budget_s == 20.0 and args.variants == ["baseline", "x=mirror:false"]
     seen = {}
-    monkeypatch.setattr(prior_variants, "compare_priors", lambda *a, **k: seen.update(a=a, k=k))
+    monkeypatch.setattr(bench, "compare_priors", lambda *a, **k: seen.update(a=a, k=k))
     bench.bench_prior(args)
-    assert seen["a"][:3] == ("somewhere", 20.0, ["baseline", "x=attn_layers:1"]) and seen["k"] == {"judge": False, "reuse": True}
+    assert seen["a"][:3] == ("somewhere", 20.0, ["baseline", "x=mirror:false"]) and seen["k"] == {"judge": False, "reuse": True}
 
 
 def test_parse_variants():
@@ -57,20 +57,21 @@ def test_parse_variants():
     from hipgen_utils.config import ConfigError
 
     assert prior_variants._parse_variants(None) == prior_variants.COMPARE_VARIANTS
-    off = {"order": "lr", "v_dilation": 1, "attn_layers": 0, "attn_pool": 1, "top_codes": 0, "mirror": False,
-           "tables": False}  # fmt: skip
-    assert prior_variants._parse_variants(["ap", "mine=attn_layers:2,order:ap,v_dilation:4"]) == {
-        "ap": {**off, "order": "ap"}, "mine": {"attn_layers": 2, "order": "ap", "v_dilation": 4},
+    off = {"v_dilation": 1, "mirror": False, "tables": False}
+    assert prior_variants._parse_variants(["dilated", "mine=tables:false,v_dilation:4"]) == {
+        "dilated": {**off, "v_dilation": 8}, "mine": {"tables": False, "v_dilation": 4},
     }  # fmt: skip
     # every named variant states every switch the table varies: the same model whatever the
     # profile's defaults (the demo profile's prior is dilated, "baseline" is not)
     assert all(set(off) <= set(v) for v in prior_variants.COMPARE_VARIANTS.values())
-    assert prior_variants.COMPARE_VARIANTS["hierarchy"]["top_codes"] > 0
+    assert prior_variants.COMPARE_VARIANTS["baseline"] == off
     assert prior_variants.COMPARE_VARIANTS["mirror_tables"]["tables"] and not prior_variants.COMPARE_VARIANTS["mirror"]["tables"]
     with pytest.raises(ConfigError, match="unknown prior variant 'nope'"):
         prior_variants._parse_variants(["nope"])
-    with pytest.raises(ConfigError, match="attn_layers"):
-        prior_variants._parse_variants(["bad=attn_layers:many"])
+    with pytest.raises(ConfigError, match="v_dilation"):
+        prior_variants._parse_variants(["bad=v_dilation:many"])
+    with pytest.raises(ConfigError, match="unknown setting 'attn_layers'"):
+        prior_variants._parse_variants(["gone=attn_layers:1"])
 
 
 def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch, capsys):
@@ -95,23 +96,23 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     grids["n_embeddings"] = k
     monkeypatch.setattr("hipgen_utils.run.load_vqvae", lambda run, device=None: (vq, {"extra": {}}))
     monkeypatch.setattr("hipgen_utils.codes.load_codes", lambda run, vid=None: grids)
-    monkeypatch.setattr(prior_variants, "_judge", lambda: lambda prior, *a, **kw: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
+    monkeypatch.setattr(prior_variants, "judge_prior", lambda prior, *a, **kw: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
     monkeypatch.setattr("hipgen_utils.pipeline.load_splits", lambda *a, **k: {})
     real_train = training.train_pixelcnn
     budgets = []
 
     def quick_train(c, *a, **kw):
         budgets.append(c.max_seconds)
-        return real_train(replace(c, epochs=2, batch_size=2, max_seconds=0.0, top_updates=3), *a, **kw)
+        return real_train(replace(c, n_updates=4, log_interval=2, batch_size=2, max_seconds=0.0), *a, **kw)
 
-    monkeypatch.setattr(training, "train_pixelcnn", quick_train)
-    rows = prior_variants.compare_priors(tmp_path, budget_s=7, variants=["baseline", "combined", "hierarchy=top_codes:4,top_factor:2"],
+    monkeypatch.setattr(prior_variants, "train_pixelcnn", quick_train)
+    rows = prior_variants.compare_priors(tmp_path, budget_s=7, variants=["baseline", "mirror_tables", "small=n_channels:8"],
                                 profile="ci", out_dir=tmp_path / "out")  # fmt: skip
-    assert budgets == [7.0] * 3 and [r["variant"] for r in rows] == ["baseline", "combined", "hierarchy"]
+    assert budgets == [7.0] * 3 and [r["variant"] for r in rows] == ["baseline", "mirror_tables", "small"]
     assert all(r["updates"] == 4 and r["test_bits"] > 0 and r["anatomy_gap"] == 0.5 for r in rows)
     out = capsys.readouterr().out
     assert "x_unigram" in out and "anatomy_gap" in out and "completion_dice" in out
-    assert (tmp_path / "out" / "combined" / "pixelcnn.pt").exists() and (tmp_path / "out" / "compare.json").exists()
+    assert (tmp_path / "out" / "mirror_tables" / "pixelcnn.pt").exists() and (tmp_path / "out" / "compare.json").exists()
 
     # --reuse: a finished variant with the same settings is scored again, not retrained
     ckpt = tmp_path / "out" / "baseline" / "pixelcnn.pt"
@@ -136,8 +137,8 @@ def test_compare_judges_and_times_at_the_profiles_sampling_settings(trained, mon
         return {"anatomy_gap": 0.5}, {}
 
     real_sample = sampling.sample
-    monkeypatch.setattr(prior_variants, "_judge", lambda: judge)
-    monkeypatch.setattr(sampling, "sample", lambda *a, **k: seen["sample"].append(k) or real_sample(*a, **k))
+    monkeypatch.setattr(prior_variants, "judge_prior", judge)
+    monkeypatch.setattr(prior_variants, "sample", lambda *a, **k: seen["sample"].append(k) or real_sample(*a, **k))
     rows = prior_variants.compare_priors(run, budget_s=0.5, variants=["baseline"], profile="ci", out_dir=tmp_path)
     want = get_profile("ci").sample
     how = {"temperature": want.temperature, "top_k": want.top_k, "lead_lines": want.lead_lines}

@@ -174,8 +174,12 @@ def test_predict_lead_lines_draws_them_at_temperature_1(trained, capsys, tmp_pat
             "n_hiddens: 16 -> 32",
         ),  # fmt: skip
         (
-            ["train", "--mode", "vq_vae", "--run_dir", "{tmp}", "--epochs", "3"],
-            "--epochs does not apply",
+            ["train", "--mode", "vq_vae", "--run_dir", "{tmp}", "--tables", "false"],
+            "--tables does not apply",
+        ),
+        (
+            ["train", "--mode", "pixelcnn", "--run_dir", "{tmp}", "--epochs", "3"],
+            "--epochs 3: budgets are counted in updates",
         ),
         (
             ["train", "--mode", "vq_vae", "--run_dir", "{tmp}", "--batch_size", "big"],

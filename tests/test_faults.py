@@ -69,7 +69,7 @@ def test_training_again_refuses_to_overwrite_a_trained_run(run_copy, capsys):
     code, _, err = cli(capsys, *vq_train(run, root))
     assert_one_line_error(code, err, "already holds a trained VQ-VAE (4 updates); pass --resume to continue or --overwrite")
     code, _, err = cli(capsys, *prior_train(run))
-    assert_one_line_error(code, err, "already holds a trained PixelCNN prior (1 epochs); pass --resume")
+    assert_one_line_error(code, err, "already holds a trained PixelCNN prior (1 updates); pass --resume")
     assert (run / "vqvae.pt").read_bytes() == before
 
 
@@ -169,7 +169,7 @@ def test_resume_with_changed_settings_is_refused(run_copy, make_hipmri, capsys, 
 @pytest.mark.parametrize("change, message", [
     (["--batch_size", "2"], "batch_size: 4 -> 2"),
     (["--learning_rate", "0.5"], f"learning_rate: {C.get_profile('ci').pixelcnn.learning_rate} -> 0.5"),
-    (["--epochs", "0"], "epochs=0 must be >= 1"),
+    (["--n_updates", "0"], "n_updates=0 must be >= 1"),
 ])  # fmt: skip
 def test_prior_resume_with_changed_settings_is_refused(run_copy, capsys, change, message):
     _, run = run_copy
@@ -193,18 +193,18 @@ def test_resume_may_extend_the_run_and_records_it(run_copy, capsys):
     ckpt = load_checkpoint(run / "vqvae.pt")
     assert ckpt["step"] == 6 and ckpt["history"]["extended"] == ["n_updates 4 -> 6 at update 4"]
     # the VQ-VAE changed, so the old prior is moved aside, the codes re-extracted
-    code, out, err = cli(capsys, *prior_train(run, "--resume", "--epochs", "2"))
+    code, out, err = cli(capsys, *prior_train(run, "--resume", "--n_updates", "2"))
     assert code == 0, err
     assert "pixelcnn.pt was trained on another VQ-VAE's codes: moved pixelcnn.pt" in out
     assert "extracting codes" in out
 
 
-def test_prior_resume_extends_epochs_in_order(run_copy, capsys):
+def test_prior_resume_extends_the_update_budget_in_order(run_copy, capsys):
     _, run = run_copy
-    code, out, err = cli(capsys, *prior_train(run, "--resume", "--epochs", "3"))
+    code, out, err = cli(capsys, *prior_train(run, "--resume", "--n_updates", "3"))
     assert code == 0, err
-    assert "extending the run, epochs 1 -> 3" in out
-    assert load_checkpoint(run / "pixelcnn.pt")["history"]["epoch"] == [1.0, 2.0, 3.0]
+    assert "extending the run, n_updates 1 -> 3" in out
+    assert load_checkpoint(run / "pixelcnn.pt")["history"]["step"] == [1.0, 2.0, 3.0]
 
 
 # ----------------------------------------------------------------- 4, 6, 7: one-line refusals
@@ -227,7 +227,7 @@ REFUSED = [
     (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--crop", "30"], "crop=30 must be a multiple of 4"),
     (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--height", "250"], "height=250 must be a multiple of 4"),
     (["train", "--mode", "pixelcnn", "--run_dir", "{tmp}/r", "--kernel_size", "4"], "kernel_size=4 must be an odd number"),
-    (["train", "--mode", "pixelcnn", "--run_dir", "{tmp}/r", "--dropout", "1"], "dropout=1.0 must be in [0, 1)"),
+    (["train", "--mode", "pixelcnn", "--run_dir", "{tmp}/r", "--v_dilation", "3"], "v_dilation=3 must be a power of 2"),
     (["train", "--mode", "vq_vae", "--run_dir", "{tmp}/r", "--resume", "--overwrite"], "exclude each other"),
     # 7. --format nii into a file
     (["predict", "--run_dir", "{tmp}/nothing", "--format", "nii", "--out", "{file}"], "is a file; --format nii writes"),

@@ -306,21 +306,6 @@ def test_completion_greys_out_after_kept_rows():
         P.plot_completion(a, 9, b, code_rows=8)
 
 
-def test_completion_in_ap_order_cuts_along_the_anterior_posterior_axis():
-    a, b = imgs(2)  # (32, 16): 4 image columns per code column, 4 code columns
-    fig = P.plot_completion(a, 1, b, code_rows=4, order="ap")
-    (span,) = [p for p in fig.axes[1].patches if p.get_label() == "discarded"]
-    y0 = span.get_y() if hasattr(span, "get_y") else min(xy[1] for xy in span.get_xy())
-    assert y0 == pytest.approx(4 - 0.5)  # image[:, 4:] discarded, shown as y >= 4
-    for ax in fig.axes:
-        assert any(np.allclose(ln.get_ydata(), 3.5) for ln in ax.get_lines())
-    assert "code columns" in fig.axes[1].get_title()
-    with pytest.raises(ValueError, match="must divide the image width 16"):
-        P.plot_completion(a, 1, b, code_rows=5, order="ap")
-    with pytest.raises(ValueError, match="order='xy' must be 'lr' or 'ap'"):
-        P.plot_completion(a, 1, b, code_rows=4, order="xy")
-
-
 def test_bone_pairs_plot_rates_per_slice_bin():
     from hipgen_utils import judge_plots
 

@@ -14,14 +14,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(n_conditions=0, seed=0, kernel_size=3, n_layers=3, positional=False, **switches):
+    """A small prior, plain unless `switches` turn on dilation, mirror context or code tables."""
     torch.manual_seed(seed)
+    switches = {"v_dilation": 1, "mirror": False, "tables": False, **switches}
     m = GatedPixelCNN(
         K, n_channels=12, n_layers=n_layers, kernel_size=kernel_size, n_conditions=n_conditions,
         positional=positional, **switches,
     )  # fmt: skip
-    for block in m.attn:  # make the attention's output and position terms matter
-        torch.nn.init.normal_(block.out.weight, std=0.5)
-        torch.nn.init.normal_(block.pos.weight, std=0.5)
     if positional:
         for layer in m.layers:  # make the positional biases matter
             torch.nn.init.normal_(layer.pos.weight, std=0.5)
@@ -173,104 +172,54 @@ def test_bad_arguments_raise_one_line_value_errors():
     assert m.training  # restored even when sampling fails
 
 
-# ---- switches: attention (cached keys/values), order "ap", dilated vertical stack -------------
+# ---- the shipped switches: dilated vertical stack, mirror context, code tables --------------
 
 SWITCHES = [
-    {"attn_layers": 1},
-    {"attn_layers": 2, "attn_heads": 3},
-    {"order": "ap"},
     {"v_dilation": 4},
-    {"order": "ap", "v_dilation": 2},
-    {"order": "ap", "attn_layers": 1, "positional": True},
-    {"v_dilation": 2, "attn_layers": 2, "positional": True, "kernel_size": 5, "n_layers": 2},
-    {"order": "ap", "v_dilation": 4, "attn_layers": 3, "positional": True},
+    {"v_dilation": 2, "positional": True, "kernel_size": 5, "n_layers": 2},
+    {"v_dilation": 8, "mirror": True, "tables": True, "positional": True, "n_layers": 4},
 ]
 
 
 @pytest.mark.parametrize("switches", SWITCHES)
 def test_fast_equals_naive_with_switches(switches):
     m = _model(4, **switches)
+    if m.tables is not None:
+        torch.nn.init.normal_(m.tables.weight, std=1.0)
     kw = dict(seed=5, condition=[0, 3, 1], shape=(7, 5), temperature=1.2)
     fast = sample(m, 3, **kw)
     assert torch.equal(fast, sample_naive(m, 3, **kw))
     assert len(torch.unique(fast)) > 2
-    # completion: the prefix (first lines in sampling order) is kept, the rest equals naive
+    # completion: the prefix (the first rows) is kept, the rest equals naive
     grid = torch.randint(0, K, (3, 7, 5), generator=torch.Generator().manual_seed(0))
-    prefix = keep_first(m, grid, 0.4)
+    prefix = keep_first(grid, 0.4)
     done = sample(m, 3, prefix=prefix, **kw)
     assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
-    mask = torch.from_numpy(kept_mask(m, (7, 5), kept_lines(m, (7, 5), 0.4)))
+    mask = torch.from_numpy(kept_mask((7, 5), kept_lines((7, 5), 0.4)))
     assert torch.equal(done[:, mask], grid[:, mask]) and not torch.equal(done, grid)
 
 
-def test_attention_changes_the_samples():
-    # the cached-attention path is really used: silencing the blocks changes the draws
-    m = _model(0, attn_layers=1)
-    a = sample(m, 2, seed=3, shape=(6, 5))
-    torch.nn.init.zeros_(m.attn[0].out.weight)
-    torch.nn.init.zeros_(m.attn[0].out.bias)
-    assert not torch.equal(a, sample(m, 2, seed=3, shape=(6, 5)))
-
-
-def test_ap_order_samples_column_by_column():
-    # greedy completion under "ap": argmax of the logits given everything before it, and a
-    # naive run stopped after two lines fills exactly the first two image columns
-    m = _model(0, order="ap", positional=True)
-    greedy = sample(m, 2, top_k=1, shape=(5, 6))
-    with torch.no_grad():
-        assert torch.equal(m(greedy).argmax(1), greedy)
-    part = sample_naive(m, 2, top_k=1, shape=(5, 6), rows=2)
-    assert torch.equal(part[:, :, :2], greedy[:, :, :2]) and not part[:, :, 2:].any()
-
-
-def test_keep_first_and_kept_mask_follow_the_order():
-    lr, ap = _model(0), _model(0, order="ap")
+def test_keep_first_and_kept_mask():
     codes = np.arange(2 * 64 * 32).reshape(2, 64, 32)
-    assert kept_lines(lr, (64, 32)) == 32 and kept_lines(ap, (64, 32)) == 16
-    assert kept_lines(ap, (64, 32), 0.25) == 8 and kept_lines(lr, (64, 32), 1.0) == 64
-    assert keep_first(lr, codes).shape == (2, 32, 32) and keep_first(ap, codes).shape == (2, 64, 16)
-    assert keep_first(ap, torch.as_tensor(codes), k=3).shape == (2, 64, 3)
-    m_lr, m_ap = kept_mask(lr, (64, 32), 32), kept_mask(ap, (64, 32), 16)
-    assert m_lr.dtype == bool and m_lr.shape == m_ap.shape == (64, 32)
-    assert m_lr[:32].all() and not m_lr[32:].any() and m_ap[:, :16].all() and not m_ap[:, 16:].any()
-    for prior in (lr, ap):  # the mask marks exactly the prefix's codes
-        prefix = keep_first(prior, codes, 0.5)
-        mask = kept_mask(prior, (64, 32), kept_lines(prior, (64, 32), 0.5))
-        assert np.array_equal(np.sort(prefix.reshape(2, -1), 1), np.sort(codes[:, mask], 1))
-    for bad in (dict(fraction=1.5), dict(fraction=True), dict(k=33), dict(k=-1)):
+    assert kept_lines((64, 32)) == 32 and kept_lines((64, 32), 0.25) == 16 and kept_lines((64, 32), 1.0) == 64
+    assert keep_first(codes).shape == (2, 32, 32) and keep_first(torch.as_tensor(codes), k=3).shape == (2, 3, 32)
+    mask = kept_mask((64, 32), 32)
+    assert mask.dtype == bool and mask.shape == (64, 32) and mask[:32].all() and not mask[32:].any()
+    prefix = keep_first(codes, 0.5)  # the mask marks exactly the prefix's codes
+    assert np.array_equal(np.sort(prefix.reshape(2, -1), 1), np.sort(codes[:, mask], 1))
+    for bad in (dict(fraction=1.5), dict(fraction=True), dict(k=65), dict(k=-1)):
         with pytest.raises(ValueError):
-            keep_first(ap, codes, **bad)
-    with pytest.raises(ValueError, match="k=33"):
-        kept_mask(ap, (64, 32), 33)
+            keep_first(codes, **bad)
+    with pytest.raises(ValueError, match="k=65"):
+        kept_mask((64, 32), 65)
 
 
-def test_prefix_shape_follows_the_order():
-    ap = _model(0, order="ap")
-    ok = torch.zeros(1, 4, 2, dtype=torch.long)  # (1, H, k): the first 2 image columns
-    assert sample(ap, 1, prefix=ok, shape=(4, 5)).shape == (1, 4, 5)
-    with pytest.raises(ValueError, match=r"expected \(1 or 1, 4, k <= 5\).*'ap'") as e:
-        sample(ap, 1, prefix=torch.zeros(1, 2, 5, dtype=torch.long), shape=(4, 5))
+def test_prefix_shape_is_checked_in_one_line():
+    m = _model(0)
+    assert sample(m, 1, prefix=torch.zeros(1, 2, 5, dtype=torch.long), shape=(4, 5)).shape == (1, 4, 5)
+    with pytest.raises(ValueError, match=r"expected \(1 or 1, k <= 4, 5\)") as e:
+        sample(m, 1, prefix=torch.zeros(1, 4, 2, dtype=torch.long), shape=(4, 5))
     assert "\n" not in str(e.value)
-
-
-@pytest.mark.parametrize(
-    "switches",
-    [
-        {"attn_layers": 1, "attn_pool": 2},
-        {"attn_layers": 2, "attn_pool": 2, "order": "ap", "positional": True, "v_dilation": 2},
-    ],
-)
-def test_fast_equals_naive_with_pooled_attention(switches):
-    m = _model(4, **switches)
-    torch.nn.init.normal_(m.attn[0].null, std=0.5)
-    kw = dict(seed=7, condition=[2, 0, 1], shape=(8, 6))
-    fast = sample(m, 3, **kw)
-    assert torch.equal(fast, sample_naive(m, 3, **kw)) and len(torch.unique(fast)) > 2
-    grid = torch.randint(0, K, (3, 8, 6), generator=torch.Generator().manual_seed(0))
-    for k in (1, 2):  # a prefix that ends inside a block row, and one that does not
-        prefix = keep_first(m, grid, k=k)
-        done = sample(m, 3, prefix=prefix, **kw)
-        assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
 
 
 def test_slice_conditions_draw_only_positions_the_prior_was_trained_on():
@@ -297,7 +246,7 @@ def test_fast_equals_naive_with_mirror_context(H):
     assert torch.equal(fast, sample_naive(m, 3, **kw)) and len(torch.unique(fast)) > 2
     grid = torch.randint(0, K, (3, H, 5), generator=torch.Generator().manual_seed(0))
     for k in (2, (H + 1) // 2, H - 1):  # before, at and after the first mirrored row
-        prefix = keep_first(m, grid, k=k)
+        prefix = keep_first(grid, k=k)
         done = sample(m, 3, prefix=prefix, **kw)
         assert torch.equal(done[:, :k], grid[:, :k])
         assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
@@ -326,21 +275,23 @@ def test_fast_equals_naive_with_code_tables(switches):
     assert torch.equal(fast, sample_naive(m, 3, **kw)) and len(torch.unique(fast)) > 2
     grid = torch.randint(0, K, (3, 7, 5), generator=torch.Generator().manual_seed(0))
     for k in (2, 4):
-        prefix = keep_first(m, grid, k=k)
+        prefix = keep_first(grid, k=k)
         done = sample(m, 3, prefix=prefix, **kw)
         assert torch.equal(done[:, :k], grid[:, :k])
         assert torch.equal(done, sample_naive(m, 3, prefix=prefix, **kw))
 
 
-@pytest.mark.parametrize(
-    "switches, order",
-    [({}, "lr"), ({"tables": True, "mirror": True, "v_dilation": 2}, "lr"), ({}, "ap")],
-)
-def test_lead_lines_are_drawn_at_temperature_1(switches, order):
-    m = _model(4, order=order, **switches)
+@pytest.mark.parametrize("switches", [{}, {"tables": True, "mirror": True, "v_dilation": 2}])
+def test_lead_lines_are_drawn_at_temperature_1(switches):
+    m = _model(4, **switches)
     kw = dict(seed=3, condition=[0, 2, 3, 1], shape=(8, 6))
-    lines = (lambda g, k: g[:, :, :k]) if order == "ap" else (lambda g, k: g[:, :k])
-    rest = (lambda g, k: g[:, :, k:]) if order == "ap" else (lambda g, k: g[:, k:])
+
+    def lines(g, k):
+        return g[:, :k]
+
+    def rest(g, k):
+        return g[:, k:]
+
     t1, cold = sample(m, 4, temperature=1.0, **kw), sample(m, 4, temperature=0.3, **kw)
     lead = sample(m, 4, temperature=0.3, lead_lines=3, **kw)
     # the same uniforms: the lead lines are the T = 1 sample's, the rest is drawn colder
@@ -350,7 +301,7 @@ def test_lead_lines_are_drawn_at_temperature_1(switches, order):
     assert torch.equal(sample(m, 4, temperature=0.3, lead_lines=0, **kw), cold)  # 0 = off
     assert torch.equal(sample(m, 4, temperature=0.3, lead_lines=99, **kw), t1)  # all lines at 1
     # a prefix's lines are kept; lead lines after it are still drawn at 1
-    pre = keep_first(m, t1, k=2)
+    pre = keep_first(t1, k=2)
     done = sample(m, 4, temperature=0.3, lead_lines=3, prefix=pre, **kw)
     assert torch.equal(lines(done, 3), lines(t1, 3))
 

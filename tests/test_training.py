@@ -164,7 +164,8 @@ def test_pixelcnn_trains_checkpoints_and_ties_to_its_vqvae(tmp_path):
     cfg = replace(
         C.get_profile("ci").pixelcnn,
         n_slices=4,
-        epochs=6,
+        n_updates=24,
+        log_interval=4,
         batch_size=4,
         learning_rate=1e-2,
         device="cpu",
@@ -180,7 +181,7 @@ def test_pixelcnn_trains_checkpoints_and_ties_to_its_vqvae(tmp_path):
 def test_pixelcnn_conditions_come_from_the_data(tmp_path):
     # the data's slices are 0..3: the prior gets 4 conditions whatever n_slices said, the
     # checkpoint keeps them, and loading builds the same model
-    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=60, epochs=1, batch_size=4, device="cpu")
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=60, n_updates=4, batch_size=4, device="cpu")
     prior, _ = train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
     assert prior.n_conditions == 4 and cfg.n_slices == 60  # the caller's config is untouched
     loaded, ckpt = load_prior(tmp_path)
@@ -192,22 +193,23 @@ def test_pixelcnn_max_seconds_stops_training_and_records_it(tmp_path, monkeypatc
 
     clock = iter(range(0, 10_000, 10))  # every perf_counter() call advances 10 "seconds"
     monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(clock)))
-    cfg = replace(C.get_profile("ci").pixelcnn, epochs=50, batch_size=4, device="cpu", max_seconds=55.0)
+    cfg = replace(C.get_profile("ci").pixelcnn, n_updates=200, log_interval=4, batch_size=4, device="cpu",
+                  max_seconds=55.0)  # fmt: skip
     _, hist = train_pixelcnn(cfg, _codes(), 8, tmp_path, vqvae_id="abc", progress=False)
     done = int(hist["step"][-1])
-    assert 1 <= done < 50 * 4 and hist["seconds"][-1] >= 55  # stopped on time, not epochs
+    assert 1 <= done < 200 and hist["seconds"][-1] >= 55  # stopped on time, not on the update budget
     assert load_checkpoint(tmp_path / "pixelcnn.pt")["step"] == done  # and saved there
 
 
 def test_pixelcnn_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     import hipgen_utils.training as T
 
-    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=4, epochs=2, batch_size=4, device="cpu")
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=4, n_updates=8, log_interval=4, batch_size=4, device="cpu")
     full, _ = train_pixelcnn(cfg, _codes(), 8, tmp_path / "a", vqvae_id="abc", progress=False)
     real = T.batch_indices
 
     def crash_at_5(n, bs, seed, step):
-        if step == 5:  # one epoch is 4 updates: the epoch-1 checkpoint exists by now
+        if step == 5:  # a checkpoint every 4 updates: the first exists by now
             raise KeyboardInterrupt
         return real(n, bs, seed, step)
 
@@ -220,6 +222,31 @@ def test_pixelcnn_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_
     assert hist["epoch"] == [1.0, 2.0]
     for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def test_the_prior_budget_does_not_grow_with_the_data_set(tmp_path, capsys):
+    """The same config on 16 grids and on 64 grids trains the same number of updates (the
+    epochs follow), and says the budget, the epochs and the expected time before it ends."""
+    import hipgen_utils.training as T
+
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=4, n_updates=12, log_interval=6, batch_size=4, device="cpu")
+    steps = {}
+    for n in (16, 64):
+        _, hist = train_pixelcnn(cfg, _codes(n=n), 8, tmp_path / str(n), vqvae_id="abc", progress=True)
+        steps[n] = hist["step"]
+        out = capsys.readouterr().out
+        assert f"12 updates of 4 grids ({12 / (n // 4):.3g} epochs of {n})" in out
+    assert steps[16] == steps[64] == [6.0, 12.0]
+    eta = T.EtaReport("PixelCNN", 0, 100, after=5)
+    for done in range(1, 5):
+        eta.update(done)
+    assert capsys.readouterr().out == ""
+    eta.update(5)
+    eta.update(6)  # once only
+    out = capsys.readouterr().out
+    assert out.startswith("PixelCNN: 5 updates took ") and out.count("\n") == 1 and "for the 95 left" in out
+    assert T.eta_line("PixelCNN", 20, 10.0, 2860) == "PixelCNN: 20 updates took 10.0 s (0.50 s each): about 24 min for the 2860 left"
+    assert T.eta_line("VQ-VAE", 10, 5.0, 10_000, max_seconds=65.0).endswith("about 60 s for the 10000 left")
 
 
 def test_cpu_bf16_autocast_only_when_asked_and_native(monkeypatch):

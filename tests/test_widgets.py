@@ -16,10 +16,9 @@ K = 10
 
 
 class FakePrior:
-    def __init__(self, n_conditions=0, order="lr"):
+    def __init__(self, n_conditions=0):
         self.n_codes = K
         self.n_conditions = n_conditions
-        self.order = order
 
 
 class FakeSampler:
@@ -36,10 +35,7 @@ class FakeSampler:
         g = torch.Generator().manual_seed(kw["seed"])
         codes = torch.randint(0, prior.n_codes, (n, *kw["shape"]), generator=g)
         if kw.get("prefix") is not None:
-            if prior.order == "ap":  # the first code columns
-                codes[:, :, : kw["prefix"].shape[2]] = kw["prefix"]
-            else:
-                codes[:, : kw["prefix"].shape[1]] = kw["prefix"]
+            codes[:, : kw["prefix"].shape[1]] = kw["prefix"]
         return codes
 
 
@@ -296,17 +292,3 @@ def test_completion_shows_the_test_images_slice_on_the_slice_slider():
     assert panel.slice.value == 2 and panel.slice.disabled  # test_slices[1]
     assert sampler.calls[-1]["condition"] == 2
     assert "left" in panel.last_figure._suptitle.get_text()
-
-
-def test_completion_follows_an_ap_prior_and_keeps_code_columns():
-    rng = np.random.default_rng(0)
-    test_codes = rng.integers(0, K, (3, *SHAPE))
-    sampler = FakeSampler()
-    panel = SamplerPanel(FakePrior(order="ap"), fake_decode, test_codes=test_codes,
-                         test_images=fake_decode(test_codes), shape=SHAPE, sample_fn=sampler)  # fmt: skip
-    assert panel.keep_rows.max == SHAPE[1] and panel.keep_rows.description == "keep (anterior)"
-    panel.mode.value = "completion"
-    panel.keep_rows.value = 2
-    np.testing.assert_array_equal(sampler.calls[-1]["prefix"].numpy(), test_codes[0:1, :, :2])
-    np.testing.assert_allclose(panel.last_images[0, :, :8], fake_decode(test_codes[0:1])[0, :, :8])
-    assert "anterior 2/" in panel.last_figure.get_suptitle()

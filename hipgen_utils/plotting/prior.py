@@ -76,26 +76,21 @@ def plot_samples(images, titles=None, ncols: int = 4, suptitle=None) -> Figure:
     )
 
 
-def plot_completion(original, kept_rows: int, completion, code_rows: int, order: str = "lr") -> Figure:
+def plot_completion(original, kept_rows: int, completion, code_rows: int) -> Figure:
     """Original / kept part / completion, side by side.
 
     original, completion: (H, W) slices in [0, 1]; the first `kept_rows` of `code_rows` code
-    lines (in the prior's sampling order) were kept. Order "lr": code row i covers image rows
-    i*H/code_rows ... along axis 0 (left-right, horizontal on screen), so the kept part is
-    image[:kept_rows * H // code_rows, :]. Order "ap": the lines are code columns along axis 1
-    (anterior-posterior, vertical on screen), the kept part image[:, :kept_rows * W // code_rows].
-    The discarded part is greyed out and the boundary drawn on every panel.
+    rows were kept. Code row i covers image rows i*H/code_rows ... along axis 0 (left-right,
+    horizontal on screen), so the kept part is image[:kept_rows * H // code_rows, :]. The
+    discarded part is greyed out and the boundary drawn on every panel.
     """
     orig = _slice2d(original, "original")
     comp = _slice2d(completion, "completion")
     if orig.shape != comp.shape:
         raise ValueError(f"completion shape {comp.shape} does not match original {orig.shape}")
-    if order not in ("lr", "ap"):
-        raise ValueError(f"order={order!r} must be 'lr' or 'ap' (the prior's sampling order)")
-    ap = order == "ap"
-    h = orig.shape[1 if ap else 0]
+    h = orig.shape[0]
     if code_rows < 1 or h % code_rows:
-        raise ValueError(f"code_rows={code_rows} must divide the image {'width' if ap else 'height'} {h}")
+        raise ValueError(f"code_rows={code_rows} must divide the image height {h}")
     if not 0 <= kept_rows <= code_rows:
         raise ValueError(f"kept_rows={kept_rows} must be in 0..{code_rows}")
     cut = kept_rows * (h // code_rows)
@@ -103,14 +98,12 @@ def plot_completion(original, kept_rows: int, completion, code_rows: int, order:
         1, 3, figsize=(_PANEL_W * 3 + 0.4, _PANEL_H + 0.9), layout="constrained"
     )
     show_slice(axes[0], orig, title="original")
-    lines = "code columns" if ap else "code rows"
+    lines = "code rows"
     show_slice(axes[1], orig, title=f"kept: first {kept_rows}/{code_rows} {lines}")
-    show_slice(axes[2], comp, title=f"completion (sampled {'below' if ap else 'right of'} line)")
-    # After the transpose, image axis 0 is horizontal (x) and axis 1 vertical (y, anterior at
-    # the top): for "lr" image rows >= cut are x >= cut, for "ap" image columns >= cut are y >= cut
-    span, line = (axes[1].axhspan, "axhline") if ap else (axes[1].axvspan, "axvline")
+    show_slice(axes[2], comp, title="completion (sampled right of line)")
+    # after the transpose, image axis 0 is horizontal (x): image rows >= cut are x >= cut
     if cut < h:
-        span(
+        axes[1].axvspan(
             cut - 0.5,
             h - 0.5,
             facecolor="0.55",
@@ -121,7 +114,7 @@ def plot_completion(original, kept_rows: int, completion, code_rows: int, order:
         )
         axes[1].legend(loc="upper right", fontsize=7)
     for ax in axes:
-        getattr(ax, line)(cut - 0.5, color="r", lw=1.2, ls="--")
+        ax.axvline(cut - 0.5, color="r", lw=1.2, ls="--")
     fig.suptitle(f"Completion: keep the first {lines}, sample the rest")
     _orientation_labels(fig)
     return fig
