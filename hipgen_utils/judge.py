@@ -1,491 +1,40 @@
 """The anatomy judge: numbers that go wrong when the anatomy is wrong.
 
 Whole-image statistics cannot tell a slice without femoral heads from a real one (the HOG
-Fréchet distance scored the samples *better* than real slices). This module judges what a
-radiologist looks at, through a segmenter trained on the data's labels
-(`hipgen_utils.segmenter`):
+Fréchet distance once scored the samples *better* than real slices). The judge looks at what
+a radiologist looks at, through a small segmenter trained on the data's labels
+(`hipgen_utils.segmenter`); the statistics themselves are pure functions in
+`hipgen_utils.judge_stats`, and docs/judge.md says what each number can and cannot tell.
 
-* **Completion.** Keep the first half of a test slice's code grid in the prior's sampling
-  order, let the prior draw the rest (several seeds), decode, and compare with the original
-  **on the completed region only**: SSIM (data_range 1) and, the primary number, the Dice
-  of the segmenter's labels of the completion against the true labels, per trusted class.
-  Three references from the same slices: the true codes decoded (the ceiling), the second
-  half drawn from the unigram histogram (the floor) and, when the kept half is one side of
-  the body, the kept half mirrored across the split line (what symmetry alone gives).
-* **Anatomy statistics.** The segmenter labels equal-sized sets of test slices, samples (at
-  the test slices' positions), train slices (at the same positions: real vs real, the floor)
-  and images decoded from unigram codes (the ceiling). Per trusted class: the area fraction,
-  the left-right symmetry (Dice of the mask with its mirror about the body's midline) and
-  the number of connected components. `anatomy_gap` folds them into one number.
-* **Paired round bones** (`round_pairs`, `bone_pairs`): the fraction of slices whose bone
-  mask holds a left-right pair of round components -- the two femoral heads, at their
-  levels -- in samples against test slices at the same positions (`bone_pairs_ratio`, 1 =
-  as often as real slices). Blobby, one-sided or fragmented bones score low however close
-  their areas and symmetry are; `anatomy_gap` hardly moves for them (the unigram ceiling is
-  so far away that any image-like bone scores near the floor). How big the paired heads are
-  drawn (`paired_areas`): the median size of a paired component in samples against test
-  slices (`bone_pair_area_ratio`, 1 = as big); heads counted as pairs can still be drawn
-  too small, which neither the count nor the class's whole area says; pooled over all
-  levels, it also falls when samples miss the levels whose pairs are large, so
-  `bone_pair_area_ratio_by_level` compares the sizes level by level. The decoder's own
-  drawing of the test slices' true codes is the reference a prior can reach
-  (`bone_pair_area["reconstruction"]`): below the test slices' size, the decoder is short.
-  Level by level, `bone_pair_area_ratio_by_level_references` holds the same ratio for the
-  reconstructions and for the train slices (other case-weeks at the same positions: how far
-  real heads differ from the test slices' at their levels, with two test case-weeks).
-* **Bone cortex** (`cortex_contrast`, `bone_cortex`): real bone is a dark cortex around
-  brighter marrow; a blurred blob labelled bone is not. Per image, the contrast between the
-  marrow (the bone mask eroded by CORTEX_CORE px) and the mask's rim (its outer CORTEX_RIM
-  px), compared like an `anatomy_gap` term (`bone_cortex_gap`: 0 = as crisp as other real
-  slices, 1 = as blurred as unigram images). Labels alone cannot see it: a smooth oval
-  blob with a segmenter's bone label passes every mask statistic above.
-* **Fréchet distance in the segmenter's feature space** (its bottleneck, averaged over a
-  4x2 grid of regions, PCA-projected), on sets of the same size, to the training
-  distribution (`sample_quality.train_referenced`): the train slices above are the
-  reference, a second set of train slices at the same positions the floor, unigram images
-  the ceiling, and `spread_ratio_seg` says how varied the samples are against real slices.
-  The same distances to the test slices are kept (``fid_seg_samples`` ...), but with a test
-  split of a few patients their "floor" is no floor (samples scored below it).
+`judge_prior` runs four parts, each a function here:
 
-`anatomy_gap`: for each trusted foreground class and each statistic (area, symmetry,
-components), d = 1-D Wasserstein distance between a set's values and the test slices'
-values; the term is (d_samples - d_floor) / (d_ceiling - d_floor), clipped below at 0, where
-the floor compares train with test and the ceiling unigram images with test. Terms whose
-ceiling is not clearly above the floor (less than 0.02 apart for area and symmetry, 0.5 for
-components) cannot tell anything and are left out. The gap is the mean of the terms:
-0 = as far from the test slices as other real slices are, 1 = as far as unigram images.
+1. `_completions`: keep the first half of test slices' code rows, let the prior draw the rest
+   (several seeds), decode, and compare with the original on the completed half only: SSIM
+   and, the primary number, the Dice of the segmenter's labels against the true labels.
+   References: the true codes decoded (ceiling), the second half drawn from the unigram
+   histogram (floor), and the kept half mirrored (what symmetry alone gives).
+2. `_anatomy`: the segmenter labels equal-sized sets of test slices, samples (at the test
+   slices' positions), train slices (same positions: real against real, the floor) and
+   unigram images (the ceiling); `judge_stats` turns them into `anatomy_gap`, the femoral-head
+   pairs and their size, the bone cortex and the empty samples.
+3. `_sweep`: the same statistics for samples at other temperatures.
+4. `_frechet`: the Fréchet distance in the segmenter's feature space to the training
+   distribution, with a floor that is one (a second train set) and a ceiling (unigram images).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
-from scipy.stats import wasserstein_distance
-from skimage.metrics import structural_similarity
 
-from hipgen_utils.layout import LABEL_NAMES
-
-STATS = ("area", "symmetry", "components")  # the statistics `anatomy_gap` folds
-MIN_SEPARATION = {"area": 0.02, "symmetry": 0.02, "components": 0.5, "cortex": 0.02}
-MIN_COMPONENT_PX = 8  # smaller specks are not counted as components
-# `round_pairs`: a component counts when it covers at least PAIR_MIN_FRACTION of the slice
-# (164 of 256x128 px; a phantom femoral head is 400-700 px) and its circularity
-# 4*pi*area/perimeter**2 is at least PAIR_MIN_CIRCULARITY (a disc 1; the phantom's femoral
-# heads 0.75-0.97 in their true labels, an iliac wing or the pubic arch below 0.4); two
-# such components pair when one mirrors the other across the midline to within PAIR_TOL of
-# the slice's long side (10 px of 256) and their areas differ by at most 2x. On the demo's
-# test slices (segmenter labels) 28 % of slices have a pair, true labels 25 %, images
-# decoded from unigram codes 1 % (0.001 of the slice let chance pairs of small blobs
-# through: 12 %)
-PAIR_MIN_FRACTION = 0.005
-PAIR_MIN_CIRCULARITY = 0.7
-PAIR_TOL = 0.04
-# `cortex_contrast`: the rim is the outer CORTEX_RIM px of the bone mask (the phantom's cortex
-# is 1.6-3 px thick), the marrow core what is left after eroding CORTEX_CORE px; images whose
-# bone mask (components of at least CORTEX_MIN_PX px) leaves no core of CORTEX_MIN_CORE px
-# score NaN (no bone to judge). On the demo's test slices (segmenter labels) the median is
-# 0.41, the VQ-VAE's reconstructions of them 0.39, images decoded from unigram codes 0.24
-CORTEX_RIM = 2
-CORTEX_CORE = 3
-CORTEX_MIN_PX = 40
-CORTEX_MIN_CORE = 10
-# `empty_fraction`: an image is empty (a failed sample: no body drawn, or a sliver of one)
-# when its foreground -- every non-background label -- covers less than EMPTY_OF_SMALLEST of
-# the smallest foreground among the test slices (on the demo phantom about 0.57 of a slice).
-# Averages hardly see such samples (one in a hundred moves the body-area term by 0.01), the
-# eye sees nothing else
-EMPTY_OF_SMALLEST = 0.5
-
-
-# ----------------------------------------------------------------------------- symmetry
-
-
-def body_midline(foreground: np.ndarray) -> float | None:
-    """Midpoint along axis 0 (left-right) of a (H, W) foreground mask's extent; None if empty."""
-    rows = np.flatnonzero(foreground.any(axis=1))
-    return None if rows.size == 0 else (rows[0] + rows[-1]) / 2.0
-
-
-def mirror_lr(a: np.ndarray, centre: float) -> np.ndarray:
-    """(H, W) array reflected along axis 0 (left-right) about row `centre`; rows that fall
-    outside are zero."""
-    H = a.shape[0]
-    src = int(round(2 * centre)) - np.arange(H)
-    ok = (src >= 0) & (src < H)
-    out = np.zeros_like(a)
-    out[ok] = a[src[ok]]
-    return out
-
-
-def symmetry(mask: np.ndarray, centre: float | None = None) -> float:
-    """Dice of a (H, W) bool mask with its mirror image about `centre` (default: the mask's own
-    extent midpoint). 1 = perfectly left-right symmetric, 0 = one-sided; NaN when empty."""
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return float("nan")
-    if centre is None:
-        centre = body_midline(mask)
-    m = mirror_lr(mask, centre)
-    return float(2 * (mask & m).sum() / (mask.sum() + m.sum()))
-
-
-def n_components(mask: np.ndarray) -> int:
-    """Connected components (8-connectivity) of at least MIN_COMPONENT_PX pixels."""
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    if n == 0:
-        return 0
-    sizes = np.bincount(lab.ravel())[1:]
-    return int((sizes >= MIN_COMPONENT_PX).sum())
-
-
-def round_pairs(mask: np.ndarray, centre: float | None) -> int:
-    """Left-right pairs of round components of a (H, W) bool mask about row `centre` of axis 0
-    (see PAIR_MIN_FRACTION, PAIR_MIN_CIRCULARITY, PAIR_TOL); each component is in at most
-    one pair. 0 when the mask is empty or `centre` is None."""
-    return len(paired_areas(mask, centre)) // 2
-
-
-def paired_areas(mask: np.ndarray, centre: float | None) -> list[float]:
-    """The areas (pixels) of the components in `round_pairs`' pairs, two per pair: how big the
-    femoral heads are drawn, where they are drawn on both sides. [] when there is no pair."""
-    from skimage.measure import label, regionprops
-
-    mask = np.asarray(mask, bool)
-    if centre is None or not mask.any():
-        return []
-    min_px, tol = PAIR_MIN_FRACTION * mask.size, PAIR_TOL * max(mask.shape)
-    blobs = [
-        (p.centroid, p.area)
-        for p in regionprops(label(mask, connectivity=2))
-        if p.area >= min_px and 4 * np.pi * p.area >= PAIR_MIN_CIRCULARITY * max(p.perimeter, 1.0) ** 2
-    ]
-    left = [b for b in blobs if b[0][0] < centre]
-    right = [b for b in blobs if b[0][0] >= centre]
-    areas = []
-    for (r, c), area in left:
-        for j, ((r2, c2), area2) in enumerate(right):
-            if abs(2 * centre - r - r2) <= tol and abs(c - c2) <= tol and 0.5 <= area / area2 <= 2:
-                areas += [float(area), float(area2)]
-                right.pop(j)
-                break
-    return areas
-
-
-def cortex_contrast(image: np.ndarray, mask: np.ndarray) -> float:
-    """(marrow - rim) / (marrow + rim): the mean intensity of a (H, W) image in the core of a
-    bone mask against that in the mask's rim (see CORTEX_RIM ...). About 0.4 for real bone (a
-    dark cortex), near 0 for a uniform blob, negative for a bright rim; NaN when the mask,
-    without components under CORTEX_MIN_PX px, leaves no core to compare with."""
-    mask = np.asarray(mask, bool)
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    if n == 0:
-        return float("nan")
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    mask = sizes[lab] >= CORTEX_MIN_PX
-    cross = ndimage.generate_binary_structure(2, 1)
-    core = ndimage.binary_erosion(mask, cross, CORTEX_CORE)
-    if core.sum() < CORTEX_MIN_CORE:
-        return float("nan")
-    rim = mask & ~ndimage.binary_erosion(mask, cross, CORTEX_RIM)
-    image = np.asarray(image, np.float64)
-    inner, outer = image[core].mean(), image[rim].mean()
-    total = inner + outer
-    return float((inner - outer) / total) if total > 0 else float("nan")
-
-
-def anatomy_stats(labels, classes, background: int = 0, images=None) -> dict:
-    """{class: {"area": (N,), "symmetry": (N,), "components": (N,), "pairs": (N,), "pair_area":
-    (N,)}} for (N, H, W) labels; with the (N, H, W) `images` they label, the bone class (the one
-    named "bones") also gets "cortex": (N,).
-
-    area: fraction of the image; symmetry: about the body's midline (all non-background
-    pixels), NaN where the class is absent; components: see `n_components`; pairs: see
-    `round_pairs`; pair_area: the mean area of the paired components (`paired_areas`) as a
-    fraction of the image, NaN without a pair; cortex: see `cortex_contrast` (none of the last
-    three is one of the `anatomy_gap` STATS)."""
-    labels = np.asarray(labels)
-    bones = _bones(classes) if images is not None else None
-    if images is not None and len(images) != len(labels):
-        raise ValueError(f"anatomy_stats: {len(images)} images for {len(labels)} label images")
-    out = {int(k): {s: np.empty(len(labels)) for s in (*STATS, "pairs", "pair_area")} for k in classes}
-    if bones is not None:
-        out[int(bones)]["cortex"] = np.empty(len(labels))
-    for i, lab in enumerate(labels):
-        centre = body_midline(lab != background)
-        for k in classes:
-            m = lab == k
-            out[int(k)]["area"][i] = m.mean()
-            out[int(k)]["symmetry"][i] = symmetry(m, centre) if centre is not None else np.nan
-            out[int(k)]["components"][i] = n_components(m)
-            areas = paired_areas(m, centre)
-            out[int(k)]["pairs"][i] = len(areas) // 2
-            out[int(k)]["pair_area"][i] = np.mean(areas) / m.size if areas else np.nan
-            if "cortex" in out[int(k)]:
-                out[int(k)]["cortex"][i] = cortex_contrast(images[i], m)
-    return out
-
-
-def foreground_area(labels, background: int = 0) -> np.ndarray:
-    """(N,) fraction of each (H, W) label image that is not `background`."""
-    return (np.asarray(labels) != background).mean(axis=(-2, -1))
-
-
-def empty_fraction(labels, reference, background: int = 0) -> float:
-    """Fraction of `labels` images whose foreground covers less than EMPTY_OF_SMALLEST of the
-    smallest foreground among the `reference` (real slices') label images."""
-    least = float(foreground_area(reference, background).min())
-    return float(np.mean(foreground_area(labels, background) < EMPTY_OF_SMALLEST * least))
-
-
-def _w1(a, b, absent: float) -> float:
-    """Wasserstein-1 between the finite values of a and b; `absent` when either has none."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
-        return absent if (a.size or b.size) else 0.0
-    return float(wasserstein_distance(a, b))
-
-
-def anatomy_gap(stats: dict, classes) -> tuple[float, dict]:
-    """One number from `anatomy_stats` of four equal-sized sets.
-
-    stats: {"test": ..., "samples": ..., "train": ..., "unigram": ...}; classes: the trusted
-    foreground classes. Returns (gap, terms) with terms {"<class>/<stat>": {"samples",
-    "floor", "ceiling", "term"}} (term None when the statistic cannot separate floor and
-    ceiling). See the module docstring. NaN when no term is usable."""
-    terms, used = {}, []
-    for k in classes:
-        for s in STATS:
-            terms[f"{k}/{s}"] = _term(stats, k, s)
-            if terms[f"{k}/{s}"]["term"] is not None:
-                used.append(terms[f"{k}/{s}"]["term"])
-    return (float(np.mean(used)) if used else float("nan")), terms
-
-
-def _term(stats: dict, k, s: str) -> dict:
-    """{"samples", "floor", "ceiling", "term"} of statistic `s` of class `k` (see `anatomy_gap`).
-    A set with no finite value where the test slices have some (symmetry of an absent class,
-    the cortex of bones never drawn) is 1.0 from them: past any ceiling, never "like real"."""
-    absent = 1.0 if s in ("symmetry", "cortex") else 0.0
-    d = {name: _w1(stats[name][k][s], stats["test"][k][s], absent) for name in ("samples", "train", "unigram")}
-    floor, ceil = d["train"], d["unigram"]
-    term = max(0.0, (d["samples"] - floor) / (ceil - floor)) if ceil - floor >= MIN_SEPARATION[s] else None
-    return {"samples": d["samples"], "floor": floor, "ceiling": ceil, "term": term}
-
-
-def anatomy_table(stats: dict, classes) -> dict:
-    """{set: {class: {"area_median", "symmetry_median", "components_median", "pairs_rate",
-    "pair_area_median"}}} for reports (pairs_rate: the fraction of slices with at least one
-    `round_pairs` pair; pair_area_median: the median size of a paired component over the
-    slices with a pair, NaN when none has one)."""
-    out = {}
-    for name, per_class in stats.items():
-        out[name] = {}
-        for k in classes:
-            v = per_class[k]
-            sym = v["symmetry"][np.isfinite(v["symmetry"])]
-            out[name][str(k)] = {
-                "area_median": float(np.median(v["area"])),
-                "symmetry_median": float(np.median(sym)) if sym.size else float("nan"),
-                "components_median": float(np.median(v["components"])),
-                "pairs_rate": float(np.mean(v["pairs"] > 0)),
-            }
-            if "pair_area" in v:
-                out[name][str(k)]["pair_area_median"] = _median(v["pair_area"])
-            if "cortex" in v:
-                out[name][str(k)]["cortex_median"] = _median(v["cortex"])
-    return out
-
-
-def _median(values) -> float:
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    return float(np.median(v)) if v.size else float("nan")
-
-
-def _bones(classes) -> str | None:
-    """The class named "bones" (`layout.LABEL_NAMES`) among `classes`, as a table key; or None."""
-    return next((str(c) for c in classes if c < len(LABEL_NAMES) and LABEL_NAMES[c] == "bones"), None)
-
-
-def bone_pairs(table: dict, classes) -> dict:
-    """{"bone_pairs": {set: pairs_rate}, "bone_pairs_ratio": samples / test} of the bone
-    class (the segmenter's class named "bones") from an `anatomy_table`; {} when bones are
-    not among its classes (not trusted) and a NaN ratio when no test slice has a pair. With
-    the table's pair sizes also {"bone_pair_area": {set: pair_area_median},
-    "bone_pair_area_ratio": samples / test}: how big the paired femoral heads are drawn
-    against the test slices' (1 = as big; NaN when either set has no pair)."""
-    bones = _bones(classes)
-    if bones is None or bones not in table.get("test", {}):
-        return {}
-    rates = {name: per_class[bones]["pairs_rate"] for name, per_class in table.items()}
-    test = rates.get("test", 0.0)
-    out = {"bone_pairs": rates, "bone_pairs_ratio": rates["samples"] / test if test > 0 else float("nan")}
-    if "pair_area_median" in table["test"][bones]:
-        sizes = {name: per_class[bones]["pair_area_median"] for name, per_class in table.items()}
-        out["bone_pair_area"] = sizes
-        out["bone_pair_area_ratio"] = float(sizes["samples"] / sizes["test"])  # NaN propagates
-    return out
-
-
-def _bin_edges(slices, n_bins: int) -> np.ndarray:
-    slices = np.asarray(slices)
-    return np.linspace(slices.min(), slices.max() + 1, min(n_bins, len(np.unique(slices))) + 1)
-
-
-def _bin_of(positions, edges) -> np.ndarray:
-    return np.clip(np.digitize(np.asarray(positions), edges) - 1, 0, len(edges) - 2)
-
-
-def slice_bins(slices, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """(which (N,), mids (n,)): the bin of each of the (N,) slice positions, cut into
-    `n_bins` equal bins from the lowest to the highest position (fewer when there are fewer
-    distinct positions), and each bin's middle position."""
-    edges = _bin_edges(slices, n_bins)
-    return _bin_of(slices, edges), (edges[:-1] + edges[1:] - 1) / 2
-
-
-def level_matched_area_ratio(samples, test, slices, n_bins: int = 10, sample_slices=None) -> float:
-    """`bone_pair_area_ratio` level by level: (N,) paired-head sizes of samples and test slices
-    (`anatomy_stats`' "pair_area", NaN without a pair) drawn at the same (N,) slice positions
-    `slices` (or the samples at their own (M,) positions `sample_slices`: another real set as
-    a reference). The test positions are cut into `n_bins` bins (`slice_bins`, as the
-    figure's); in each bin where both sets have a pair, the samples' median size over the
-    test slices'; the mean of those ratios weighted by the test slices' pairs in the bin.
-    1 = heads as big as real ones at their own levels, however often each level draws a
-    pair (the pooled ratio also falls when samples miss the levels whose pairs are large);
-    NaN when no bin has a pair in both sets."""
-    samples, test, slices = (np.asarray(a, float) for a in (samples, test, slices))
-    at = slices if sample_slices is None else np.asarray(sample_slices, float)
-    if not (len(test) == len(slices) and len(samples) == len(at)):
-        raise ValueError(
-            f"level_matched_area_ratio: {len(samples)} samples at {len(at)} positions, "
-            f"{len(test)} test at {len(slices)} positions"
-        )
-    if not len(slices) or not len(at):
-        return float("nan")
-    edges = _bin_edges(slices, n_bins)
-    which = _bin_of(slices, edges)
-    s_which = np.where((at >= edges[0]) & (at < edges[-1]), _bin_of(at, edges), -1)  # outside: no bin
-    ratios, weights = [], []
-    for b in np.unique(which):
-        s, t = samples[s_which == b], test[which == b]
-        s, t = s[np.isfinite(s)], t[np.isfinite(t)]
-        if s.size and t.size:
-            ratios.append(np.median(s) / np.median(t))
-            weights.append(t.size)
-    return float(np.average(ratios, weights=weights)) if ratios else float("nan")
-
-
-def bone_cortex(stats: dict, classes) -> dict:
-    """{"bone_cortex": {set: median `cortex_contrast`}, "bone_cortex_gap": term} of the bone
-    class from `anatomy_stats` computed with images: the term as in `anatomy_gap` (0 = the
-    samples' bone rims as dark against their marrow as other real slices', 1 = as far off as
-    unigram images'; NaN when those two are not MIN_SEPARATION["cortex"] apart). {} when bones
-    are not among `classes` or no cortex was measured."""
-    bones = _bones(classes)
-    if bones is None or "cortex" not in stats.get("test", {}).get(int(bones), {}):
-        return {}
-    term = _term(stats, int(bones), "cortex")["term"]
-    return {
-        "bone_cortex": {name: _median(per_class[int(bones)]["cortex"]) for name, per_class in stats.items()},
-        "bone_cortex_gap": float("nan") if term is None else term,
-    }
-
-
-def sweep_row(temperature: float, stats: dict, trusted, classes, slices=None) -> dict:
-    """One temperature's anatomy: `anatomy_gap`, `bone_pairs_ratio`, the bones' median
-    left-right symmetry in samples and test slices and, when the stats hold it,
-    `bone_cortex_gap` (`anatomy_stats` of the four sets); with the samples' and test
-    slices' shared positions `slices`, also `bone_pair_area_ratio_by_level`."""
-    table = anatomy_table(stats, trusted)
-    row = {"temperature": temperature, "anatomy_gap": anatomy_gap(stats, trusted)[0], **bone_pairs(table, classes)}
-    row.pop("bone_pairs", None)
-    row.pop("bone_pair_area", None)
-    if "bone_pairs_ratio" in row:
-        bones = _bones(classes)
-        if slices is not None and "bone_pair_area_ratio" in row:
-            row["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
-                stats["samples"][int(bones)]["pair_area"], stats["test"][int(bones)]["pair_area"], slices
-            )
-        row["bone_symmetry"] = table["samples"][bones]["symmetry_median"]
-        row["bone_symmetry_test"] = table["test"][bones]["symmetry_median"]
-        cortex = bone_cortex(stats, classes)
-        if cortex:
-            row["bone_cortex_gap"] = cortex["bone_cortex_gap"]
-    return row
-
-
-# ----------------------------------------------------------------------------- completion
-
-
-def kept_region(grid_shape, image_shape) -> tuple[np.ndarray, np.ndarray, str]:
-    """(kept codes (h, w) bool, completed pixels (H, W) bool, which half) for a completion that
-    keeps the first half of the code rows."""
-    from hipgen_utils import sampling
-
-    h, w = grid_shape
-    kept = np.asarray(sampling.kept_mask((h, w), sampling.kept_lines((h, w), 0.5)), bool)
-    fy, fx = image_shape[0] // h, image_shape[1] // w
-    completed = ~np.kron(kept, np.ones((fy, fx), bool))
-    if kept[: h // 2].all() and not kept[h // 2 :].any():
-        side = "left"  # axis 0 runs left-right: the kept half is one side of the body
-    elif kept[:, : w // 2].all() and not kept[:, w // 2 :].any():
-        side = "anterior"
-    else:
-        side = "other"
-    return kept, completed.astype(bool), side
-
-
-def masked_ssim(x: np.ndarray, y: np.ndarray, region: np.ndarray) -> float:
-    """Mean of the SSIM map (data_range 1) of two (H, W) images over a bool region."""
-    _, smap = structural_similarity(
-        np.asarray(x, np.float64), np.asarray(y, np.float64), data_range=1.0, full=True
-    )
-    return float(smap[region].mean())
-
-
-def mirror_completion(image: np.ndarray, completed: np.ndarray) -> np.ndarray:
-    """The image with its completed region replaced by the kept side reflected across the split
-    line (kept = left half along axis 0): no model, what bilateral symmetry alone gives."""
-    out = np.array(image, copy=True)
-    out[completed] = image[::-1][completed]
-    return out
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def _subset(n: int, k: int, seed: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(seed).permutation(n)[: min(n, k)])
-
-
-def _matched_train(train_slices, wanted_slices, seed: int, exclude=()) -> np.ndarray:
-    """One train index per wanted slice position (random among that position's train slices
-    not in `exclude`; among all of that position's, then any train slice, when none is left)."""
-    rng = np.random.default_rng([seed, 1])
-    train_slices = np.asarray(train_slices)
-    free = np.ones(len(train_slices), bool)
-    free[np.asarray(exclude, dtype=np.int64)] = False
-    out = []
-    for s in wanted_slices:
-        at = train_slices == s
-        pool = np.flatnonzero(at & free)
-        if not pool.size:
-            pool = np.flatnonzero(at) if at.any() else np.arange(len(train_slices))
-        out.append(rng.choice(pool))
-    return np.asarray(out)
-
-
-def anatomy_index(test_slices, train_slices, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(test index, train index) of the anatomy sets: `n` test slices (a seeded subset) and,
-    for each, a train slice at its position, in the same order: train slice i sits where test
-    slice i (and sample i) does, so per-position figures and numbers (`plot_bone_pairs`,
-    `level_matched_area_ratio`) read every set at the same positions."""
-    t_idx = _subset(len(test_slices), n, seed + 1)
-    return t_idx, _matched_train(train_slices, np.asarray(test_slices)[t_idx], seed)
+from hipgen_utils import judge_stats as S
+from hipgen_utils.config import JudgeConfig
+from hipgen_utils.metrics import sample_unigram_codes
+from hipgen_utils.pipeline import generate
+from hipgen_utils.sample_quality import FrechetReference, frechet_distance, train_referenced
+from hipgen_utils.sampling import keep_first
+from hipgen_utils.segmenter import bottleneck_features, dice_per_class, ensure_segmenter, segment
+from hipgen_utils.vqvae import decode_codes
 
 
 def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,
@@ -497,169 +46,185 @@ def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data
     codes: `codes.load_codes` output; splits: {"train", "test"} SliceSets; cfg: a JudgeConfig
     (default: the defaults); data_cfg: the data config dict (ties the cached segmenter to it);
     temperature: of the completions and the samples (summary["temperature"]; the first
-    `lead_lines` lines at 1, `sampling.sample`, summary["lead_lines"]), among the `top_k`
+    `lead_lines` rows at 1, `sampling.sample`, summary["lead_lines"]), among the `top_k`
     likeliest codes at every position (None or 0: all; summary["top_k"], 0 for all);
     temperatures: also score samples drawn at these temperatures (same seed and positions,
-    the same floor and ceiling sets) into summary["temperature_sweep"] (`sweep_row`).
+    the same floor and ceiling sets) into summary["temperature_sweep"] (`judge_stats.sweep_row`).
     Returns (summary, arrays): a JSON-ready dict, and images/labels for the figures. Without
     label folders only the SSIM part of the completion score is computed. `log` takes the
     segmenter's one-line messages."""
-    from hipgen_utils import sampling
-    from hipgen_utils.config import JudgeConfig
-    from hipgen_utils.metrics import sample_unigram_codes
-    from hipgen_utils.pipeline import generate
-    from hipgen_utils.sample_quality import FrechetReference, frechet_distance, train_referenced
-    from hipgen_utils.segmenter import (
-        bottleneck_features,
-        dice_per_class,
-        ensure_segmenter,
-        segment,
-    )
-    from hipgen_utils.vqvae import decode_codes
-
     cfg = cfg or JudgeConfig()
     device = device if device is not None else next(prior.parameters()).device
-    train, test = splits["train"], splits["test"]
-    k_codes = codes["n_embeddings"]
-    grid = codes["codes_test"].shape[1:]
-    img_shape = test.images.shape[1:]
-    conditional = bool(getattr(prior, "n_conditions", 0))
+    draw = dict(temperature=temperature, lead_lines=lead_lines, top_k=top_k, device=device,
+                shape=codes["codes_test"].shape[1:])  # fmt: skip
     summary: dict = {"temperature": float(temperature), "lead_lines": int(lead_lines), "top_k": int(top_k or 0)}
     arrays: dict = {}
-
     found = ensure_segmenter(splits, cfg, run_dir, data_cfg, device=device, progress=progress, log=log)
-    seg, classes, trusted = None, [], []
-    if found is not None:
-        seg, ckpt = found
-        classes = list(ckpt["classes"])
-        test_dice = {int(k): v for k, v in ckpt["test_dice"].items()}
-        fg = [c for c in classes if c != classes[0]]
-        trusted = [c for c in fg if test_dice.get(c, 0.0) >= cfg.trust_dice]
-        summary["segmenter_test_dice"] = {str(c): test_dice[c] for c in classes}
-        summary["trusted_classes"] = trusted
-        summary["segmenter_seconds"] = float(ckpt.get("seconds", 0.0))
+    seg = None if found is None else _Segmenter(*found, cfg.trust_dice)
+    if seg is not None:
+        summary.update(seg.summary())
+    _completions(prior, vqvae, codes, splits["test"], cfg, seg, draw, summary, arrays)
+    if seg is None:
+        return summary, arrays
+    sets, labels, stats, where = _anatomy(prior, vqvae, codes, splits, cfg, seg, draw, summary, arrays)
+    sweep = _sweep(prior, vqvae, temperatures, seg, sets, labels, stats, where, draw, cfg.seed)
+    if sweep:
+        summary["temperature_sweep"] = sweep
+    summary["n_anatomy"] = len(where["t_idx"])
+    summary.update(_frechet(splits["train"], sets, seg, where, cfg))
+    return summary, arrays
 
-    # ---- completion ------------------------------------------------------------------
-    idx = _subset(len(test), cfg.n_completion, cfg.seed)
+
+class _Segmenter:
+    """The cached segmenter, its classes and the classes trusted to be judged (test Dice at
+    least `trust_dice`)."""
+
+    def __init__(self, model, ckpt: dict, trust_dice: float):
+        self.model, self.classes = model, list(ckpt["classes"])
+        self.test_dice = {int(k): v for k, v in ckpt["test_dice"].items()}
+        self.background = self.classes[0]
+        self.trusted = [c for c in self.classes[1:] if self.test_dice.get(c, 0.0) >= trust_dice]
+        self.seconds = float(ckpt.get("seconds", 0.0))
+
+    def summary(self) -> dict:
+        return {"segmenter_test_dice": {str(c): self.test_dice[c] for c in self.classes},
+                "trusted_classes": self.trusted, "segmenter_seconds": self.seconds}  # fmt: skip
+
+    def labels(self, images) -> np.ndarray:
+        return segment(self.model, images, self.classes)
+
+    def stats(self, images, labels=None, classes=None) -> dict:
+        labels = self.labels(images) if labels is None else labels
+        return S.anatomy_stats(labels, self.trusted if classes is None else classes, self.background, images)
+
+
+def _completions(prior, vqvae, codes, test, cfg, seg, draw, summary, arrays) -> None:
+    """Complete `cfg.n_completion` test slices `cfg.completion_seeds` times each and score the
+    completed half (SSIM; with a segmenter the Dice per trusted class) beside the references."""
+    idx = S._subset(len(test), cfg.n_completion, cfg.seed)
     true_codes = np.asarray(codes["codes_test"])[idx].astype(np.int64)
     originals = np.asarray(test.images[idx], np.float32)
-    cond = np.asarray(codes["slice_test"])[idx] if conditional else None
-    kept, completed, side = kept_region(grid, img_shape)
-    prefix = sampling.keep_first(torch.as_tensor(true_codes), 0.5)
-    candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=device)}
-    comps = []
-    for s in range(cfg.completion_seeds):
-        _, imgs = generate(prior, vqvae, len(idx), temperature=temperature, seed=cfg.seed + s, condition=cond,
-                           prefix=prefix, shape=grid, device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
-        comps.append(imgs)
-    candidates["prior"] = np.concatenate(comps)
-    uni = sample_unigram_codes(codes["codes_train"], len(idx), grid, k_codes, seed=cfg.seed)
-    candidates["unigram"] = decode_codes(vqvae, np.where(kept, true_codes, uni), device=device)
+    cond = np.asarray(codes["slice_test"])[idx] if getattr(prior, "n_conditions", 0) else None
+    grid = draw["shape"]
+    kept, completed, side = S.kept_region(grid, originals.shape[1:])
+    prefix = keep_first(torch.as_tensor(true_codes), 0.5)
+    candidates = {"reconstruction": decode_codes(vqvae, true_codes, device=draw["device"])}
+    candidates["prior"] = np.concatenate([
+        generate(prior, vqvae, len(idx), seed=cfg.seed + s, condition=cond, prefix=prefix, **draw)[1]
+        for s in range(cfg.completion_seeds)
+    ])  # fmt: skip
+    uni = sample_unigram_codes(codes["codes_train"], len(idx), grid, codes["n_embeddings"], seed=cfg.seed)
+    candidates["unigram"] = decode_codes(vqvae, np.where(kept, true_codes, uni), device=draw["device"])
     if side == "left":
-        candidates["mirror"] = np.stack([mirror_completion(o, completed) for o in originals])
+        candidates["mirror"] = np.stack([S.mirror_completion(o, completed) for o in originals])
     reps = {name: len(v) // len(idx) for name, v in candidates.items()}
     for name, imgs in candidates.items():
         ref = np.tile(originals, (reps[name], 1, 1))
         key = "completion_ssim" + ("" if name == "prior" else f"_{name}")
-        summary[key] = float(np.mean([masked_ssim(a, b, completed) for a, b in zip(imgs, ref)]))
-    summary["completion_kept_half"] = side
-    summary["completion_n_slices"] = int(len(idx))
-    summary["completion_seeds"] = int(cfg.completion_seeds)
+        summary[key] = float(np.mean([S.masked_ssim(a, b, completed) for a, b in zip(imgs, ref)]))
+    summary.update(completion_kept_half=side, completion_n_slices=int(len(idx)),
+                   completion_seeds=int(cfg.completion_seeds))  # fmt: skip
     arrays.update(completion_index=idx, completion_originals=originals, completion_region=completed,
                   **{f"completion_{k}": v for k, v in candidates.items()})  # fmt: skip
-
     if seg is None:
-        return summary, arrays
-    truth = np.asarray(test.labels[idx]) if test.labels is not None else segment(seg, originals, classes)
+        return
+    truth = np.asarray(test.labels[idx]) if test.labels is not None else seg.labels(originals)
     for name, imgs in candidates.items():
-        per = dice_per_class(segment(seg, imgs, classes), np.tile(truth, (reps[name], 1, 1)), trusted, completed)
+        per = dice_per_class(seg.labels(imgs), np.tile(truth, (reps[name], 1, 1)), seg.trusted, completed)
         sfx = "" if name == "prior" else f"_{name}"
-        summary[f"completion_dice_per_class{sfx}"] = {str(c): per[c] for c in trusted}
-        vals = [per[c] for c in trusted if np.isfinite(per[c])]
+        summary[f"completion_dice_per_class{sfx}"] = {str(c): per[c] for c in seg.trusted}
+        vals = [per[c] for c in seg.trusted if np.isfinite(per[c])]
         summary[f"completion_dice{sfx}"] = float(np.mean(vals)) if vals else float("nan")
 
-    # ---- anatomy statistics on equal-sized sets ----------------------------------------
-    t_idx, tr_idx = anatomy_index(test.slice, train.slice, cfg.n_anatomy, cfg.seed)
-    m = len(t_idx)
-    t_slices = np.asarray(test.slice)[t_idx]
-    sample_cond = np.asarray(codes["slice_test"])[t_idx] if conditional else None
-    _, samples = generate(prior, vqvae, m, temperature=temperature, seed=cfg.seed, condition=sample_cond, shape=grid,
-                          device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
-    unigram = decode_codes(vqvae, sample_unigram_codes(codes["codes_train"], m, grid, k_codes, seed=cfg.seed + 1),
-                           device=device)  # fmt: skip
+
+def _anatomy(prior, vqvae, codes, splits, cfg, seg, draw, summary, arrays):
+    """The four equal-sized sets (test, samples at the test positions, train at the same
+    positions, unigram images), their labels and statistics, and the numbers folded from them.
+    Returns (sets, labels, stats, where): `where` holds the indices and conditions the sweep
+    and the Fréchet part reuse."""
+    train, test = splits["train"], splits["test"]
+    t_idx, tr_idx = S.anatomy_index(test.slice, train.slice, cfg.n_anatomy, cfg.seed)
+    m, grid, device = len(t_idx), draw["shape"], draw["device"]
+    where = {"t_idx": t_idx, "tr_idx": tr_idx, "slices": np.asarray(test.slice)[t_idx],
+             "cond": np.asarray(codes["slice_test"])[t_idx] if getattr(prior, "n_conditions", 0) else None}  # fmt: skip
+    _, samples = generate(prior, vqvae, m, seed=cfg.seed, condition=where["cond"], **draw)
+    uni = sample_unigram_codes(codes["codes_train"], m, grid, codes["n_embeddings"], seed=cfg.seed + 1)
     sets = {
         "test": np.asarray(test.images[t_idx], np.float32),
         "samples": samples,
         "train": np.asarray(train.images[tr_idx], np.float32),
-        "unigram": unigram,
+        "unigram": decode_codes(vqvae, uni, device=device),
     }
-    labels = {name: segment(seg, imgs, classes) for name, imgs in sets.items()}
-    stats = {name: anatomy_stats(lab, trusted, classes[0], sets[name]) for name, lab in labels.items()}
-    gap, terms = anatomy_gap(stats, trusted)
-    summary["anatomy_gap"] = gap
-    summary["anatomy_gap_terms"] = terms
-    summary["anatomy"] = anatomy_table(stats, trusted)
-    bones = _bones(trusted)  # the bone class's key; None when bones are not trusted
-    summary.update(bone_pairs(summary["anatomy"], classes))
+    labels = {name: seg.labels(imgs) for name, imgs in sets.items()}
+    stats = {name: seg.stats(sets[name], lab) for name, lab in labels.items()}
+    gap, terms = S.anatomy_gap(stats, seg.trusted)
+    summary.update(anatomy_gap=gap, anatomy_gap_terms=terms, anatomy=S.anatomy_table(stats, seg.trusted))
+    summary.update(S.bone_pairs(summary["anatomy"], seg.classes))
+    bones = S._bones(seg.trusted)  # the bone class's key; None when bones are not trusted
     by_level = {}  # the heads' size level by level: the samples are drawn at the test positions
     if "bone_pair_area_ratio" in summary:
         test_heads = stats["test"][int(bones)]["pair_area"]
-        summary["bone_pair_area_ratio_by_level"] = level_matched_area_ratio(
-            stats["samples"][int(bones)]["pair_area"], test_heads, t_slices
-        )
+        summary["bone_pair_area_ratio_by_level"] = S.level_matched_area_ratio(
+            stats["samples"][int(bones)]["pair_area"], test_heads, where["slices"])
         # real against real: other case-weeks' slices at those positions (what 1 means here)
-        by_level["train"] = level_matched_area_ratio(
-            stats["train"][int(bones)]["pair_area"], test_heads, t_slices, sample_slices=np.asarray(train.slice)[tr_idx]
-        )
-    summary.update(bone_cortex(stats, trusted))
+        by_level["train"] = S.level_matched_area_ratio(stats["train"][int(bones)]["pair_area"], test_heads,
+                                                       where["slices"], sample_slices=np.asarray(train.slice)[tr_idx])  # fmt: skip
+    summary.update(S.bone_cortex(stats, seg.trusted))
     if bones is not None:  # what the decoder draws from the test slices' own codes: the best a prior can get
-        bones = int(bones)
+        b = int(bones)
         recon = decode_codes(vqvae, np.asarray(codes["codes_test"])[t_idx].astype(np.int64), device=device)
-        drawn = anatomy_stats(segment(seg, recon, classes), [bones], classes[0], recon)[bones]
+        drawn = seg.stats(recon, classes=[b])[b]
         if "bone_cortex" in summary:
-            summary["bone_cortex"]["reconstruction"] = _median(drawn["cortex"])
-            arrays["bone_cortex"] = {**{k: v[bones]["cortex"] for k, v in stats.items()}, "reconstruction": drawn["cortex"]}
+            summary["bone_cortex"]["reconstruction"] = S._median(drawn["cortex"])
+            arrays["bone_cortex"] = {**{k: v[b]["cortex"] for k, v in stats.items()}, "reconstruction": drawn["cortex"]}
         if "bone_pair_area" in summary:  # the heads' size as the decoder draws them from the true codes
-            summary["bone_pair_area"]["reconstruction"] = _median(drawn["pair_area"])
+            summary["bone_pair_area"]["reconstruction"] = S._median(drawn["pair_area"])
             arrays["bone_pair_area_reconstruction"] = drawn["pair_area"]
-            by_level["reconstruction"] = level_matched_area_ratio(drawn["pair_area"], test_heads, t_slices)
+            by_level["reconstruction"] = S.level_matched_area_ratio(drawn["pair_area"], test_heads, where["slices"])
     if by_level:
         summary["bone_pair_area_ratio_by_level_references"] = by_level
-    empty = {name: empty_fraction(lab, labels["test"], classes[0]) for name, lab in labels.items() if name != "test"}
+    empty = {name: S.empty_fraction(lab, labels["test"], seg.background) for name, lab in labels.items()
+             if name != "test"}  # fmt: skip
     summary["empty_samples"] = empty.pop("samples")  # the share of samples with no body drawn
     summary["empty_references"] = empty  # train (real: 0), unigram
-    sweep = []
-    for t in map(float, temperatures):  # the other sets stay: only the samples change with the temperature
-        st, lab = stats, labels["samples"]  # the judged temperature's samples are scored above
-        if t != temperature:
-            _, imgs = generate(prior, vqvae, m, temperature=t, seed=cfg.seed, condition=sample_cond, shape=grid,
-                               device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
-            lab = segment(seg, imgs, classes)
-            st = dict(stats, samples=anatomy_stats(lab, trusted, classes[0], imgs))
-        row = sweep_row(t, st, trusted, classes, slices=t_slices)
-        row["empty_samples"] = empty_fraction(lab, labels["test"], classes[0])
-        sweep.append(row)
-    if sweep:
-        summary["temperature_sweep"] = sweep
-    summary["n_anatomy"] = int(m)
+    arrays.update(sets=sets, labels=labels, slices=where["slices"], stats=stats, train_index=tr_idx)
+    return sets, labels, stats, where
 
-    # ---- Fréchet distance in the segmenter's feature space ----------------------------------
-    # to the training distribution: the "train" set above as the reference and a second
-    # train set at the same positions, disjoint from it, as the floor (`train_referenced`)
-    tr2_idx = np.sort(_matched_train(train.slice, t_slices, cfg.seed + 7, exclude=tr_idx))
+
+def _sweep(prior, vqvae, temperatures, seg, sets, labels, stats, where, draw, seed: int) -> list[dict]:
+    """One `judge_stats.sweep_row` per temperature: new samples at the same seed and positions,
+    the other three sets unchanged (the judged temperature's samples are reused)."""
+    rows = []
+    for t in map(float, temperatures):
+        st, lab = stats, labels["samples"]
+        if t != draw["temperature"]:
+            _, imgs = generate(prior, vqvae, len(where["t_idx"]), seed=seed, condition=where["cond"],
+                               **{**draw, "temperature": t})  # fmt: skip
+            lab = seg.labels(imgs)
+            st = dict(stats, samples=seg.stats(imgs, lab))
+        row = S.sweep_row(t, st, seg.trusted, seg.classes, slices=where["slices"])
+        row["empty_samples"] = S.empty_fraction(lab, labels["test"], seg.background)
+        rows.append(row)
+    return rows
+
+
+def _frechet(train, sets, seg, where, cfg) -> dict:
+    """Fréchet distances in the segmenter's bottleneck features: to the training distribution
+    (the anatomy's train set as the reference, a second disjoint train set at the same
+    positions as the floor, unigram images as the ceiling) and, as before, to the test slices."""
+    m = len(where["t_idx"])
+    tr2_idx = np.sort(S._matched_train(train.slice, where["slices"], cfg.seed + 7, exclude=where["tr_idx"]))
     train2 = np.asarray(train.images[tr2_idx], np.float32)
-    fit = np.setdiff1d(np.arange(len(train)), np.concatenate([tr_idx, tr2_idx]))
+    fit = np.setdiff1d(np.arange(len(train)), np.concatenate([where["tr_idx"], tr2_idx]))
     if len(fit) < m:  # too few train slices left over: fit on all of them
         fit = np.arange(len(train))
     fit = np.sort(np.random.default_rng([cfg.seed, 2]).permutation(fit)[: max(m, 256)])
     ref = FrechetReference(np.asarray(train.images[fit], np.float32), n_components=min(64, m - 1),
-                           features=lambda imgs: bottleneck_features(seg, imgs))  # fmt: skip
+                           features=lambda imgs: bottleneck_features(seg.model, imgs))  # fmt: skip
     feats = {name: ref.features(imgs) for name, imgs in sets.items()}
     vs_train = train_referenced(feats["samples"], feats["train"], ref.features(train2), feats["unigram"])
-    summary.update({k.replace("fid_", "fid_seg_") if k.startswith("fid_") else f"{k}_seg": v
-                    for k, v in vs_train.items()})  # fmt: skip
-    summary["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
-    summary["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
-    summary["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])
-    arrays.update(sets=sets, labels=labels, slices=t_slices, stats=stats, train_index=tr_idx)
-    return summary, arrays
+    out = {k.replace("fid_", "fid_seg_") if k.startswith("fid_") else f"{k}_seg": v for k, v in vs_train.items()}
+    out["fid_seg_samples"] = frechet_distance(feats["samples"], feats["test"])
+    out["fid_seg_test_vs_train"] = frechet_distance(feats["train"], feats["test"])
+    out["fid_seg_unigram"] = frechet_distance(feats["unigram"], feats["test"])
+    return out

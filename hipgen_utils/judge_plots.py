@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from hipgen_utils.judge_stats import slice_bins
 from hipgen_utils.plotting.common import (
     _PANEL_H,
     _PANEL_W,
@@ -83,17 +84,15 @@ def plot_anatomy_gap(terms: Mapping, gap: float) -> Figure:
 
 def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | None = None,
                     pixels: int | None = None) -> Figure:  # fmt: skip
-    """Fraction of slices with a left-right pair of round bones (`judge.round_pairs`: the
+    """Fraction of slices with a left-right pair of round bones (`judge_stats.round_pairs`: the
     femoral heads, at their levels) against slice position, one line per set; with `sizes`,
     a second panel: how big the paired heads are, per set.
 
     pairs: {set name: (N,) pair counts}, all sets at the same N slice positions `slices`.
     sizes: {set name: (N,) mean area of the slice's paired components as a fraction of the
-    slice, NaN without a pair} (`judge.anatomy_stats`' "pair_area"; sets that `pairs` lacks,
+    slice, NaN without a pair} (`judge_stats.anatomy_stats`' "pair_area"; sets that `pairs` lacks,
     such as the reconstructions, are only in this panel); pixels: the slice's
     pixel count, to show the sizes in pixels (default: fractions)."""
-    from hipgen_utils.judge import slice_bins
-
     which, mids = slice_bins(slices, n_bins)
     style = {"test": ("k", "-"), "train": ("C2", "--"), "samples": ("C0", "-"), "unigram": ("C3", ":"),
              "reconstruction": ("C4", "-")}  # fmt: skip
@@ -133,7 +132,7 @@ def plot_bone_pairs(pairs: Mapping, slices, n_bins: int = 10, sizes: Mapping | N
 
 
 def plot_bone_cortex(values: Mapping[str, np.ndarray], gap: float | None = None) -> Figure:
-    """Histograms of `judge.cortex_contrast` per set ({set: (N,) values, NaN = no bone}):
+    """Histograms of `judge_stats.cortex_contrast` per set ({set: (N,) values, NaN = no bone}):
     how much darker each image's bone rim is than its marrow. Real bone has a dark cortex;
     blurred blobs labelled bone sit to the left, towards the unigram images."""
     fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")

@@ -200,7 +200,7 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
     directory when missing). Samples and completions are drawn at `temperature` (the first
     `lead_lines` lines at 1, `sampling.sample`), among the `top_k` likeliest codes (None or
     0: all); the judge also scores samples at
-    `temperatures` ("temperature_sweep": `judge.sweep_row`s, as in notebook 07). Everything
+    `temperatures` ("temperature_sweep": `judge_stats.sweep_row`s, as in notebook 07). Everything
     runs on ``run.device``."""
     vqvae, device = run.vqvae(), run.device
     wanted = ("train", split) if run.has_prior() else (split,)
