@@ -80,9 +80,10 @@ def _train_throughput(cfg: C.VQVAEConfig, steps: int, shape=(256, 128)) -> float
 
 def bench_vqvae(args):
     """Train throughput (demo, full), encode/decode throughput, and the codebook ablation."""
+    from hipgen_utils.codes import decode_codes, encode_images
     from hipgen_utils.pipeline import load_splits, reconstruction_report
     from hipgen_utils.training import train_vqvae
-    from hipgen_utils.vqvae import VQVAE, decode_codes, encode_images
+    from hipgen_utils.vqvae import VQVAE
 
     demo, full = C.get_profile("demo"), C.get_profile("full")
     steps = 3 if args.quick else 10

@@ -1,5 +1,8 @@
 """Code extraction: every split encoded by a trained VQ-VAE into integer code grids.
 
+The batched numpy helpers (`encode_images`, `decode_codes`, `reconstruct_images`, and
+`codebook_usage`) run a `vqvae.VQVAE` over whole splits, memmaps included.
+
 ``run_dir/codes.npz`` holds, per split S: ``codes_S`` (N, h, w) int16, ``case_S``,
 ``week_S``, ``slice_S`` (N,) int, plus ``vqvae_id`` (the VQ-VAE's weight fingerprint, so
 a prior trained on these codes can be checked against the VQ-VAE that decodes its
@@ -13,6 +16,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
 
 from hipgen_utils.checkpoints import (
     CODES_FILE,
@@ -23,6 +29,7 @@ from hipgen_utils.checkpoints import (
     state_fingerprint,
 )
 from hipgen_utils.layout import SPLITS
+from hipgen_utils.metrics import perplexity
 from hipgen_utils.rundir import run_lock
 
 CODE_SPLITS = SPLITS  # every split is encoded
@@ -31,8 +38,6 @@ CODE_SPLITS = SPLITS  # every split is encoded
 def extract_codes(model, splits: dict, run_dir, *, device=None, batch_size=64, progress=True) -> Path:
     """Encode each SliceSet in `splits` ({"train": SliceSet, ...}) and write run_dir/codes.npz
     (device=None: the model's own)."""
-    from hipgen_utils.vqvae import encode_images
-
     out = {
         "vqvae_id": np.array(state_fingerprint(model.state_dict())),
         "n_embeddings": np.array(model.quantizer.n_embeddings),
@@ -101,3 +106,125 @@ def codes_are_current(run_dir, vqvae_id: str) -> bool:
     except (FileNotFoundError, CheckpointError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------- batched numpy helpers
+
+
+def _model_device(model: nn.Module, device) -> torch.device:
+    """`device` (the model is moved there, in place), else the model's current device."""
+    if device is None:
+        return next(model.parameters()).device
+    device = torch.device(device)
+    model.to(device)
+    return device
+
+
+def _check_stack(images, what: str) -> None:
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"{what} must be an (N, H, W) array, got shape {shape}")
+
+
+@torch.no_grad()
+def _batched(model, arrays, fn, out, batch_size, device, progress, desc, in_dtype):
+    """Run `fn` over `arrays` in batches in eval mode, filling `out`; restores train mode."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    dev = _model_device(model, device)
+    was_training = model.training
+    model.eval()
+    try:
+        for s in tqdm(range(0, len(arrays), batch_size), desc=desc, disable=not progress):
+            # np.array copies: a slice of a read-only memmap must not reach torch.from_numpy
+            chunk = np.array(arrays[s : s + batch_size], dtype=in_dtype)
+            result = fn(torch.from_numpy(chunk).to(dev))
+            out[s : s + len(chunk)] = result.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def encode_images(model, images, batch_size=64, device=None, progress=False) -> np.ndarray:
+    """Images (N, H, W) float32 in [0, 1] (numpy or memmap) -> codes (N, H/4, W/4) int16.
+
+    `device=None` uses the model's device; a given device moves the model there."""
+    _check_stack(images, "images")
+    K = model.quantizer.n_embeddings
+    if K > np.iinfo(np.int16).max + 1:
+        raise ValueError(f"n_embeddings={K} does not fit int16 codes; use at most 32768")
+    N, H, W = images.shape
+    if H % 4 or W % 4:
+        raise ValueError(f"image size {H}x{W} must be divisible by 4 for the VQ-VAE")
+    out = np.empty((N, H // 4, W // 4), dtype=np.int16)
+    return _batched(
+        model,
+        images,
+        lambda x: model.encode(x.unsqueeze(1)),
+        out,
+        batch_size,
+        device,
+        progress,
+        "encode",
+        np.float32,
+    )
+
+
+def decode_codes(model, codes, batch_size=64, device=None, progress=False) -> np.ndarray:
+    """Codes (N, h, w) int in [0, n_embeddings) -> images (N, 4h, 4w) float32 in [0, 1]."""
+    _check_stack(codes, "codes")
+    if not np.issubdtype(np.asarray(codes[:0]).dtype, np.integer):
+        raise ValueError(f"codes must be integers, got dtype {np.asarray(codes[:0]).dtype}")
+    N, h, w = codes.shape
+    out = np.empty((N, 4 * h, 4 * w), dtype=np.float32)
+    return _batched(
+        model,
+        codes,
+        lambda c: model.decode(c)[:, 0],
+        out,
+        batch_size,
+        device,
+        progress,
+        "decode",
+        np.int64,
+    )
+
+
+def reconstruct_images(
+    model, images, batch_size=64, device=None, progress=False
+) -> np.ndarray:
+    """Images (N, H, W) float32 in [0, 1] -> reconstructions (N, H, W) float32 in [0, 1]."""
+    _check_stack(images, "images")
+    out = np.empty(images.shape, dtype=np.float32)
+    return _batched(
+        model,
+        images,
+        lambda x: model.reconstruct(x.unsqueeze(1))[:, 0],
+        out,
+        batch_size,
+        device,
+        progress,
+        "reconstruct",
+        np.float32,
+    )
+
+
+def codebook_usage(codes, n_embeddings: int) -> dict:
+    """Code histogram over a whole set of (any-shape) integer codes in [0, n_embeddings).
+
+    Returns {"counts": (K,) int64, "codes_used": int, "perplexity": float}, where
+    perplexity = 2 ** (entropy of the histogram in bits): K for uniform use, 1 for one code."""
+    codes = np.asarray(codes).ravel()
+    if codes.size == 0:
+        raise ValueError("codebook_usage got no codes")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
+    lo, hi = int(codes.min()), int(codes.max())
+    if lo < 0 or hi >= n_embeddings:
+        raise ValueError(f"codes range [{lo}, {hi}] is outside [0, {n_embeddings - 1}]")
+    counts = np.bincount(codes.astype(np.int64), minlength=n_embeddings)
+    return {
+        "counts": counts,
+        "codes_used": int((counts > 0).sum()),
+        "perplexity": perplexity(counts),
+    }

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from hipgen_utils import judge_stats as S
+from hipgen_utils.codes import decode_codes
 from hipgen_utils.config import JudgeConfig
 from hipgen_utils.metrics import sample_unigram_codes
 from hipgen_utils.pipeline import generate
 from hipgen_utils.sample_quality import FrechetReference, frechet_distance, train_referenced
 from hipgen_utils.sampling import keep_first
 from hipgen_utils.segmenter import bottleneck_features, dice_per_class, ensure_segmenter, segment
-from hipgen_utils.vqvae import decode_codes
 
 
 def judge_prior(prior, vqvae, codes: dict, splits: dict, run_dir, cfg=None, data_cfg: dict | None = None,

@@ -35,8 +35,8 @@ def reconstruction_report(model, images, device=None, progress=False) -> tuple[d
     """Reconstruct (N, H, W) images (device=None: the model's own); returns (summary, per_image)
     where per_image has ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,),
     ``codes`` (N, h, w)."""
+    from hipgen_utils.codes import codebook_usage, decode_codes, encode_images
     from hipgen_utils.metrics import psnr_per_image, reconstruction_summary, ssim_per_image
-    from hipgen_utils.vqvae import codebook_usage, decode_codes, encode_images
 
     images = np.asarray(images, dtype=np.float32)
     codes = encode_images(model, images, device=device, progress=progress)
@@ -80,8 +80,8 @@ def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=
     """Sample `n` (h, w) code grids from the prior and decode them:
     (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1]). device=None: each model's
     own device. `prefix`, `lead_lines`: see `sampling.sample` / `sampling.keep_first`."""
+    from hipgen_utils.codes import decode_codes
     from hipgen_utils.sampling import sample
-    from hipgen_utils.vqvae import decode_codes
 
     codes = sample(
         prior, n, temperature=temperature, top_k=top_k or None, seed=seed, condition=condition,
@@ -128,10 +128,10 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
+    from hipgen_utils.codes import decode_codes
     from hipgen_utils.metrics import sample_unigram_codes, unigram_bits_per_code
     from hipgen_utils.sample_quality import sample_quality
     from hipgen_utils.training import bits_per_code
-    from hipgen_utils.vqvae import decode_codes
 
     k = codes["n_embeddings"]
     cond_test = codes["slice_test"] if prior.n_conditions else None
@@ -172,9 +172,9 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     "temperature" and the `sample_quality.sample_quality` keys (Fréchet distance with its
     floor and ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at
     every temperature, so the rows differ only in the temperature."""
+    from hipgen_utils.codes import decode_codes
     from hipgen_utils.metrics import sample_unigram_codes
     from hipgen_utils.sample_quality import sample_quality
-    from hipgen_utils.vqvae import decode_codes
 
     temps = [float(t) for t in temperatures]
     if not temps or min(temps) <= 0:

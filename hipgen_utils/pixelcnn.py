@@ -30,10 +30,9 @@ ablation; `hipgen bench prior --compare` measured them, docs/experiments.md):
   row per neighbouring code already drawn (left, up, up-left, up-right, and in the second half
   the three codes around the mirror position): a bigram model inside the prior.
 
-The model is split into small methods (`embed`, `bias_sources` / `row_biases`,
-`GatedLayer.vertical`, `horizontal_step`, `head`, `table_index`) that work on any window of
-rows or columns, so the fast sampler (`hipgen_utils.sampling`) runs the same modules row by
-row and position by position, and `forward` runs them on the whole grid.
+The model is split into small methods that work on any window of rows or columns, so the
+fast sampler (`hipgen_utils.sampling`) runs the same modules row by row and position by
+position, and `forward` runs them on the whole grid.
 """
 
 from __future__ import annotations
@@ -409,14 +408,6 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"PixelCNN codes span {int(codes.min())}..{int(codes.max())}; valid codes are "
                              f"0..{self.n_codes - 1}")  # fmt: skip
         return codes.long(), self.check_cond(cond, codes.shape[0])
-
-
-def bits_per_code(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy in bits: logits (B, K, H, W) float, codes (B, H, W) int64 -> 0-dim float tensor."""
-    if logits.ndim != codes.ndim + 1 or logits.shape[:1] + logits.shape[2:] != codes.shape:
-        raise ValueError(f"bits_per_code: logits {tuple(logits.shape)} do not match codes {tuple(codes.shape)}; "
-                         "expected (B, K, H, W) and (B, H, W)")  # fmt: skip
-    return F.cross_entropy(logits, codes.long()) / math.log(2.0)
 
 
 def _on_second_half(fn, mirror: torch.Tensor) -> torch.Tensor:

@@ -157,8 +157,14 @@ class Run:
     def prior(self):
         """The PixelCNN prior of notebook 05 (eval mode, on `device`), checked against this VQ-VAE."""
         if "prior" not in self._cache:
-            self._cache["prior"], _ = load_prior(self.dir, self.device, self.vqvae_id)
+            self._cache["prior"], self._cache["prior_checkpoint"] = load_prior(self.dir, self.device, self.vqvae_id)
         return self._cache["prior"]
+
+    @property
+    def prior_checkpoint(self) -> dict:
+        """The prior's checkpoint dict (config, training history, ...), loaded with the prior."""
+        self.prior()
+        return self._cache["prior_checkpoint"]
 
     def has_prior(self) -> bool:
         """Whether notebook 05 has written a prior here (nothing is loaded)."""

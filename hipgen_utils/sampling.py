@@ -1,28 +1,18 @@
 """Sampling code grids from a `GatedPixelCNN` prior.
 
 `sample` is the fast sampler the CLI, the notebooks and the widgets use; `sample_naive` is the
-textbook version (one forward pass over the whole grid per position), kept as the reference
-for the tests and the speed benchmark. Notebook 06 writes the same loop out by hand.
-
-Both draw their randomness the same way -- one uniform per (sample, row, col), drawn up
-front from a CPU `torch.Generator` seeded with `seed`, turned into a code by inverse-CDF
-sampling (`_draw`) -- so for the same arguments they return the same codes.
-
-How one code is drawn: the logits are divided by the temperature T (below 1 sharper, above 1
-flatter), with top-k only the k likeliest codes keep their probability, and the uniform picks
-a code from the cumulative distribution. The first `lead_lines` rows are drawn at T = 1.
+textbook version (one forward pass over the whole grid per position), the reference for the
+tests and the benchmark; notebook 06 writes the same loop out by hand. Both draw one uniform
+per (sample, row, col) up front from a seeded CPU generator and turn it into a code by
+inverse CDF (`_draw`: logits / T, optionally the k likeliest codes only), so for the same
+arguments they return the same codes.
 
 Why `sample` is fast: the vertical stack at row r depends only on rows < r, so it runs once
-per row, and each layer keeps only the input rows it can still read (a ring of
-k//2 * dilation + 1 rows, of which it gathers the k//2+1 its kernel reads). Within a row only
-the horizontal stack runs, one column at a time, batched over the n samples, on views made
-once. Both samplers call the model's own modules (`GatedLayer.vertical`, `horizontal_step`,
-`head`, `table_row`), the ones `forward` uses. A mirror prior's map is computed once, when the
-first half of the rows is drawn. On the CPU the fast sampler runs single-threaded: its work is
-thousands of tiny sequential operations, and on a busy machine threads waiting for each other
-made it ~10x slower.
-
-A completion keeps the first k rows of a real grid (`keep_first`) and samples the rest.
+per row, each layer keeping only the input rows it can still read; within a row only the
+horizontal stack runs, one column at a time, batched over the samples, on views made once.
+Both samplers call the model's own modules. On the CPU the fast sampler runs single-threaded:
+its work is thousands of tiny operations, and threads waiting for each other made it ~10x
+slower on a busy machine. A completion keeps the first rows of a real grid (`keep_first`).
 """
 
 from __future__ import annotations
@@ -45,23 +35,17 @@ def sample(prior: GatedPixelCNN, n: int, *, temperature: float = 1.0, top_k: int
            condition=None, prefix: torch.Tensor | None = None, shape: Sequence[int] = CODE_GRID,
            device: torch.device | str | None = None, progress: bool = False,
            lead_lines: int = 0) -> torch.LongTensor:  # fmt: skip
-    """Draw n code grids from the prior (fast, row-cached sampler).
+    """Draw n code grids from the prior (fast, row-cached sampler): (n, H, W) int64 on the CPU.
 
-    prior:       a `GatedPixelCNN`; put in eval mode for the call, its mode restored after.
-    n:           number of samples (>= 1).
-    temperature: finite > 0; logits are divided by it (< 1 sharper, > 1 flatter).
-    top_k:       None or 0 = all codes, else 1..K: draw only among the k likeliest codes.
-    lead_lines:  the first this many rows are drawn at temperature 1 (0 = none). Below 1 every
-                 choice leans to the likeliest code, which at the slice's edge is air, row
-                 after row: the body would begin late or never. Rows of a prefix are kept.
-    seed:        seeds a CPU torch.Generator; same seed -> same samples.
+    temperature: > 0, the logits are divided by it (< 1 sharper, > 1 flatter).
+    top_k:       None or 0 = all codes, else draw only among the k likeliest.
+    lead_lines:  the first rows drawn at temperature 1 (below 1 the likeliest code at the
+                 slice's edge is air, row after row, and the body would begin late or never).
+    seed:        seeds a CPU torch.Generator: same seed, same samples.
     condition:   None (unconditional prior), an int for all samples, or n ints (slice positions).
-    prefix:      None, or (n or 1, k, W) int codes of the first k rows, kept as given (the
-                 completion of a real grid; `keep_first` builds it).
-    shape:       (H, W) of the code grid, (64, 32) for 256x128 images.
-    device:      where to compute; default the prior's device.
-    progress:    a tqdm bar over rows.
-    Returns (n, H, W) int64 codes in [0, K) on the CPU.
+    prefix:      None, or (n or 1, k, W) codes of the first k rows, kept as given (`keep_first`).
+    shape:       (H, W) of the code grid; device: default the prior's; progress: a bar over rows.
+    The prior is put in eval mode for the call, its mode restored after.
     """
     return _run(_fast_rows, prior, n, temperature=temperature, top_k=top_k, seed=seed, condition=condition,
                 prefix=prefix, shape=shape, device=device, progress=progress, lead_lines=lead_lines)  # fmt: skip

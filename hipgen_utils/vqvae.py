@@ -4,19 +4,16 @@ A (B, 1, H, W) slice in [0, 1] becomes a (B, H/4, W/4) grid of integer codes (tw
 stages: 256x128 -> 64x32) and back. The codebook in the middle is
 `quantizer.VectorQuantizer` (EMA or loss-trained codes, commitment loss, straight-through
 gradient, dead-code restarts; see `hipgen_utils.quantizer`), held as the ``quantizer``
-attribute, so checkpoint keys read ``quantizer.*``. Also here: batched numpy helpers
-(``encode_images``, ``decode_codes``, ``reconstruct_images``) and ``codebook_usage``.
+attribute, so checkpoint keys read ``quantizer.*``. Batched numpy helpers that encode a
+whole split or decode code grids live in `hipgen_utils.codes`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from hipgen_utils.metrics import perplexity
 from hipgen_utils.quantizer import VectorQuantizer, VQOutput  # also importable from here
 
 
@@ -149,125 +146,3 @@ class VQVAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) -> (B, 1, H, W) float32 in [0, 1]; equals decode(encode(x)) exactly."""
         return self.decode(self.encode(x))
-
-
-# ---------------------------------------------------------------------- batched numpy helpers
-
-
-def _model_device(model: nn.Module, device) -> torch.device:
-    """`device` (the model is moved there, in place), else the model's current device."""
-    if device is None:
-        return next(model.parameters()).device
-    device = torch.device(device)
-    model.to(device)
-    return device
-
-
-def _check_stack(images, what: str) -> None:
-    shape = getattr(images, "shape", None)
-    if shape is None or len(shape) != 3:
-        raise ValueError(f"{what} must be an (N, H, W) array, got shape {shape}")
-
-
-@torch.no_grad()
-def _batched(model, arrays, fn, out, batch_size, device, progress, desc, in_dtype):
-    """Run `fn` over `arrays` in batches in eval mode, filling `out`; restores train mode."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
-    dev = _model_device(model, device)
-    was_training = model.training
-    model.eval()
-    try:
-        for s in tqdm(range(0, len(arrays), batch_size), desc=desc, disable=not progress):
-            # np.array copies: a slice of a read-only memmap must not reach torch.from_numpy
-            chunk = np.array(arrays[s : s + batch_size], dtype=in_dtype)
-            result = fn(torch.from_numpy(chunk).to(dev))
-            out[s : s + len(chunk)] = result.cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
-
-
-def encode_images(model: VQVAE, images, batch_size=64, device=None, progress=False) -> np.ndarray:
-    """Images (N, H, W) float32 in [0, 1] (numpy or memmap) -> codes (N, H/4, W/4) int16.
-
-    `device=None` uses the model's device; a given device moves the model there."""
-    _check_stack(images, "images")
-    K = model.quantizer.n_embeddings
-    if K > np.iinfo(np.int16).max + 1:
-        raise ValueError(f"n_embeddings={K} does not fit int16 codes; use at most 32768")
-    N, H, W = images.shape
-    if H % 4 or W % 4:
-        raise ValueError(f"image size {H}x{W} must be divisible by 4 for the VQ-VAE")
-    out = np.empty((N, H // 4, W // 4), dtype=np.int16)
-    return _batched(
-        model,
-        images,
-        lambda x: model.encode(x.unsqueeze(1)),
-        out,
-        batch_size,
-        device,
-        progress,
-        "encode",
-        np.float32,
-    )
-
-
-def decode_codes(model: VQVAE, codes, batch_size=64, device=None, progress=False) -> np.ndarray:
-    """Codes (N, h, w) int in [0, n_embeddings) -> images (N, 4h, 4w) float32 in [0, 1]."""
-    _check_stack(codes, "codes")
-    if not np.issubdtype(np.asarray(codes[:0]).dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {np.asarray(codes[:0]).dtype}")
-    N, h, w = codes.shape
-    out = np.empty((N, 4 * h, 4 * w), dtype=np.float32)
-    return _batched(
-        model,
-        codes,
-        lambda c: model.decode(c)[:, 0],
-        out,
-        batch_size,
-        device,
-        progress,
-        "decode",
-        np.int64,
-    )
-
-
-def reconstruct_images(
-    model: VQVAE, images, batch_size=64, device=None, progress=False
-) -> np.ndarray:
-    """Images (N, H, W) float32 in [0, 1] -> reconstructions (N, H, W) float32 in [0, 1]."""
-    _check_stack(images, "images")
-    out = np.empty(images.shape, dtype=np.float32)
-    return _batched(
-        model,
-        images,
-        lambda x: model.reconstruct(x.unsqueeze(1))[:, 0],
-        out,
-        batch_size,
-        device,
-        progress,
-        "reconstruct",
-        np.float32,
-    )
-
-
-def codebook_usage(codes, n_embeddings: int) -> dict:
-    """Code histogram over a whole set of (any-shape) integer codes in [0, n_embeddings).
-
-    Returns {"counts": (K,) int64, "codes_used": int, "perplexity": float}, where
-    perplexity = 2 ** (entropy of the histogram in bits): K for uniform use, 1 for one code."""
-    codes = np.asarray(codes).ravel()
-    if codes.size == 0:
-        raise ValueError("codebook_usage got no codes")
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
-    lo, hi = int(codes.min()), int(codes.max())
-    if lo < 0 or hi >= n_embeddings:
-        raise ValueError(f"codes range [{lo}, {hi}] is outside [0, {n_embeddings - 1}]")
-    counts = np.bincount(codes.astype(np.int64), minlength=n_embeddings)
-    return {
-        "counts": counts,
-        "codes_used": int((counts > 0).sum()),
-        "perplexity": perplexity(counts),
-    }

@@ -18,8 +18,15 @@
 # slices, one case-week from the bottom of the pelvis to the top, the label maps, and how
 # much of each organ a slice holds at each level.
 #
+# **Data:** the HipMRI Study on Prostate Cancer (CSIRO): weekly T2-weighted MR scans of the
+# male pelvis during radiotherapy, released as 2D axial slices in NIfTI with label maps
+# (J. Dowling, P. Greer, "Labelled weekly MR images of the male pelvis", CSIRO Data Access
+# Portal). A slice shows the body outline with its bright fat rim, the femoral heads and
+# pubic bones low in the pelvis, the prostate between bladder and rectum, and the bladder
+# growing towards the top.
+#
 # **Pipeline.** `01` explore → `02` train the VQ-VAE → `03` SSIM analysis → `04` extract
-# codes → `05` train the PixelCNN prior → `06` sample.
+# codes → `05` train the PixelCNN prior → `06` sample → `07` judge the anatomy.
 #
 # The profile (`full`, `demo`, `ci`) comes from the parameters cell below or `$HIPGEN_PROFILE`.
 
@@ -32,7 +39,7 @@ SEED = 0
 # %%
 import numpy as np
 
-from hipgen_utils import data, metrics, pipeline, plotting
+from hipgen_utils import data, findings, metrics, pipeline, plotting
 from hipgen_utils.run import Run
 
 run = Run.open(PROFILE, RUN_DIR, DATA_DIR)  # the profile's config, the run directory, the figure folder
@@ -128,6 +135,12 @@ else:
         plotting.plot_class_area_vs_slice(np.asarray(train.labels), train.slice, n_slices=int(train.slice.max()) + 1),
         run.figure("01_class_area_vs_slice"),
     )
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+findings.show("What this run shows:", findings.data(info, splits))
 
 # %% [markdown]
 # **Next:** `02_train_vqvae` learns to compress each slice into a 64×32 grid of codes.

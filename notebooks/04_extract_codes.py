@@ -11,6 +11,9 @@
 # %% [markdown]
 # # 04 · Extract the code grids
 #
+# **Paper:** van den Oord et al., "Neural Discrete Representation Learning" (VQ-VAE), NeurIPS
+# 2017, section 3.3: the prior is learned after the VQ-VAE, over its codes.
+#
 # The prior never sees pixels: it models the VQ-VAE's integer code grids (64×32 for a
 # 256×128 slice). This notebook encodes every split with the trained VQ-VAE and saves the
 # grids with their (case, week, slice) to `RUN_DIR/codes.npz`, tagged with the VQ-VAE's
@@ -24,7 +27,7 @@ DATA_DIR = None  # None -> the data the VQ-VAE was trained on
 # %%
 import numpy as np
 
-from hipgen_utils import codes, metrics, pipeline, plotting, vqvae
+from hipgen_utils import codes, findings, metrics, pipeline, plotting
 from hipgen_utils.run import Run
 
 run = Run.open(PROFILE, RUN_DIR, DATA_DIR)
@@ -54,7 +57,7 @@ plotting.show_and_save(
 # ## Codebook usage over the training set
 
 # %%
-usage = vqvae.codebook_usage(grids["codes_train"], grids["n_embeddings"])
+usage = codes.codebook_usage(grids["codes_train"], grids["n_embeddings"])
 print(f"codes used {usage['codes_used']}/{grids['n_embeddings']}, perplexity {usage['perplexity']:.1f}")
 plotting.show_and_save(plotting.plot_codebook_usage(usage["counts"], title="codebook usage (train)"),
                        run.figure("04_codebook_usage_train"))  # fmt: skip
@@ -64,11 +67,17 @@ plotting.show_and_save(plotting.plot_codebook_usage(usage["counts"], title="code
 
 # %%
 some = np.asarray(train.images[pick])
-from_codes = vqvae.decode_codes(model, grids["codes_train"][pick])
-direct = vqvae.reconstruct_images(model, some)
+from_codes = codes.decode_codes(model, grids["codes_train"][pick])
+direct = codes.reconstruct_images(model, some)
 diff = float(np.abs(from_codes - direct).max())
 print(f"max |decode(codes) - reconstruct(image)| = {diff}")
 assert diff == 0.0, "extracted codes do not reproduce the reconstructions"
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+findings.show("What this run shows:", findings.codes(grids, usage, diff))
 
 # %% [markdown]
 # **Next:** `05_train_pixelcnn` learns the distribution of these grids.

@@ -11,57 +11,42 @@
 # %% [markdown]
 # # 05 · Train the PixelCNN prior
 #
-# A gated PixelCNN (van den Oord et al. 2016) models the code grid one position at a time
-# in raster order, p(c) = ∏ p(c_i | c_<i, slice position). Vertical and horizontal stacks
-# remove the blind spot of plain masked convolutions; gated tanh·sigmoid units, residual and
-# skip connections; optionally conditioned on the slice position (0..59 through a
-# case-week) so you can ask for a slice from a given level of the pelvis.
+# **Papers:** A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu, "Pixel Recurrent Neural
+# Networks" (PixelCNN), ICML 2016; A. van den Oord et al., "Conditional Image Generation with
+# PixelCNN Decoders" (gated PixelCNN), NeurIPS 2016; and VQ-VAE (van den Oord et al. 2017),
+# which trains such a prior over its codes.
 #
-# **Context.** Code rows run along the left–right axis, so the two femoral heads lie 30–40
-# rows apart. A plain vertical stack of 8 layers with kernel 5 sees 17 rows back: drawing
-# the right femoral head, it could not know where the left one is. The `demo` and `full`
-# priors dilate the vertical stack (`v_dilation = 8`: dilations 1, 2, 4, 8, ... over the
-# rows), so it sees 61 rows back at no extra cost; notebook 07 measures what that buys.
+# A PixelCNN models the code grid one position at a time in raster order,
+# p(c) = ∏ᵢ p(cᵢ | c₍<ᵢ₎, slice position): for every position, a distribution over the
+# codebook given everything drawn before it. The gated version has two stacks of
+# convolutions, a *vertical* one that sees the rows above and a *horizontal* one that sees
+# the row so far, which together have no blind spot; tanh·sigmoid gates; residual and skip
+# connections; and a bias per slice position, so you can ask for a slice from a given level
+# of the pelvis.
 #
-# **Mirror context (`mirror = True` in `demo` and `full`).** A pelvis is close to left–right
-# symmetric. Once the first half of the rows is drawn, each row r of the second half has
-# its mirror row 63 − r (the partner femoral head, hip joint, obturator muscle) behind it, so
-# the prior may look there directly: a small convolution over the codes around the mirror
-# row feeds every gated layer and the output head. The first half gets nothing from it, so
-# the model stays causal, and the sampler computes it once, when the first half is done.
-# Trained for the same 930 s on a 2-core CPU, it drew more symmetric bones than the dilated
-# prior alone (0.75 against 0.69, real slices 0.95), completed half slices closer to the
-# truth (SSIM 0.49 against 0.45) and brought `anatomy_gap` from 0.13 to 0.10, at the same
-# bits per code (README, Results).
+# Three additions give a small prior the whole slice (`hipgen_utils/pixelcnn.py`;
+# docs/model.md, and docs/experiments.md for what each bought):
 #
-# **Code tables (`tables = True` in every profile).** The output head maps the demo's 32
-# channels to 512 code logits, so its logits have rank 32: on their own they cannot single
-# out one code of 512 (the "softmax bottleneck"). The prior adds to each position's logits
-# rows of learned tables, one row per neighbouring code already drawn -- left, up, up-left,
-# up-right and, in the second half, the three codes around the mirror position -- a bigram
-# model inside the PixelCNN, full rank for the price of a lookup. The tables start at zero,
-# read only earlier positions, and the sampler looks them up as it draws (tested like the
-# other switches). Trained for 400 s beside the same prior without them, on the same codes
-# and CPU: test bits 0.637 against 0.658 × the unigram, completion Dice 0.74 against 0.72
-# (the mirror 0.85), `anatomy_gap` 0.24 against 0.25 (README, Results).
-#
-# **Two levels (a switch, `top_codes = 64`).** VQ-VAE-2's answer to the same problem: a
-# second quantiser turns each 4×4 block of codes into one of 64 *top* codes (a 16×8 grid for
-# a 64×32 one), a small PixelCNN sees that coarse grid whole, and this prior draws the codes
-# given it. The top coder is trained first (about 2 minutes here) and counted in the time
-# budget; the image decoder is unchanged, so the reconstructions are too. Trained for the
-# same 930 s as the dilated prior on a 2-core CPU, its sets of samples came closer to real
-# slices (`anatomy_gap` 0.10 against 0.13) but it completed half slices less well (Dice
-# 0.79 against 0.81) and spent more bits per code (0.57 against 0.53 × the unigram): its
-# extra cost bought 2,600 updates instead of 3,700, and updates are what a CPU prior lacks.
-# So it stays a switch (README, Results); on a GPU the balance may differ.
+# * **Dilation** (`v_dilation`). Code rows run along the left–right axis, so the two femoral
+#   heads lie 30–40 rows apart. Dilating the vertical convolutions (rows 1, 2, 4, 8 apart,
+#   cycled) lets 8 layers of kernel 5 see 61 rows back instead of 17, at no extra cost.
+# * **Mirror context** (`mirror`). A pelvis is close to left–right symmetric: once the first
+#   half of the rows is drawn, each row r of the second half has its mirror row 63 − r (the
+#   partner femoral head) behind it, and a small convolution hands it to every layer. The
+#   first half gets nothing from it, so the model stays causal.
+# * **Code tables** (`tables`). The output head maps the prior's channels to one logit per
+#   code, a matrix of low rank: 32 channels cannot single out one code of 512. Each
+#   position's logits also get a learned row per neighbouring code already drawn (left, up,
+#   up-left, up-right, and around the mirror position): a bigram model inside the prior.
 #
 # The score is bits per code (cross-entropy in bits). The baseline beside it is the
 # **unigram** model: every code drawn independently from the training histogram. A prior
 # that learned anatomy must beat it by a wide margin.
 #
-# Run again on a run directory that holds a finished prior, this notebook says so and
-# reuses it (an interrupted one continues); `RETRAIN = True` moves the old prior and its
+# **The budget** is `n_updates` updates of `batch_size` grids, whatever the size of the data
+# set: the same cost on the phantom and on the real release (the epochs follow and are
+# printed). Run again on a run directory that holds a finished prior, this notebook says so
+# and reuses it (an interrupted one continues); `RETRAIN = True` moves the old prior and its
 # sample scores into `RUN_DIR/replaced-<time>/` and trains again.
 
 # %% tags=["parameters"]
@@ -84,7 +69,7 @@ device = None
 # %%
 from dataclasses import asdict
 
-from hipgen_utils import config, metrics, plotting, training
+from hipgen_utils import config, findings, metrics, plotting, training
 from hipgen_utils.run import Run
 
 run = Run.open(PROFILE, RUN_DIR)
@@ -150,6 +135,9 @@ plt.show()
 
 # %% [markdown]
 # ## Train
+# Before the first update the budget and the epochs it makes on this data are printed, and
+# after the first few updates the expected time; the progress bar's estimate takes over from
+# there. Validation bits and a checkpoint every `log_interval` updates.
 
 # %%
 prior, history = training.train_pixelcnn(
@@ -172,6 +160,12 @@ test_bits = training.bits_per_code(prior, grids["codes_test"], grids["slice_test
 test_unigram = metrics.unigram_bits_per_code(grids["codes_train"], grids["codes_test"], grids["n_embeddings"])
 print(f"test: prior {test_bits:.3f} bits/code, unigram {test_unigram:.3f} -> ratio {test_bits / test_unigram:.2f}")
 print(f"checkpoint: {run.dir / 'pixelcnn.pt'}")
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+findings.show("What this run shows:", findings.prior(history, unigram, test_bits, test_unigram))
 
 # %% [markdown]
 # **Next:** `06_sample` draws new slices from the prior.

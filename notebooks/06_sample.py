@@ -11,16 +11,20 @@
 # %% [markdown]
 # # 06 · Sample new slices
 #
-# Draw code grids from the PixelCNN prior with `hipgen_utils.sampling.sample` (the same
-# plain function behind `hipgen predict` and the sliders below) and decode them with the
-# VQ-VAE. The fast sampler computes each row's vertical stack once and the horizontal stack
-# on the current row only, instead of a full forward pass per position.
+# **Papers:** VQ-VAE (van den Oord et al. 2017) and VQ-VAE-2 (A. Razavi, A. van den Oord,
+# O. Vinyals, "Generating Diverse High-Fidelity Images with VQ-VAE-2", NeurIPS 2019): sample a
+# code grid from the prior, decode it. Top-k sampling: A. Fan, M. Lewis, Y. Dauphin,
+# "Hierarchical Neural Story Generation", ACL 2018. The Fréchet distance: M. Heusel et al.,
+# "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium",
+# NeurIPS 2017.
 #
-# Then we **measure** the samples: nearest-neighbour SSIM against the training images
-# (do they look like anatomy? are they near-copies?) and a Fréchet distance to the test
-# images in a fixed hand-crafted feature space (no download), between two reference points:
-# training images (the floor) and images decoded from codes drawn independently from the
-# unigram histogram (the ceiling).
+# A new slice is drawn one code at a time, in the order the prior was trained on: for each
+# position, the prior gives a distribution over the codebook given every code drawn so far,
+# one code is drawn from it, and the next position sees it. When the grid is full, the
+# VQ-VAE's decoder turns it into an image. First the loop written out by hand, then the
+# package's fast sampler (`hipgen_utils.sampling.sample`, the plain function behind
+# `hipgen predict` and the sliders below), checked to draw the same codes; then the samples
+# themselves, and numbers that say how good they are.
 
 # %% tags=["parameters"]
 PROFILE = None  # None -> $HIPGEN_PROFILE, else "demo"; or "full" / "demo" / "ci"
@@ -38,7 +42,7 @@ import json
 
 import numpy as np
 
-from hipgen_utils import checkpoints, config, pipeline, plotting, sampling, vqvae, widgets
+from hipgen_utils import checkpoints, codes, config, findings, pipeline, plotting, sampling, widgets
 from hipgen_utils.run import Run
 
 run = Run.open(PROFILE, RUN_DIR)
@@ -50,6 +54,56 @@ S = cfg.sample = config.apply_given(cfg.sample, n_samples=N_SAMPLES, temperature
                                     lead_lines=LEAD_LINES)  # fmt: skip
 shape = grids["codes_train"].shape[1:]
 print(f"prior: {prior.n_codes} codes, {'conditional on slice position' if prior.n_conditions else 'unconditional'}; grid {shape}")
+
+# %% [markdown]
+# ## Sampling, written out by hand
+# For the position (r, c), with everything before it already drawn:
+#
+# 1. **logits**: the prior's scores ℓ for the K codes at (r, c) (one forward pass over the
+#    grid; causality makes the not-yet-drawn positions irrelevant);
+# 2. **temperature** T: p = softmax(ℓ / T). Below 1 it sharpens the distribution towards the
+#    likeliest codes, above 1 it flattens it;
+# 3. **top-k**: keep the k likeliest codes and give the others probability 0 (k = 0 keeps
+#    all). It removes the rare codes that scatter speckle through a structure, and leaves
+#    the rest at the prior's own odds;
+# 4. **one draw**: a uniform number u in [0, 1) picks the first code whose cumulative
+#    probability exceeds u (inverse-CDF sampling);
+# 5. **the raster loop**: row by row, left to right in each row;
+# 6. **lead rows**: the first `lead_lines` rows are drawn at T = 1, whatever T is. Below 1,
+#    every choice leans towards the likeliest code, and at the slice's edge that is air, row
+#    after row: the body would begin late, or never. The lead rows hold the air and the
+#    body's edge.
+#
+# The cell draws the first rows of two samples this way, then asks the fast sampler for the
+# whole grids with the same seed (the same uniforms) and checks that its first rows are the
+# same codes. The fast sampler gets its speed from caching each row's vertical stack; the
+# draw itself is this one.
+
+# %%
+import torch
+
+n, rows, H, W = 2, 3, *shape
+dev = next(prior.parameters()).device
+cond = torch.tensor(pipeline.spread_slices(prior, n)) if prior.n_conditions else None
+u = torch.rand(n, H, W, generator=torch.Generator().manual_seed(S.seed), dtype=torch.float64)  # as `sample` draws them
+drawn = torch.zeros(n, H, W, dtype=torch.long)
+with torch.no_grad():
+    for r in range(rows):  # the raster loop
+        T = 1.0 if r < S.lead_lines else S.temperature  # lead rows at T = 1
+        for c in range(W):
+            logits = prior(drawn.to(dev), cond)[:, :, r, c].double().cpu()  # (n, K): given everything before (r, c)
+            if S.top_k:  # top-k: every code outside the k likeliest gets probability 0
+                kth = logits.topk(S.top_k, dim=1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            p = torch.softmax(logits / T, dim=1)  # temperature
+            cdf = p.cumsum(1)
+            drawn[:, r, c] = torch.searchsorted(cdf, (u[:, r, c] * cdf[:, -1])[:, None], right=True)[:, 0]  # one draw
+fast = sampling.sample(prior, n, temperature=S.temperature, top_k=S.top_k, seed=S.seed, condition=cond,
+                       shape=shape, lead_lines=S.lead_lines)  # fmt: skip
+same = torch.equal(fast[:, :rows], drawn[:, :rows])
+print(f"the first {rows} rows of {n} samples, drawn by hand and by the fast sampler: "
+      f"{'the same codes' if same else 'DIFFERENT codes'} ({rows * W * n} draws)")
+assert same, "the hand-written loop and sampling.sample drew different codes"
 
 # %% [markdown]
 # ## A grid of samples
@@ -95,7 +149,7 @@ plotting.show_and_save(
 splits = run.splits("train", "test")
 test = splits["test"]
 panel = widgets.SamplerPanel(
-    prior, lambda c: vqvae.decode_codes(vq, np.asarray(c)), test_codes=grids["codes_test"],
+    prior, lambda c: codes.decode_codes(vq, np.asarray(c)), test_codes=grids["codes_test"],
     test_images=np.asarray(test.images), test_slices=grids["slice_test"], shape=shape, max_samples=16,
     temperature=S.temperature, lead_lines=S.lead_lines, top_k=S.top_k,
 )  # fmt: skip
@@ -116,8 +170,9 @@ print(f"panel rendered {panel.n_renders - renders} times from code; last output 
 
 # %% [markdown]
 # ## Completion: keep the first half of a test slice's codes, sample the rest
-# The first half in the prior's sampling order: the left half for rows along left-right
-# (order "lr", the default; left to right on screen), the anterior half for order "ap".
+# The sampler takes the first 32 code rows of a real grid as given (the left half of the
+# body, left to right on screen) and draws the rest: does the prior draw the other side of
+# the same pelvis?
 
 # %%
 i = len(test) // 2
@@ -171,9 +226,7 @@ plotting.show_and_save(
 # anatomy gets better or worse with the temperature is measured in notebook 07
 # (`07_temperature_anatomy.png`). The rows also give the Fréchet distance to the training
 # distribution against its floor, and the samples' spread against real slices': a
-# temperature that made the samples alike would show here as a falling spread (on the demo
-# prior the spread rises as the temperature falls: the blurrier samples of higher
-# temperatures vary less in these features, not more).
+# temperature that made the samples alike would show here as a falling spread.
 
 # %%
 sweep = pipeline.temperature_sweep(
@@ -189,41 +242,12 @@ checkpoints.write_json(run.dir / "temperature_sweep.json", sweep)
 plotting.show_and_save(plotting.plot_temperature_sweep(sweep), run.figure("06_temperature_sweep"))
 
 # %% [markdown]
-# ## What the samples get right, and what they get wrong
-# Measured on the demo phantom with the demo prior (README, Results; your numbers come from
-# the cells above and from notebook 07):
-# * **Right:** the body outline, the bright fat rim, the natal cleft, the bladder and the
-#   rectum, at the levels the slice position asks for; no sample copies a training slice
-#   (nearest-neighbour SSIM about 0.47, no near-copies). The bits per code are about half
-#   the unigram model's.
-# * **Wrong:** the bones. With the demo's sampling settings (each code drawn at T = 1 among
-#   the 8 likeliest, chosen by notebook 07's measurements) the prior draws bone on both
-#   sides at the right levels and at mirrored positions (left–right symmetry of the bones
-#   about 0.84 against 0.95 in real slices), and a bone at each femoral head's place at
-#   the lowest slices, with a dark rim, but smaller and less round than real femoral heads
-#   and with a fainter cortex (`bone_cortex_gap` about 0.20; 0 = as dark a rim round the
-#   marrow as real bone): both femoral heads appear in about 25 % of the samples against
-#   28 % of real slices. The soft tissue comes out smoother than the real slices' noisy
-#   texture (top-k drops the rare codes, some of which carry the noise). Completing the
-#   missing half of a real slice, it does better than mirroring the kept half over all
-#   classes (Dice about 0.858 against 0.849) and draws the partner femoral head, but
-#   places bone a little worse (0.816 against 0.831). The `full` prior, after three
-#   minutes on a GPU, draws round femoral heads with a cortex on both sides, both as often
-#   as real slices have them, and completes bones better than the mirror (0.89 against
-#   0.86; README, "The full profile on one GPU"): on a CPU the demo prior is short of
-#   compute, not of context.
-# * **Empty, without lead rows:** sampled below T = 1 from the first row on, a sample now
-#   and then drew no body at all (the prior kept drawing air past the rows where every
-#   training slice's body has begun, and the second half mirrored the empty first half;
-#   1–3 % of the samples on the demo phantom, 3 % at T = 0.5), and bodies came out a
-#   little small. So the first `lead_lines` = 8 code rows (air and the body's edge) are
-#   drawn at T = 1; notebook 07 counts what is left (`empty_samples`: none of 720 over six
-#   temperatures on the demo run). `LEAD_LINES = 0` above shows the old behaviour.
-# * **Too alike:** against the training distribution the HOG Fréchet distance sits above
-#   its real-vs-real floor and the samples vary less than real slices (`fid_train_samples`
-#   against `fid_train_floor`, `spread_ratio`; README, Results); against the test slices it
-#   sat below its "floor" and could not see that. Notebook 07 counts what the eye misses
-#   first: slices whose bones hold a round femoral head on each side (`bone_pairs_ratio`).
-#
+# ## What this run shows
+# From this run's numbers (the cells above); notebook 07 judges the anatomy.
+
+# %%
+findings.show("What this run shows:", findings.samples(report, sweep))
+
+# %% [markdown]
 # **Next:** `07_anatomy_check` measures the anatomy: a segmenter trained on the labels
 # scores completions and sets of samples, class by class.

@@ -28,11 +28,10 @@ import torch
 
 from hipgen_utils import phantom as P
 from hipgen_utils.bench import print_table
-from hipgen_utils.codes import load_codes
+from hipgen_utils.codes import encode_images, load_codes
 from hipgen_utils.metrics import unigram_bits_per_code
 from hipgen_utils.preprocess import harmonise, normalise
 from hipgen_utils.run import load_vqvae
-from hipgen_utils.vqvae import encode_images
 
 run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/demo"
 draws = int(sys.argv[2]) if len(sys.argv) > 2 else 32

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from hipgen_utils.checkpoints import CheckpointError, MissingStepError, state_fingerprint
-from hipgen_utils.codes import codes_are_current, extract_codes, load_codes
-from hipgen_utils.vqvae import VQVAE, decode_codes, reconstruct_images
+from hipgen_utils.codes import (
+    codes_are_current,
+    decode_codes,
+    extract_codes,
+    load_codes,
+    reconstruct_images,
+)
+from hipgen_utils.vqvae import VQVAE
 
 
 def _split(n, seed):

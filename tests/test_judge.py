@@ -384,7 +384,7 @@ def test_judge_report_keys_and_true_codes_score_like_the_reconstruction(trained_
     assert len(arrays["completion_prior"]) == 2 * summary["completion_n_slices"]
 
     # a "prior" that completes with the true codes scores exactly what the reconstruction does
-    from hipgen_utils.vqvae import decode_codes
+    from hipgen_utils.codes import decode_codes
 
     true = codes["codes_test"][arrays["completion_index"]].astype(np.int64)
 

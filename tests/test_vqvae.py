@@ -8,15 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hipgen_utils.codes import codebook_usage, decode_codes, encode_images, reconstruct_images
 from hipgen_utils.config import get_profile
 from hipgen_utils.quantizer import VectorQuantizer
-from hipgen_utils.vqvae import (
-    VQVAE,
-    codebook_usage,
-    decode_codes,
-    encode_images,
-    reconstruct_images,
-)
+from hipgen_utils.vqvae import VQVAE
 
 torch.set_num_threads(1)
 
