@@ -452,13 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors():
-    from hipgen_utils.checkpoints import CheckpointError, MissingStepError
+    from hipgen_utils.checkpoints import CheckpointError, MissingStepError, WriteError
     from hipgen_utils.notebooks import NotebookFailed
     from hipgen_utils.rundir import RunBusyError
     from hipgen_utils.training import TrainingStopped
 
     errors = [C.ConfigError, CheckpointError, MissingStepError, TrainingStopped, RunBusyError,
-              NotebookFailed, FileNotFoundError, ValueError]  # fmt: skip
+              NotebookFailed, FileNotFoundError, ValueError, WriteError]  # fmt: skip
     try:
         from hipgen_utils.data import DataError
 
