@@ -8,12 +8,14 @@ Every checkpoint is a plain dict (tensors, numbers, strings, lists) so it loads 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -80,6 +82,10 @@ def write_error(path, e: OSError, *, what: str | None = None, folder=None, then:
     return WriteError(f"cannot write {what or path} ({reason}); {todo}, then {then}", e.errno, path)
 
 
+# --overwrite: what to do just before a path is first replaced (`before_first_replace`)
+_before_replace: dict[str, Callable[[], object]] = {}
+
+
 def missing(path: Path) -> MissingStepError:
     path = Path(path)
     step = PRODUCER.get(path.name, "the step that writes it")
@@ -101,6 +107,10 @@ def atomic_write(path, write, suffix: str = ".tmp") -> Path:
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=suffix, dir=path.parent)
         os.close(fd)
         write(tmp)
+        key = str(path.resolve())
+        if key in _before_replace:
+            _before_replace[key]()  # kept when it fails: the next write tries again
+            del _before_replace[key]
         os.replace(tmp, path)
     except WriteError:
         raise
@@ -125,6 +135,26 @@ def atomic_save(obj, path) -> Path:
             f.write(buf.getbuffer())
 
     return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def deferred_replacements():
+    """The scope of `before_first_replace` hooks: those not run by the end of the block are
+    dropped (a training that failed before its first checkpoint leaves the old run in place)."""
+    before = set(_before_replace)
+    try:
+        yield
+    finally:
+        for key in set(_before_replace) - before:
+            del _before_replace[key]
+
+
+def before_first_replace(path, hook: Callable[[], object]) -> None:
+    """Call `hook()` once, when an atomic write first replaces `path`: after the new file is
+    completely written, just before the rename. How ``--overwrite`` moves the old run aside
+    only once the new one has written its first checkpoint (`resume.existing_checkpoint`);
+    a hook of a write that never comes is dropped at the end of `deferred_replacements`."""
+    _before_replace[str(Path(path).resolve())] = hook
 
 
 def write_json(path, obj, indent: int | None = None) -> Path:

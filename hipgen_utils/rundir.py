@@ -11,7 +11,8 @@ removes the temp files a killed writer leaves behind (``vqvae.pt.*.tmp``).
 `move_aside` is what ``--overwrite`` (RETRAIN = True in the notebooks) does: a replaced
 checkpoint and every file computed from it go together into ``RUN/replaced-<time>/``, so
 nothing trained is deleted and no prior or code grid is left beside a VQ-VAE it does not
-belong to.
+belong to; `resume.existing_checkpoint` does it once the new run's first checkpoint is
+written.
 """
 
 from __future__ import annotations
@@ -137,5 +138,7 @@ def move_aside(run_dir, patterns, why: str = "--overwrite") -> Path | None:
     dest.mkdir()
     for p in files:
         os.replace(p, dest / p.name)
-    print(f"{why}: moved {', '.join(p.name for p in files)} to {dest}")
+    from tqdm.auto import tqdm  # may come in the middle of a training's progress bar
+
+    tqdm.write(f"{why}: moved {', '.join(p.name for p in files)} to {dest}")
     return dest

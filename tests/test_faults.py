@@ -477,3 +477,43 @@ def test_a_file_size_limit_is_one_line_not_a_torch_traceback(run_copy, tmp_path)
     assert last.startswith(f"hipgen train: error: cannot write {run / 'vqvae.pt'} (File too large); the file size "
                            "limit was reached (`ulimit -f`)"), done.stderr  # fmt: skip
     assert "Traceback" not in done.stderr and _files(run) == before
+
+
+# ----------------------------------------------------------------- --overwrite, then a failed write
+
+
+@pytest.mark.parametrize("mode, fault", [("vq_vae", "full disk"), ("pixelcnn", "full disk"), ("vq_vae", "interrupt")])
+def test_overwrite_moves_the_old_run_aside_only_once_the_new_one_has_a_checkpoint(run_copy, capsys, monkeypatch,
+                                                                                  mode, fault):  # fmt: skip
+    root, run = run_copy
+    before = _files(run)
+    error = _enospc() if fault == "full disk" else KeyboardInterrupt()
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(error))
+    argv = vq_train(run, root, "--overwrite") if mode == "vq_vae" else prior_train(run, "--overwrite")
+    code, out, err = cli(capsys, *argv)
+    if fault == "full disk":
+        assert_one_line_error(code, err, "(No space left on device)")
+        assert "(the previous" in err.strip().splitlines()[-1]
+    else:
+        assert code == 130, err
+    assert "moved" not in out and not list(run.glob("replaced-*"))
+    assert _files(run) == before  # the trained run, as it was
+
+
+def test_overwrite_whose_second_checkpoint_fails_keeps_the_first_and_the_old_run_aside(run_copy, capsys, monkeypatch):
+    root, run = run_copy
+    old = (run / "vqvae.pt").read_bytes()
+    real, saves = torch.save, []
+
+    def second_fails(obj, f, *a, **k):
+        saves.append(1)
+        if len(saves) == 2:
+            raise _enospc()
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", second_fails)
+    code, out, err = cli(capsys, *vq_train(run, root, "--overwrite"))  # checkpoints at updates 2 and 4
+    assert_one_line_error(code, err, "(the previous vqvae.pt is kept)")
+    (aside,) = run.glob("replaced-*")
+    assert (aside / "vqvae.pt").read_bytes() == old and {p.name for p in aside.iterdir()} >= {"codes.npz", "pixelcnn.pt"}
+    assert load_checkpoint(run / "vqvae.pt")["step"] == 2 and "--overwrite: moved codes.npz" in out
