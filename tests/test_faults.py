@@ -8,11 +8,14 @@ a SIGKILLed trainer). ci profile, tiny data: seconds each."""
 
 from __future__ import annotations
 
+import builtins
 import errno
+import io
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -517,3 +520,159 @@ def test_overwrite_whose_second_checkpoint_fails_keeps_the_first_and_the_old_run
     (aside,) = run.glob("replaced-*")
     assert (aside / "vqvae.pt").read_bytes() == old and {p.name for p in aside.iterdir()} >= {"codes.npz", "pixelcnn.pt"}
     assert load_checkpoint(run / "vqvae.pt")["step"] == 2 and "--overwrite: moved codes.npz" in out
+
+
+# ----------------------------------------------------------------- a read-only run directory
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """make(folder, recursive=True): `folder` read-only like `chmod -R a-w` (recursive=False:
+    `chmod a-w folder`, its files stay writable but none can be added, renamed or removed).
+    As a user by chmod (restored afterwards); as root, whom permissions do not stop, by
+    refusing the same operations under `folder` with EACCES in os.open/mkdir/replace/rename/
+    unlink/rmdir and io.open."""
+    restore = []
+
+    def make(folder, recursive=True):
+        folder = Path(folder).resolve()
+        if os.geteuid() != 0:
+            for p in [folder, *(folder.rglob("*") if recursive else ())]:
+                restore.append((p, p.stat().st_mode))
+                p.chmod(p.stat().st_mode & ~0o222)
+            return
+
+        def inside(path) -> bool:
+            if not isinstance(path, str | bytes | os.PathLike):
+                return False  # a file descriptor
+            p = Path(os.fsdecode(path)).resolve()
+            return p.parent == folder or (recursive and folder in p.parents)
+
+        def deny(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+
+        def guard(real, check):
+            def fake(*a, **k):
+                if check(*a, **k):
+                    deny(a[0])
+                return real(*a, **k)
+
+            return fake
+
+        writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+        def open_denied(path, flags, *a, **k):
+            creates = flags & os.O_CREAT and not os.path.exists(path)
+            return inside(path) and bool(creates or (recursive and flags & writes))
+
+        def io_open_denied(file, mode="r", *a, **k):
+            if not any(c in mode for c in "wxa+") or not inside(file):
+                return False
+            return recursive or not os.path.exists(file)
+
+        for name, check in (
+            ("open", open_denied),
+            ("mkdir", lambda p, *a, **k: inside(p)),
+            ("replace", lambda s, d, *a, **k: inside(s) or inside(d)),
+            ("rename", lambda s, d, *a, **k: inside(s) or inside(d)),
+            ("unlink", lambda p, *a, **k: inside(p)),
+            ("remove", lambda p, *a, **k: inside(p)),
+            ("rmdir", lambda p, *a, **k: inside(p)),
+        ):
+            monkeypatch.setattr(os, name, guard(getattr(os, name), check))
+        fake_open = guard(io.open, io_open_denied)
+        monkeypatch.setattr(io, "open", fake_open)
+        monkeypatch.setattr(builtins, "open", fake_open)
+
+    yield make
+    for p, mode in reversed(restore):
+        p.chmod(mode)
+
+
+def test_the_read_only_simulation_refuses_what_a_read_only_folder_refuses(read_only, tmp_path):
+    """The fixture the read-only tests stand on, checked against the real thing's rules."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "old.txt").write_text("old")
+    read_only(tmp_path / "ro", recursive=False)
+    for attempt in (lambda: (tmp_path / "ro" / "new.txt").write_text("x"),
+                    lambda: (tmp_path / "ro" / "sub").mkdir(),
+                    lambda: os.replace(tmp_path / "ro" / "old.txt", tmp_path / "ro" / "moved.txt"),
+                    lambda: (tmp_path / "ro" / "old.txt").unlink()):  # fmt: skip
+        with pytest.raises(PermissionError):
+            attempt()
+    (tmp_path / "ro" / "old.txt").write_text("rewritten")  # its files stay writable
+    (tmp_path / "elsewhere.txt").write_text("fine")
+    assert (tmp_path / "ro" / "old.txt").read_text() == "rewritten"
+
+
+def test_resume_on_a_read_only_run_directory_is_one_line(run_copy, capsys, read_only):
+    root, run = run_copy
+    before = _files(run)
+    read_only(run)
+    code, _, err = cli(capsys, *vq_train(run, root, "--resume", "--n_updates", "6"))
+    assert_one_line_error(code, err, f"cannot write {run / LOCK_FILE} (Permission denied); {run} is not writable: "
+                                     f"make it writable (chmod -R u+w {run}), or copy it (cp -r) and pass the copy "
+                                     "as --run_dir, then run the command again")  # fmt: skip
+    assert _files(run) == before
+
+
+def test_prior_training_in_a_read_only_run_without_codes_is_one_line(run_copy, capsys, read_only):
+    """`chmod a-w RUN`: its lock file stays writable, so the lock is taken, and the codes'
+    temp file is the first thing that cannot be written. A killed writer's leftover temp file
+    that cannot be removed is left alone."""
+    _, run = run_copy
+    (run / "codes.npz").unlink()
+    (run / LOCK_FILE).write_text("")
+    (run / "pixelcnn.pt.x1.tmp").write_bytes(b"half")
+    read_only(run, recursive=False)
+    code, _, err = cli(capsys, *prior_train(run, "--resume"))
+    assert_one_line_error(code, err, f"cannot write {run / 'codes.npz'} (Permission denied); {run} is not writable")
+    assert not (run / "codes.npz").exists() and "removed" not in err
+
+
+# ----------------------------------------------------------------- a copied run directory
+
+
+def test_a_run_directory_copied_while_in_use_names_the_live_holder_truly(tmp_path, capsys):
+    from hipgen_utils.rundir import RunBusyError, run_lock
+
+    original, copy = tmp_path / "run", tmp_path / "copy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hipgen_utils.rundir import run_lock\n"
+         f"with run_lock({str(original)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        held = json.loads((original / LOCK_FILE).read_text())
+        shutil.copytree(original, copy)  # `cp -r` while the original is in use
+        with run_lock(copy):
+            err = capsys.readouterr().err
+        assert err.strip() == (
+            f"{copy}: its lock file came from {original}, copied while pid {holder.pid} ({held['command']}, since "
+            f"{held['since']}) held it (that process is still running); this copy is a run directory of its own: "
+            "taking its lock"
+        )
+        with pytest.raises(RunBusyError, match=f"pid {holder.pid}"), run_lock(original):
+            pass  # the original is still the live process's
+    finally:
+        holder.communicate("", timeout=60)
+
+
+def test_a_stale_lock_note_checks_the_pid_and_never_guesses(tmp_path):
+    from hipgen_utils.rundir import stale_lock_note
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(ended.stdout), os.getppid()
+    here = {"command": "hipgen train", "since": "today", "dir": str(tmp_path), "host": socket.gethostname()}
+    assert stale_lock_note(tmp_path, {**here, "pid": dead}) == (
+        f"{tmp_path}: taking over the stale lock of pid {dead} (that process ended without releasing it; was it killed?)"
+    )
+    live = stale_lock_note(tmp_path, {**here, "pid": alive})
+    assert f"pid {alive} (hipgen train, since today): that pid is running but does not hold this lock" in live
+    assert "ended" not in live
+    moved = stale_lock_note(tmp_path, {**here, "pid": dead, "dir": "/elsewhere/run"})
+    assert "came from /elsewhere/run" in moved and "(that process has ended)" in moved
+    far = stale_lock_note(tmp_path, {**here, "pid": alive, "host": "another-machine"})
+    assert "on another-machine" in far and "cannot be checked from this machine" in far
+    assert stale_lock_note(tmp_path, {}) is None and stale_lock_note(tmp_path, {"pid": os.getpid()}) is None
