@@ -82,6 +82,21 @@ def write_error(path, e: OSError, *, what: str | None = None, folder=None, then:
     return WriteError(f"cannot write {what or path} ({reason}); {todo}, then {then}", e.errno, path)
 
 
+def check_writable(folder, what: str | None = None) -> Path:
+    """Create `folder` (and its parents) if needed and try a file in it, so a command that
+    cannot write its result there fails at once, before its work, with one line
+    (`WriteError`; `what` names the folder in it, e.g. "--out folder /x")."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".hipgen-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise write_error(folder / "x", e, what=what or str(folder), folder=folder) from e
+    return folder
+
+
 # --overwrite: what to do just before a path is first replaced (`before_first_replace`)
 _before_replace: dict[str, Callable[[], object]] = {}
 

@@ -29,13 +29,14 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from hipgen_utils import config as C
-from hipgen_utils.layout import SPLITS
+from hipgen_utils.layout import FILE_RE, SPLITS
 
 EXIT_ERROR = 2
 
@@ -245,13 +246,23 @@ def _png_out(out) -> tuple[Path, str]:
     return p.with_name(p.name + ".png"), f" (.png added to --out {p})"
 
 
+_SLICE_NAME = re.compile(FILE_RE.pattern, re.IGNORECASE)  # case_/seg_ slices, as the loader reads them
+
+
 def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
-    """The folder for --format nii and its earlier samples: refused when it is a file, or
-    holds samples (two runs' files would mix) unless --overwrite; those are deleted once the
-    new samples are drawn."""
+    """The folder for --format nii and its earlier samples: refused when it is a file, a data
+    folder (named keras_slices_*, or holding case_/seg_ slices), or holds samples (two runs'
+    files would mix) unless --overwrite; those are deleted once the new samples are written."""
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise C.ConfigError(f"--out {p} is a file; --format nii writes one .nii.gz per sample into a folder")
+    if p.name.lower().startswith("keras_slices_"):
+        raise C.ConfigError(f"--out {p} is named like a folder of the HipMRI data (keras_slices_*), whose loader "
+                            "would read the samples as slices; choose another folder")  # fmt: skip
+    data = next((f.name for f in p.iterdir() if _SLICE_NAME.match(f.name)), None) if p.is_dir() else None
+    if data:
+        raise C.ConfigError(f"--out {p} holds slices of the HipMRI data ({data}, ...); samples must not mix with "
+                            "them: choose another folder")  # fmt: skip
     old = sorted(p.glob("sample_*.nii.gz")) if p.is_dir() else []
     if old and not overwrite:
         raise C.ConfigError(
@@ -297,12 +308,14 @@ def cmd_predict(args):
 def _predict(args, out: Path, note: str = "", replaced=()):
     import torch
 
+    from hipgen_utils.checkpoints import check_writable
     from hipgen_utils.pipeline import generate, spread_slices, write_nifti_samples
     from hipgen_utils.plotting import plot_samples, save_figure
     from hipgen_utils.run import Run
 
     run = Run.at(args.run_dir, device=args.device)
     vqvae, prior, device = run.vqvae(), run.prior(), run.device
+    check_writable(out if args.format == "nii" else out.parent, f"--out {out}")  # before the sampling
     if args.slice is not None:
         if not prior.n_conditions:
             raise C.ConfigError("--slice given but this prior is unconditional (trained with conditional=false)")
@@ -316,18 +329,26 @@ def _predict(args, out: Path, note: str = "", replaced=()):
         prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
         condition=cond, shape=shape, device=device, lead_lines=args.lead_lines,
     )  # fmt: skip
-    if args.format == "nii":
-        for f in replaced:  # --overwrite: the earlier samples, removed only now
-            f.unlink(missing_ok=True)
+    if args.format == "nii":  # all or nothing; --overwrite's earlier samples are removed only then
+        paths = write_nifti_samples(images, out, replaced=replaced)
         if replaced:
             print(f"--overwrite: removed {len(replaced)} earlier samples from {out}")
-        paths = write_nifti_samples(images, out)
         print(f"wrote {len(paths)} NIfTI samples to {out}")
     else:
         titles = None if cond is None else [f"slice {int(s)}" for s in cond]
         top = f", top-{args.top_k}" if args.top_k else ""
         title = f"T={args.temperature}{top}, seed={args.seed}"
-        out = save_figure(plot_samples(images, titles=titles, suptitle=title), out)
+        fig = plot_samples(images, titles=titles, suptitle=title)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")  # a whole PNG or none
+        try:
+            save_figure(fig, tmp)
+            os.replace(tmp, out)
+        except OSError as e:
+            from hipgen_utils.checkpoints import write_error
+
+            raise write_error(out, e) from e
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"wrote {out}{note}")
 
 
@@ -422,9 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="png: the grid's file (replaced if it exists; '.png' is appended when the name "
                         "does not end in it, and the printed path says so). nii: a folder, created if "
                         "needed, that gets sample_000.nii.gz ...; a folder already holding samples is "
-                        "refused unless --overwrite (so two runs' samples never mix)")
+                        "refused unless --overwrite (so two runs' samples never mix), and so is a folder "
+                        "of the data (keras_slices_*, or holding case_/seg_ slices)")
     s.add_argument("--format", choices=("png", "nii"), default="png")
-    s.add_argument("--overwrite", action="store_true", help="nii: delete the folder's earlier samples first")
+    s.add_argument("--overwrite", action="store_true",
+                   help="nii: replace the folder's earlier samples (deleted once the new ones are written)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_predict)
 

@@ -676,3 +676,94 @@ def test_a_stale_lock_note_checks_the_pid_and_never_guesses(tmp_path):
     far = stale_lock_note(tmp_path, {**here, "pid": alive, "host": "another-machine"})
     assert "on another-machine" in far and "cannot be checked from this machine" in far
     assert stale_lock_note(tmp_path, {}) is None and stale_lock_note(tmp_path, {"pid": os.getpid()}) is None
+
+
+# ----------------------------------------------------------------- predict: a full disk, a read-only folder, a folder of the data
+
+
+def _fail_nifti_at(monkeypatch, n_ok: int):
+    """nibabel.save writes `n_ok` files, then half of one and raises ENOSPC."""
+    import nibabel
+
+    real, count = nibabel.save, []
+
+    def save(img, path, *a, **k):
+        if len(count) == n_ok:
+            Path(path).write_bytes(b"\x1f\x8b half a file")
+            raise _enospc(path)
+        count.append(path)
+        return real(img, path, *a, **k)
+
+    monkeypatch.setattr(nibabel, "save", save)
+
+
+def test_a_full_disk_while_writing_nifti_samples_leaves_no_partial_set(trained, capsys, monkeypatch, tmp_path):
+    _, run = trained
+    out = tmp_path / "nii"
+    argv = ["predict", "--run_dir", run, "--format", "nii", "--out", out, "--device", "cpu", "--n", "4"]
+    _fail_nifti_at(monkeypatch, 2)
+    code, _, err = cli(capsys, *argv)
+    assert_one_line_error(code, err, f"cannot write the samples into {out} (No space left on device); the disk "
+                                     f"holding {out} is full: free some space, or use a folder on another disk, "
+                                     "then run the command again (none of them was written)")  # fmt: skip
+    assert list(out.iterdir()) == []  # so the next run is not refused for samples that are not there
+    monkeypatch.undo()
+    assert cli(capsys, *argv, "--n", "3")[0] == 0
+    earlier = _files(out)
+    _fail_nifti_at(monkeypatch, 1)
+    code, _, err = cli(capsys, *argv, "--overwrite")  # --overwrite that fails: the earlier samples stay
+    assert_one_line_error(code, err, f"cannot write the samples into {out} (No space left on device)")
+    assert _files(out) == earlier and sorted(earlier) == [f"sample_00{i}.nii.gz" for i in range(3)]
+
+
+def test_a_full_disk_while_writing_a_png_leaves_no_half_file(trained, capsys, monkeypatch, tmp_path):
+    import hipgen_utils.plotting as plotting
+
+    _, run = trained
+    (tmp_path / "grid.png").write_bytes(b"the earlier grid")
+
+    def half_a_png(fig, path, *a, **k):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise _enospc(path)
+
+    monkeypatch.setattr(plotting, "save_figure", half_a_png)
+    code, _, err = cli(capsys, "predict", "--run_dir", run, "--n", "2", "--out", tmp_path / "grid.png", "--device", "cpu")
+    assert_one_line_error(code, err, f"cannot write {tmp_path / 'grid.png'} (No space left on device)")
+    assert _files(tmp_path) == {"grid.png": b"the earlier grid"}
+
+
+@pytest.mark.parametrize("fmt, name", [("png", "grid.png"), ("nii", "samples")])
+def test_predict_into_a_read_only_folder_is_one_line_before_sampling(trained, capsys, monkeypatch, read_only,
+                                                                   tmp_path, fmt, name):  # fmt: skip
+    from hipgen_utils import pipeline
+
+    _, run = trained
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    monkeypatch.setattr(pipeline, "generate", lambda *a, **k: pytest.fail("sampled before checking --out"))
+    out = locked / "sub" / name
+    code, _, err = cli(capsys, "predict", "--run_dir", run, "--format", fmt, "--out", out, "--device", "cpu")
+    assert_one_line_error(code, err, f"cannot write --out {out} (Permission denied); {locked} is not writable: "
+                                     "make it writable (chmod u+w), or use another folder")  # fmt: skip
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["keras_slices_train", "a copy of some slices", "seg in upper case"])
+def test_nifti_samples_are_refused_in_a_folder_of_the_data(trained, capsys, tmp_path, where):
+    root, run = trained
+    if where == "keras_slices_train":
+        out = tmp_path / "data" / "keras_slices_train"
+        shutil.copytree(root / "keras_slices_train", out)
+        message = f"--out {out} is named like a folder of the HipMRI data (keras_slices_*)"
+    else:
+        out = tmp_path / "mine"
+        out.mkdir()
+        name = "case_001_week_0_slice_0.nii.gz" if where == "a copy of some slices" else "SEG_001_week_0_slice_0.NII.GZ"
+        shutil.copy(root / "keras_slices_train" / "case_001_week_0_slice_0.nii.gz", out / name)
+        message = f"--out {out} holds slices of the HipMRI data ({name}, ...); samples must not mix with them"
+    before = _files(out)
+    code, _, err = cli(capsys, "predict", "--run_dir", run, "--format", "nii", "--overwrite", "--out", out,
+                       "--device", "cpu", "--n", "2")  # fmt: skip
+    assert_one_line_error(code, err, message)
+    assert _files(out) == before
