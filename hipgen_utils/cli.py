@@ -26,6 +26,7 @@ flags stay consistent.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -100,9 +101,18 @@ def cmd_phantom(args):
     n_slices = args.n_slices or cfg.phantom_slices
     if args.workers is not None and args.workers < 1:
         raise C.ConfigError(f"--workers {args.workers}: give at least 1 process")
-    out = write_phantom(
-        args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet, workers=args.workers
-    )
+    try:
+        out = write_phantom(
+            args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet, workers=args.workers
+        )
+    except OSError as e:  # also a worker's, re-raised here: a full disk, a read-only folder
+        if e.errno is None:  # write_phantom's own one-line refusals
+            raise
+        from hipgen_utils.checkpoints import write_error
+
+        dest = Path(args.out).expanduser().resolve()
+        raise write_error(dest, e, what=f"the phantom into {dest}", folder=dest.parent,
+                          then="run the command again (nothing was left behind)") from e  # fmt: skip
     print(f"wrote phantom ({sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices) to {out}")
 
 
@@ -491,6 +501,23 @@ def _expected_errors():
     return tuple(errors)
 
 
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or use a folder on another disk",
+    errno.EDQUOT: "your disk quota is used up: free some space, or use a folder on another disk",
+    errno.EFBIG: "the file size limit was reached (`ulimit -f`): raise it",
+    errno.EACCES: "check its permissions and its folder's (ls -ld)",
+    errno.EPERM: "check its permissions and its folder's (ls -ld)",
+    errno.EROFS: "it is on a read-only disk: use a folder on a writable one",
+}
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for a file-system error no command turned into its own message."""
+    if e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}; {_OS_ADVICE.get(e.errno, 'check the path')}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings (skipped files, resized slices) as one `hipgen: warning: ...` line, not two."""
     print(f"hipgen: warning: {message}", file=file or sys.stderr)
@@ -506,6 +533,11 @@ def main(argv=None) -> int:
         if os.environ.get("HIPGEN_DEBUG"):
             raise
         print(f"hipgen {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a file-system failure met anywhere else: one line, not a traceback
+        if os.environ.get("HIPGEN_DEBUG"):
+            raise
+        print(f"hipgen {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"hipgen {args.command}: interrupted (checkpoints are written atomically; --resume continues)", file=sys.stderr)

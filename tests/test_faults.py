@@ -767,3 +767,33 @@ def test_nifti_samples_are_refused_in_a_folder_of_the_data(trained, capsys, tmp_
                        "--device", "cpu", "--n", "2")  # fmt: skip
     assert_one_line_error(code, err, message)
     assert _files(out) == before
+
+
+# ----------------------------------------------------------------- phantom: a full disk in a worker
+
+
+def test_a_full_disk_in_a_phantom_worker_is_one_line_and_leaves_nothing(capsys, monkeypatch, tmp_path):
+    import multiprocessing
+
+    from hipgen_utils.phantom import release
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the failing writer reaches the worker processes only when they are forked")
+    parent, real = os.getpid(), release._write_case_week
+
+    def full_in_a_worker(root, row, *a, **k):
+        if os.getpid() != parent:
+            raise _enospc(Path(root) / "keras_slices_train" / "case_001_week_0_slice_0.nii.gz")
+        return real(root, row, *a, **k)
+
+    monkeypatch.setattr(release, "_write_case_week", full_in_a_worker)
+    out = tmp_path / "phantom"
+    code, _, err = cli(capsys, "phantom", "--out", out, "--case_weeks", "2", "1", "1", "--n_slices", "2",
+                       "--workers", "2", "--quiet")  # fmt: skip
+    assert_one_line_error(code, err, f"cannot write the phantom into {out} (No space left on device); the disk "
+                                     f"holding {tmp_path} is full: free some space")  # fmt: skip
+    assert "RemoteTraceback" not in err and list(tmp_path.iterdir()) == []
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("x")  # and its own refusal is one line too
+    code, _, err = cli(capsys, "phantom", "--out", tmp_path / "notes", "--case_weeks", "1", "--quiet")
+    assert_one_line_error(code, err, f"refusing to overwrite {tmp_path / 'notes'}: it is not empty")
