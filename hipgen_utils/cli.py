@@ -26,6 +26,7 @@ flags stay consistent.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import json
 import math
@@ -134,10 +135,50 @@ def cmd_train(args):
     cfg = build_config(args, args.mode)
     if args.resume and args.overwrite:
         raise C.ConfigError("--resume and --overwrite exclude each other; pick one")
-    run = C.run_dir(cfg.profile, args.run_dir)
+    # config.run_dir's folder, looked at before it (or the lock) creates it
+    run = Path(args.run_dir or os.environ.get(C.RUN_DIR_ENV) or C.REPO_ROOT / "runs" / cfg.profile)
+    note = _check_run_dir(run, args, cfg)
+    run = C.run_dir(cfg.profile, run)
     with run_lock(run):
         print(f"profile {cfg.profile}, run directory {run}")
+        if note:
+            print(note, file=sys.stderr)
         (_train_vqvae if args.mode == "vq_vae" else _train_prior)(args, cfg, run)
+
+
+def _check_run_dir(run: Path, args, cfg) -> str | None:
+    """Refuse a run directory that does not exist where one must (--resume, a prior: a
+    mistyped path would otherwise train from scratch in a new folder), in one line with the
+    closest existing name; return the line to say when --resume finds no checkpoint to
+    continue (training then starts from 0)."""
+    from hipgen_utils.checkpoints import PRIOR_FILE, VQVAE_FILE, MissingStepError
+    from hipgen_utils.rundir import LOCK_FILE
+
+    if run.exists() and not run.is_dir():
+        raise C.ConfigError(f"--run_dir {run} is a file; give a folder")
+    if not run.exists():
+        try:
+            siblings = [p.name for p in run.parent.iterdir() if p.is_dir()]
+        except OSError:  # no parent folder, or an unreadable one: no suggestion
+            siblings = []
+        close = difflib.get_close_matches(run.name, siblings, n=1)
+        hint = f" (did you mean {run.parent / close[0]}?)" if close else ""
+        if args.mode == "pixelcnn":
+            raise MissingStepError(f"run directory {run} does not exist{hint}; check the path, or train the VQ-VAE "
+                                   f"there first (hipgen train --mode vq_vae --run_dir {run})")  # fmt: skip
+        if args.resume:
+            raise C.ConfigError(f"--resume: run directory {run} does not exist, so there is nothing to resume{hint}; "
+                                "check the path, or leave out --resume to start a new run there")  # fmt: skip
+        return None
+    path = run / (VQVAE_FILE if args.mode == "vq_vae" else PRIOR_FILE)
+    if not args.resume or path.exists():
+        return None
+    if args.mode == "pixelcnn":
+        return (f"{path} not found, so --resume has nothing to continue (no prior was trained here, or its "
+                "training stopped before its first checkpoint, at the end of epoch 1): training from epoch 0")
+    why = (f"an earlier run here stopped before its first checkpoint, due every {cfg.vqvae.log_interval} updates"
+           if (run / LOCK_FILE).exists() else "a new run directory")  # fmt: skip
+    return f"{path} not found, so --resume has nothing to continue ({why}): training from update 0"
 
 
 def _train_vqvae(args, cfg, run):

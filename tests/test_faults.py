@@ -797,3 +797,53 @@ def test_a_full_disk_in_a_phantom_worker_is_one_line_and_leaves_nothing(capsys, 
     (tmp_path / "notes" / "mine.txt").write_text("x")  # and its own refusal is one line too
     code, _, err = cli(capsys, "phantom", "--out", tmp_path / "notes", "--case_weeks", "1", "--quiet")
     assert_one_line_error(code, err, f"refusing to overwrite {tmp_path / 'notes'}: it is not empty")
+
+
+# ----------------------------------------------------------------- a mistyped run directory
+
+
+@pytest.mark.parametrize("mode", ["vq_vae", "pixelcnn"])
+def test_resume_on_a_mistyped_run_directory_is_refused(run_copy, capsys, mode):
+    root, run = run_copy
+    typo = run.parent / "rnu"
+    argv = vq_train(typo, root, "--resume") if mode == "vq_vae" else prior_train(typo, "--resume")
+    code, _, err = cli(capsys, *argv)
+    if mode == "vq_vae":
+        assert_one_line_error(code, err, f"--resume: run directory {typo} does not exist, so there is nothing to "
+                                         f"resume (did you mean {run}?); check the path, or leave out --resume")  # fmt: skip
+    else:
+        assert_one_line_error(code, err, f"run directory {typo} does not exist (did you mean {run}?); check the path, "
+                                         "or train the VQ-VAE there first")  # fmt: skip
+    assert not typo.exists()
+
+
+def test_resume_after_an_interrupt_before_the_first_checkpoint_says_so(tiny_root, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert cli(capsys, *vq_train(run, tiny_root))[0] == 130  # Ctrl-C before update 2's checkpoint
+    assert run.is_dir() and not (run / "vqvae.pt").exists()
+    code, _, err = cli(capsys, *vq_train(run, tiny_root, "--resume"))
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "not found" in line] == [
+        f"{run / 'vqvae.pt'} not found, so --resume has nothing to continue (an earlier run here stopped before "
+        "its first checkpoint, due every 2 updates): training from update 0"
+    ]
+    assert load_checkpoint(run / "vqvae.pt")["step"] == 4
+
+
+def test_resume_in_a_new_empty_run_directory_starts_and_says_so(tiny_root, tmp_path, capsys):
+    """`mkdir -p RUN; hipgen train --resume` is how scripts/gpu_full.sh starts: it trains."""
+    run = tmp_path / "run"
+    run.mkdir()
+    code, _, err = cli(capsys, *vq_train(run, tiny_root, "--resume", "--n_updates", "2"))
+    assert code == 0 and "(a new run directory): training from update 0" in err, err
+
+
+def test_prior_resume_without_a_prior_says_it_starts_from_epoch_0(run_copy, capsys):
+    _, run = run_copy
+    (run / "pixelcnn.pt").unlink()
+    code, _, err = cli(capsys, *prior_train(run, "--resume"))
+    assert code == 0, err
+    assert f"{run / 'pixelcnn.pt'} not found, so --resume has nothing to continue" in err
+    assert load_checkpoint(run / "pixelcnn.pt")["history"]["epoch"] == [1.0]
