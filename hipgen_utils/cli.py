@@ -4,7 +4,7 @@
     hipgen info     --data_dir DIR [--json] [--skip_bad]
     hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
                     [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume | --overwrite]
-    hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
+    hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json] [--skip_bad]
     hipgen predict  --run_dir RUN [--n 16] [--temperature T] [--top_k K] [--seed 0] [--slice S]
                     --out PATH [--format png|nii] [--overwrite]
     hipgen bench    data|vqvae|prior|sample [--profile demo]
@@ -206,7 +206,7 @@ def _train_prior(args, cfg, run):
     from hipgen_utils.run import Run
     from hipgen_utils.training import train_pixelcnn
 
-    r = Run.at(run, data_dir=args.data_dir, device=cfg.pixelcnn.device, profile=cfg.profile)
+    r = Run.at(run, data_dir=args.data_dir, device=cfg.pixelcnn.device, profile=cfg.profile, skip_bad=cfg.data.skip_bad)
     vid = r.vqvae_id
     if not codes_are_current(run, vid):
         why = "from another VQ-VAE or unreadable" if (run / CODES_FILE).exists() else "missing"
@@ -240,7 +240,7 @@ def cmd_evaluate(args):
         _check_temperature(t)
     if args.temperatures and args.no_anatomy:
         raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
-    run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
+    run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device, skip_bad=args.skip_bad)
     result = evaluate_run(
         run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
         judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
@@ -478,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "temperature, top-k, lead lines) to use (default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--no_anatomy", action="store_true",
                    help="skip the anatomy judge (segmenter, completion scores, anatomy_gap)")
+    s.add_argument("--skip_bad", action="store_true",
+                   help="skip (and count) unreadable or blank slice files instead of stopping at the first")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")

@@ -209,7 +209,10 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
     result, _ = reconstruction_report(vqvae, splits[split].images, device, progress=progress)
     result = {"split": split, **result}
     if run.has_prior():
-        prior, codes = run.prior(), run.codes()
+        from hipgen_utils.codes import rows_of
+
+        prior = run.prior()
+        codes = rows_of(run.codes(), split, splits[split], run.dir / "codes.npz")  # slices skipped now left out
         if split != "test":
             splits["test"] = splits[split]
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}

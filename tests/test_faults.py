@@ -847,3 +847,64 @@ def test_prior_resume_without_a_prior_says_it_starts_from_epoch_0(run_copy, caps
     assert code == 0, err
     assert f"{run / 'pixelcnn.pt'} not found, so --resume has nothing to continue" in err
     assert load_checkpoint(run / "pixelcnn.pt")["history"]["epoch"] == [1.0]
+
+
+# ----------------------------------------------------------------- evaluate --skip_bad
+
+
+def _data_with_a_blank_test_slice(root: Path, tmp_path: Path) -> Path:
+    """A copy of the data whose test slice 2 is blank (every voxel 0)."""
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    write_nifti(copy / "keras_slices_test" / "case_200_week_0_slice_2.nii.gz", np.zeros((256, 128), np.float32))
+    return copy
+
+
+def test_evaluate_takes_skip_bad_for_a_blank_test_slice(run_copy, capsys, tmp_path):
+    root, run = run_copy
+    data = _data_with_a_blank_test_slice(root, tmp_path)
+    argv = ["evaluate", "--run_dir", run, "--data_dir", data, "--n_samples", "4", "--device", "cpu", "--json",
+            "--no_anatomy"]  # fmt: skip
+    code, _, err = cli(capsys, *argv)
+    assert_one_line_error(code, err, "constant image (every voxel = 0)")
+    assert "skip_bad" in err.strip().splitlines()[-1]
+    code, out, err = cli(capsys, *argv, "--skip_bad")
+    assert code == 0, err
+    assert "hipgen: warning: skipped 1 of 4 files in keras_slices_test: 1 constant image" in err
+    assert json.loads(out)["n_images"] == 3
+
+
+def test_evaluate_pairs_each_test_image_with_its_own_code_grid_when_one_is_skipped(trained_parts):
+    from hipgen_utils.codes import rows_of
+
+    _, _, codes, splits, _ = trained_parts
+    test = splits["test"]
+    keep = np.array([0, 1, 3])  # slice 2 skipped now, encoded then
+    fewer = replace_slices(test, keep)
+    got = rows_of(codes, "test", fewer)
+    np.testing.assert_array_equal(got["codes_test"], codes["codes_test"][keep])
+    np.testing.assert_array_equal(got["slice_test"], test.slice[keep])
+    assert rows_of(codes, "test", test) is codes
+    more = replace_slices(test, np.array([0, 1, 2, 3]), slice_=np.array([0, 1, 2, 9]))
+    with pytest.raises(CheckpointError, match="1 test slice.* have no code grid .first: case 200 week 0 slice 9"):
+        rows_of(codes, "test", more)
+
+
+def replace_slices(s, rows, slice_=None):
+    from dataclasses import replace as dc_replace
+
+    return dc_replace(s, images=np.asarray(s.images)[rows], case=s.case[rows], week=s.week[rows],
+                      slice=s.slice[rows] if slice_ is None else slice_, paths=[s.paths[i] for i in rows])  # fmt: skip
+
+
+def test_prior_training_takes_skip_bad_for_the_codes(run_copy, capsys, tmp_path):
+    """`train --mode pixelcnn` extracts every split's codes: its --skip_bad was ignored (the
+    data settings came from the VQ-VAE's checkpoint alone)."""
+    root, run = run_copy
+    data = _data_with_a_blank_test_slice(root, tmp_path)
+    (run / "codes.npz").unlink()
+    code, _, err = cli(capsys, *prior_train(run, "--overwrite", "--data_dir", data))
+    assert_one_line_error(code, err, "constant image (every voxel = 0)")
+    code, _, err = cli(capsys, *prior_train(run, "--overwrite", "--data_dir", data, "--skip_bad"))
+    assert code == 0, err
+    assert load_codes(run)["slice_test"].tolist() == [0, 1, 3]
