@@ -241,8 +241,10 @@ def cmd_evaluate(args):
     if args.temperatures and args.no_anatomy:
         raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
     run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device, skip_bad=args.skip_bad)
+    # progress bars go to stderr, so also with --json (stdout: one JSON line): training the
+    # judge's segmenter takes minutes on a CPU and must not look like a hang
     result = evaluate_run(
-        run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
+        run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=True,
         judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
         temperatures=args.temperatures, lead_lines=args.lead_lines, top_k=args.top_k,
     )  # fmt: skip

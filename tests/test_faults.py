@@ -908,3 +908,17 @@ def test_prior_training_takes_skip_bad_for_the_codes(run_copy, capsys, tmp_path)
     code, _, err = cli(capsys, *prior_train(run, "--overwrite", "--data_dir", data, "--skip_bad"))
     assert code == 0, err
     assert load_codes(run)["slice_test"].tolist() == [0, 1, 3]
+
+
+# ----------------------------------------------------------------- the segmenter's progress
+
+
+def test_evaluate_shows_the_segmenter_training_also_with_json(run_copy, capsys):
+    root, run = run_copy
+    (run / "segmenter.pt").unlink(missing_ok=True)
+    code, out, err = cli(capsys, "evaluate", "--run_dir", run, "--data_dir", root, "--n_samples", "4", "--device",
+                         "cpu", "--json", "--profile", "ci")  # fmt: skip
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1 and "segmenter_test_dice" in json.loads(out)
+    n = C.get_profile("ci").judge.seg_n_updates
+    assert "training the segmenter (none cached yet)" in err and "segmenter: 100%" in err and f"{n}/{n}" in err
