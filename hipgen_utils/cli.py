@@ -13,11 +13,12 @@
 
 Config fields are overridden with `--field value` (the same names as the notebooks'
 parameters cell and the dataclasses in hipgen_utils.config). Errors print one line and
-exit 2 (see the README's "Errors"): a bad value, a trained run that would be replaced
-without --overwrite, a --resume whose settings differ, a run directory in use by another
-process, a missing/unreadable/mismatched artefact, bad data.
+exit 2 (docs/errors.md lists them): a bad value, a trained run that would be replaced
+without --overwrite, a --resume whose settings differ or whose run directory does not
+exist, a run directory in use by another process, a missing/unreadable/mismatched artefact,
+bad data, a write that fails (a full disk, a read-only folder: nothing half-written is left).
 
-Why one file of about 420 lines: it is the parser (every flag with its help) and one short
+Why one file of about 590 lines: it is the parser (every flag with its help) and one short
 function per command that checks the arguments and calls the library; the work itself is in
 `run`, `training`, `pipeline` and `bench`. Reading the commands side by side is how their
 flags stay consistent.
