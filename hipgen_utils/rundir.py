@@ -144,8 +144,8 @@ def stale_lock_note(run: Path, holder: dict) -> str | None:
     alive and working on the original (`cp -r` of a run in use). The pid is checked, never
     guessed; a holder on another machine is said to be uncheckable from here."""
     pid = holder.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return None
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
+        return None  # none, this process, or not a pid (0 and -1 would name a process group)
     what = f"pid {pid} ({holder.get('command', 'unknown command')}, since {holder.get('since', '?')})"
     host = holder.get("host")
     if host and host != socket.gethostname():
@@ -155,8 +155,8 @@ def stale_lock_note(run: Path, holder: dict) -> str | None:
     origin = holder.get("dir")
     if origin and origin != str(run):
         state = "that process is still running" if alive else "that process has ended"
-        return (f"{run}: its lock file came from {origin}, copied while {what} held it ({state}); "
-                "this copy is a run directory of its own: taking its lock")  # fmt: skip
+        return (f"{run}: its lock file came from {origin}, copied or moved while {what} held it ({state}); "
+                "this folder is a run directory of its own: taking its lock")  # fmt: skip
     if alive:
         return (f"{run}: taking over a lock naming {what}: that pid is running but does not hold "
                 "this lock (the folder was copied or moved while it was in use, or the pid was reused)")  # fmt: skip

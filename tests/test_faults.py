@@ -649,9 +649,9 @@ def test_a_run_directory_copied_while_in_use_names_the_live_holder_truly(tmp_pat
         with run_lock(copy):
             err = capsys.readouterr().err
         assert err.strip() == (
-            f"{copy}: its lock file came from {original}, copied while pid {holder.pid} ({held['command']}, since "
-            f"{held['since']}) held it (that process is still running); this copy is a run directory of its own: "
-            "taking its lock"
+            f"{copy}: its lock file came from {original}, copied or moved while pid {holder.pid} ({held['command']}, "
+            f"since {held['since']}) held it (that process is still running); this folder is a run directory of its "
+            "own: taking its lock"
         )
         with pytest.raises(RunBusyError, match=f"pid {holder.pid}"), run_lock(original):
             pass  # the original is still the live process's
@@ -675,7 +675,8 @@ def test_a_stale_lock_note_checks_the_pid_and_never_guesses(tmp_path):
     assert "came from /elsewhere/run" in moved and "(that process has ended)" in moved
     far = stale_lock_note(tmp_path, {**here, "pid": alive, "host": "another-machine"})
     assert "on another-machine" in far and "cannot be checked from this machine" in far
-    assert stale_lock_note(tmp_path, {}) is None and stale_lock_note(tmp_path, {"pid": os.getpid()}) is None
+    for nobody in ({}, {"pid": os.getpid()}, {"pid": 0}, {"pid": -1}, {"pid": "12"}):
+        assert stale_lock_note(tmp_path, nobody) is None, nobody
 
 
 # ----------------------------------------------------------------- predict: a full disk, a read-only folder, a folder of the data
