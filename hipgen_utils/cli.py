@@ -4,7 +4,7 @@
     hipgen info     --data_dir DIR [--json] [--skip_bad]
     hipgen train    --mode vq_vae|pixelcnn [--data_dir DIR] [--run_dir RUN] [--profile full|demo|ci]
                     [--batch_size 32 --n_updates 5000 --n_hiddens 128 ... any config field] [--resume | --overwrite]
-    hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json]
+    hipgen evaluate --run_dir RUN [--data_dir DIR] [--split test] [--json] [--skip_bad]
     hipgen predict  --run_dir RUN [--n 16] [--temperature T] [--top_k K] [--seed 0] [--slice S]
                     --out PATH [--format png|nii] [--overwrite]
     hipgen bench    data|vqvae|prior|sample [--profile demo]
@@ -13,11 +13,12 @@
 
 Config fields are overridden with `--field value` (the same names as the notebooks'
 parameters cell and the dataclasses in hipgen_utils.config). Errors print one line and
-exit 2 (see the README's "Errors"): a bad value, a trained run that would be replaced
-without --overwrite, a --resume whose settings differ, a run directory in use by another
-process, a missing/unreadable/mismatched artefact, bad data.
+exit 2 (docs/errors.md lists them): a bad value, a trained run that would be replaced
+without --overwrite, a --resume whose settings differ or whose run directory does not
+exist, a run directory in use by another process, a missing/unreadable/mismatched artefact,
+bad data, a write that fails (a full disk, a read-only folder: nothing half-written is left).
 
-Why one file of about 420 lines: it is the parser (every flag with its help) and one short
+Why one file of about 590 lines: it is the parser (every flag with its help) and one short
 function per command that checks the arguments and calls the library; the work itself is in
 `run`, `training`, `pipeline` and `bench`. Reading the commands side by side is how their
 flags stay consistent.
@@ -26,16 +27,19 @@ flags stay consistent.
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from hipgen_utils import config as C
-from hipgen_utils.layout import SPLITS
+from hipgen_utils.layout import FILE_RE, SPLITS
 
 EXIT_ERROR = 2
 
@@ -102,9 +106,18 @@ def cmd_phantom(args):
     n_slices = args.n_slices or cfg.phantom_slices
     if args.workers is not None and args.workers < 1:
         raise C.ConfigError(f"--workers {args.workers}: give at least 1 process")
-    out = write_phantom(
-        args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet, workers=args.workers
-    )
+    try:
+        out = write_phantom(
+            args.out, *sizes, n_slices=n_slices, seed=args.seed, progress=not args.quiet, workers=args.workers
+        )
+    except OSError as e:  # also a worker's, re-raised here: a full disk, a read-only folder
+        if e.errno is None:  # write_phantom's own one-line refusals
+            raise
+        from hipgen_utils.checkpoints import write_error
+
+        dest = Path(args.out).expanduser().resolve()
+        raise write_error(dest, e, what=f"the phantom into {dest}", folder=dest.parent,
+                          then="run the command again (nothing was left behind)") from e  # fmt: skip
     print(f"wrote phantom ({sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices) to {out}")
 
 
@@ -126,10 +139,51 @@ def cmd_train(args):
     cfg = build_config(args, args.mode)
     if args.resume and args.overwrite:
         raise C.ConfigError("--resume and --overwrite exclude each other; pick one")
-    run = C.run_dir(cfg.profile, args.run_dir)
+    # config.run_dir's folder, looked at before it (or the lock) creates it
+    run = Path(args.run_dir or os.environ.get(C.RUN_DIR_ENV) or C.REPO_ROOT / "runs" / cfg.profile)
+    note = _check_run_dir(run, args, cfg)
+    run = C.run_dir(cfg.profile, run)
     with run_lock(run):
         print(f"profile {cfg.profile}, run directory {run}")
+        if note:
+            print(note, file=sys.stderr)
         (_train_vqvae if args.mode == "vq_vae" else _train_prior)(args, cfg, run)
+
+
+def _check_run_dir(run: Path, args, cfg) -> str | None:
+    """Refuse a run directory that does not exist where one must (--resume, a prior: a
+    mistyped path would otherwise train from scratch in a new folder), in one line with the
+    closest existing name; return the line to say when --resume finds no checkpoint to
+    continue (training then starts from 0)."""
+    from hipgen_utils.checkpoints import PRIOR_FILE, VQVAE_FILE, MissingStepError
+    from hipgen_utils.rundir import LOCK_FILE
+
+    if run.exists() and not run.is_dir():
+        raise C.ConfigError(f"--run_dir {run} is a file; give a folder")
+    if not run.exists():
+        try:
+            siblings = [p.name for p in run.parent.iterdir() if p.is_dir()]
+        except OSError:  # no parent folder, or an unreadable one: no suggestion
+            siblings = []
+        close = difflib.get_close_matches(run.name, siblings, n=1)
+        hint = f" (did you mean {run.parent / close[0]}?)" if close else ""
+        if args.mode == "pixelcnn":
+            raise MissingStepError(f"run directory {run} does not exist{hint}; check the path, or train the VQ-VAE "
+                                   f"there first (hipgen train --mode vq_vae --run_dir {run})")  # fmt: skip
+        if args.resume:
+            raise C.ConfigError(f"--resume: run directory {run} does not exist, so there is nothing to resume{hint}; "
+                                "check the path, or leave out --resume to start a new run there")  # fmt: skip
+        return None
+    path = run / (VQVAE_FILE if args.mode == "vq_vae" else PRIOR_FILE)
+    if not args.resume or path.exists():
+        return None
+    if args.mode == "pixelcnn":
+        return (f"{path} not found, so --resume has nothing to continue (no prior was trained here, or its "
+                f"training stopped before its first checkpoint, due every {cfg.pixelcnn.log_interval} updates): "
+                "training from update 0")  # fmt: skip
+    why = (f"an earlier run here stopped before its first checkpoint, due every {cfg.vqvae.log_interval} updates"
+           if (run / LOCK_FILE).exists() else "a new run directory")  # fmt: skip
+    return f"{path} not found, so --resume has nothing to continue ({why}): training from update 0"
 
 
 def _train_vqvae(args, cfg, run):
@@ -157,7 +211,7 @@ def _train_prior(args, cfg, run):
     from hipgen_utils.run import Run
     from hipgen_utils.training import train_pixelcnn
 
-    r = Run.at(run, data_dir=args.data_dir, device=cfg.pixelcnn.device, profile=cfg.profile)
+    r = Run.at(run, data_dir=args.data_dir, device=cfg.pixelcnn.device, profile=cfg.profile, skip_bad=cfg.data.skip_bad)
     vid = r.vqvae_id
     if not codes_are_current(run, vid):
         why = "from another VQ-VAE or unreadable" if (run / CODES_FILE).exists() else "missing"
@@ -192,9 +246,11 @@ def cmd_evaluate(args):
         _check_temperature(t)
     if args.temperatures and args.no_anatomy:
         raise C.ConfigError("--temperatures sweeps the anatomy judge; drop --no_anatomy")
-    run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device)
+    run = Run.at(args.run_dir, data_dir=args.data_dir, device=args.device, skip_bad=args.skip_bad)
+    # progress bars go to stderr, so also with --json (stdout: one JSON line): training the
+    # judge's segmenter takes minutes on a CPU and must not look like a hang
     result = evaluate_run(
-        run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=not args.json,
+        run, args.split, n_samples=args.n_samples, seed=args.seed, temperature=args.temperature, progress=True,
         judge_cfg=replace(C.get_profile(args.profile).judge, seed=args.seed), anatomy=not args.no_anatomy,
         temperatures=args.temperatures, lead_lines=args.lead_lines, top_k=args.top_k,
     )  # fmt: skip
@@ -249,13 +305,23 @@ def _png_out(out) -> tuple[Path, str]:
     return p.with_name(p.name + ".png"), f" (.png added to --out {p})"
 
 
+_SLICE_NAME = re.compile(FILE_RE.pattern, re.IGNORECASE)  # case_/seg_ slices, as the loader reads them
+
+
 def _nii_out(out, overwrite: bool) -> tuple[Path, list[Path]]:
-    """The folder for --format nii and its earlier samples: refused when it is a file, or
-    holds samples (two runs' files would mix) unless --overwrite; those are deleted once the
-    new samples are drawn."""
+    """The folder for --format nii and its earlier samples: refused when it is a file, a data
+    folder (named keras_slices_*, or holding case_/seg_ slices), or holds samples (two runs'
+    files would mix) unless --overwrite; those are deleted once the new samples are written."""
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise C.ConfigError(f"--out {p} is a file; --format nii writes one .nii.gz per sample into a folder")
+    if p.name.lower().startswith("keras_slices_"):
+        raise C.ConfigError(f"--out {p} is named like a folder of the HipMRI data (keras_slices_*), whose loader "
+                            "would read the samples as slices; choose another folder")  # fmt: skip
+    data = next((f.name for f in p.iterdir() if _SLICE_NAME.match(f.name)), None) if p.is_dir() else None
+    if data:
+        raise C.ConfigError(f"--out {p} holds slices of the HipMRI data ({data}, ...); samples must not mix with "
+                            "them: choose another folder")  # fmt: skip
     old = sorted(p.glob("sample_*.nii.gz")) if p.is_dir() else []
     if old and not overwrite:
         raise C.ConfigError(
@@ -301,12 +367,14 @@ def cmd_predict(args):
 def _predict(args, out: Path, note: str = "", replaced=()):
     import torch
 
+    from hipgen_utils.checkpoints import check_writable
     from hipgen_utils.pipeline import generate, spread_slices, write_nifti_samples
     from hipgen_utils.plotting import plot_samples, save_figure
     from hipgen_utils.run import Run
 
     run = Run.at(args.run_dir, device=args.device)
     vqvae, prior, device = run.vqvae(), run.prior(), run.device
+    check_writable(out if args.format == "nii" else out.parent, f"--out {out}")  # before the sampling
     if args.slice is not None:
         if not prior.n_conditions:
             raise C.ConfigError("--slice given but this prior is unconditional (trained with conditional=false)")
@@ -320,18 +388,26 @@ def _predict(args, out: Path, note: str = "", replaced=()):
         prior, vqvae, args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
         condition=cond, shape=shape, device=device, lead_lines=args.lead_lines,
     )  # fmt: skip
-    if args.format == "nii":
-        for f in replaced:  # --overwrite: the earlier samples, removed only now
-            f.unlink(missing_ok=True)
+    if args.format == "nii":  # all or nothing; --overwrite's earlier samples are removed only then
+        paths = write_nifti_samples(images, out, replaced=replaced)
         if replaced:
             print(f"--overwrite: removed {len(replaced)} earlier samples from {out}")
-        paths = write_nifti_samples(images, out)
         print(f"wrote {len(paths)} NIfTI samples to {out}")
     else:
         titles = None if cond is None else [f"slice {int(s)}" for s in cond]
         top = f", top-{args.top_k}" if args.top_k else ""
         title = f"T={args.temperature}{top}, seed={args.seed}"
-        out = save_figure(plot_samples(images, titles=titles, suptitle=title), out)
+        fig = plot_samples(images, titles=titles, suptitle=title)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")  # a whole PNG or none
+        try:
+            save_figure(fig, tmp)
+            os.replace(tmp, out)
+        except OSError as e:
+            from hipgen_utils.checkpoints import write_error
+
+            raise write_error(out, e) from e
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"wrote {out}{note}")
 
 
@@ -411,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "temperature, top-k, lead lines) to use (default: $HIPGEN_PROFILE, else demo)")
     s.add_argument("--no_anatomy", action="store_true",
                    help="skip the anatomy judge (segmenter, completion scores, anatomy_gap)")
+    s.add_argument("--skip_bad", action="store_true",
+                   help="skip (and count) unreadable or blank slice files instead of stopping at the first")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="sample new slices: a PNG grid or NIfTI files")
@@ -427,9 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="png: the grid's file (replaced if it exists; '.png' is appended when the name "
                         "does not end in it, and the printed path says so). nii: a folder, created if "
                         "needed, that gets sample_000.nii.gz ...; a folder already holding samples is "
-                        "refused unless --overwrite (so two runs' samples never mix)")
+                        "refused unless --overwrite (so two runs' samples never mix), and so is a folder "
+                        "of the data (keras_slices_*, or holding case_/seg_ slices)")
     s.add_argument("--format", choices=("png", "nii"), default="png")
-    s.add_argument("--overwrite", action="store_true", help="nii: delete the folder's earlier samples first")
+    s.add_argument("--overwrite", action="store_true",
+                   help="nii: replace the folder's earlier samples (deleted once the new ones are written)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_predict)
 
@@ -457,13 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors():
-    from hipgen_utils.checkpoints import CheckpointError, MissingStepError
+    from hipgen_utils.checkpoints import CheckpointError, MissingStepError, WriteError
     from hipgen_utils.notebooks import NotebookFailed
     from hipgen_utils.rundir import RunBusyError
     from hipgen_utils.training import TrainingStopped
 
     errors = [C.ConfigError, CheckpointError, MissingStepError, TrainingStopped, RunBusyError,
-              NotebookFailed, FileNotFoundError, ValueError]  # fmt: skip
+              NotebookFailed, FileNotFoundError, ValueError, WriteError]  # fmt: skip
     try:
         from hipgen_utils.data import DataError
 
@@ -471,6 +551,23 @@ def _expected_errors():
     except ImportError:
         pass
     return tuple(errors)
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or use a folder on another disk",
+    errno.EDQUOT: "your disk quota is used up: free some space, or use a folder on another disk",
+    errno.EFBIG: "the file size limit was reached (`ulimit -f`): raise it",
+    errno.EACCES: "check its permissions and its folder's (ls -ld)",
+    errno.EPERM: "check its permissions and its folder's (ls -ld)",
+    errno.EROFS: "it is on a read-only disk: use a folder on a writable one",
+}
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for a file-system error no command turned into its own message."""
+    if e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}; {_OS_ADVICE.get(e.errno, 'check the path')}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -488,6 +585,11 @@ def main(argv=None) -> int:
         if os.environ.get("HIPGEN_DEBUG"):
             raise
         print(f"hipgen {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a file-system failure met anywhere else: one line, not a traceback
+        if os.environ.get("HIPGEN_DEBUG"):
+            raise
+        print(f"hipgen {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"hipgen {args.command}: interrupted (checkpoints are written atomically; --resume continues)", file=sys.stderr)

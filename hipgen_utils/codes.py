@@ -99,6 +99,35 @@ def load_codes(run_dir, vqvae_id: str | None = None) -> dict:
     return d
 
 
+def rows_of(codes: dict, split: str, slice_set, path="codes.npz") -> dict:
+    """`codes` with its `split` rows (``codes_S``, ``case_S``, ``week_S``, ``slice_S``) put in
+    the order of `slice_set`'s slices, which may leave some out (a bad file skipped now, with
+    ``skip_bad``, that was encoded then): code grid i then belongs to image i, as the judge
+    and the sample scores pair them. A slice with no grid is refused in one line naming the
+    count; `codes` itself is returned when the rows already match."""
+    keys = [f"{k}_{split}" for k in ("case", "week", "slice")]
+    now = list(zip(*(np.asarray(getattr(slice_set, k)).tolist() for k in ("case", "week", "slice"))))
+    if not all(k in codes for k in keys):  # an older codes file: only the count can be checked
+        if len(codes[f"codes_{split}"]) != len(now):
+            raise CheckpointError(f"{path}: {len(codes[f'codes_{split}'])} {split} grids for {len(now)} "
+                                  f"slices; rebuild it with {PRODUCER[CODES_FILE]}")  # fmt: skip
+        return codes
+    then = list(zip(*(np.asarray(codes[k]).tolist() for k in keys)))
+    if then == now:
+        return codes
+    index = {key: i for i, key in enumerate(then)}
+    new = [key for key in now if key not in index]
+    if new:
+        case, week, sl = new[0]
+        raise CheckpointError(
+            f"{path}: {len(new)} {split} slice(s) of the data have no code grid (first: case {case} week {week} "
+            f"slice {sl}): the data changed since they were extracted; restore it, or extract them again "
+            "(notebooks/04_extract_codes)"
+        )
+    rows = np.asarray([index[key] for key in now], dtype=np.int64)
+    return {**codes, **{f"{k}_{split}": np.asarray(codes[f"{k}_{split}"])[rows] for k in ("codes", "case", "week", "slice")}}
+
+
 def codes_are_current(run_dir, vqvae_id: str) -> bool:
     """True when run_dir/codes.npz exists and was extracted with this VQ-VAE."""
     try:

@@ -6,6 +6,7 @@ modules that hold the logic, so a notebook cell and a CLI command run the same c
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -208,7 +209,10 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
     result, _ = reconstruction_report(vqvae, splits[split].images, device, progress=progress)
     result = {"split": split, **result}
     if run.has_prior():
-        prior, codes = run.prior(), run.codes()
+        from hipgen_utils.codes import rows_of
+
+        prior = run.prior()
+        codes = rows_of(run.codes(), split, splits[split], run.dir / "codes.npz")  # slices skipped now left out
         if split != "test":
             splits["test"] = splits[split]
             codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
@@ -237,15 +241,40 @@ def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, pr
     return result
 
 
-def write_nifti_samples(images, out_dir, prefix="sample") -> list[Path]:
-    """One NIfTI per (H, W) image (float32, 1.7 mm in-plane like the phantom), openable in any MR viewer."""
+def write_nifti_samples(images, out_dir, prefix="sample", replaced=()) -> list[Path]:
+    """One NIfTI per (H, W) image (float32, 1.7 mm in-plane like the phantom), openable in any
+    MR viewer, as ``out_dir/<prefix>_000.nii.gz`` ...
+
+    All or nothing: the files are written into a hidden folder inside `out_dir` and moved in
+    once every one is complete, after the files `replaced` (the earlier samples that
+    ``--overwrite`` replaces) are deleted. A failed write (a full disk) removes the partial
+    set, leaves `replaced` where they were and raises `checkpoints.WriteError`."""
+    import shutil
+    import tempfile
+
     import nibabel as nib
 
+    from hipgen_utils.checkpoints import WriteError, write_error
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, img in enumerate(np.asarray(images, dtype=np.float32)):
-        p = out_dir / f"{prefix}_{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(img, np.diag([1.7, 1.7, 3.0, 1.0])), p)
-        paths.append(p)
+    staging = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{prefix}-partial-", dir=out_dir))
+        for i, img in enumerate(np.asarray(images, dtype=np.float32)):
+            nib.save(nib.Nifti1Image(img, np.diag([1.7, 1.7, 3.0, 1.0])), staging / f"{prefix}_{i:03d}.nii.gz")
+        for f in replaced:
+            Path(f).unlink(missing_ok=True)
+        paths = []
+        for f in sorted(staging.iterdir()):
+            os.replace(f, out_dir / f.name)
+            paths.append(out_dir / f.name)
+    except WriteError:
+        raise
+    except OSError as e:
+        raise write_error(out_dir, e, what=f"the samples into {out_dir}", folder=out_dir,
+                          then="run the command again (none of them was written)") from e  # fmt: skip
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return paths

@@ -7,8 +7,9 @@ A run directory holds at most one VQ-VAE and one prior, and both are expensive, 
   names every field that differs; the run length may grow), on the same data (`data_diff`)
   and the same code grids (`grids_id`);
 - ``--overwrite`` moves the checkpoint and everything computed from it aside together
-  (`rundir.move_aside`), and a prior trained on another VQ-VAE's codes is moved aside on its own
-  (`move_stale_prior`);
+  (`rundir.move_aside`), once the new run has written its first checkpoint (a command that
+  fails before that leaves the old run in place), and a prior trained on another VQ-VAE's
+  codes is moved aside on its own (`move_stale_prior`);
 - a training holds its run directory's lock throughout (`holding_run_lock`).
 """
 
@@ -24,7 +25,12 @@ import numpy as np
 import torch
 
 from hipgen_utils import rundir
-from hipgen_utils.checkpoints import CheckpointError, load_checkpoint
+from hipgen_utils.checkpoints import (
+    CheckpointError,
+    before_first_replace,
+    deferred_replacements,
+    load_checkpoint,
+)
 from hipgen_utils.config import (
     DATA_ENV,
     ConfigError,
@@ -35,7 +41,7 @@ from hipgen_utils.config import (
 )
 
 # settings that do not change the trained weights, so --resume may change them
-FREE_ON_RESUME = ("log_interval", "val_images", "device", "cpu_bf16")
+FREE_ON_RESUME = ("log_interval", "val_images", "val_grids", "device", "cpu_bf16")
 
 
 def _resume_diff(saved: dict, wanted: dict, grows: str) -> list[str]:
@@ -113,13 +119,16 @@ def existing_checkpoint(path: Path, kind: str, *, resume: bool, overwrite: bool,
     """What to start from when `path` may hold a checkpoint: its dict for --resume, None to
     train from scratch. Without --resume or --overwrite an existing checkpoint is refused in
     one line (never replaced in silence); with --overwrite it and the files computed from it
-    (`moved_with`) are moved aside together (rundir.move_aside)."""
+    (`moved_with`) are moved aside together (rundir.move_aside) when the new run's first
+    checkpoint replaces it (`checkpoints.before_first_replace`; inside `holding_run_lock`, a
+    training that fails before then leaves them where they are)."""
     if resume and overwrite:
         raise CheckpointError("--resume and --overwrite exclude each other; pick one")
     if not path.exists():
         return None
     if overwrite:
-        rundir.move_aside(path.parent, (path.name, *moved_with))
+        patterns = (path.name, *moved_with)
+        before_first_replace(path, lambda: rundir.move_aside(path.parent, patterns))
         return None
     refuse_existing(path, kind, resume=resume, overwrite=overwrite)
     return load_checkpoint(path, kind)
@@ -145,11 +154,12 @@ def refuse_existing(path: Path, kind: str, *, resume: bool, overwrite: bool) -> 
 
 def holding_run_lock(train):
     """Run a training function holding its run directory's lock (its 4th argument), so a
-    second training on the same run directory is refused instead of replacing this one."""
+    second training on the same run directory is refused instead of replacing this one; an
+    --overwrite whose first checkpoint never came is forgotten when it returns or fails."""
 
     @functools.wraps(train)
     def locked(cfg, a, b, run_dir, **kw):
-        with rundir.run_lock(run_dir):
+        with rundir.run_lock(run_dir), deferred_replacements():
             return train(cfg, a, b, run_dir, **kw)
 
     return locked

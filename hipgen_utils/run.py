@@ -83,13 +83,15 @@ class Run:
     ``cfg``: the profile's `Config` (what a training step would use); ``dir``: the run
     directory; ``figures`` (a property): where `figure(name)` puts PNGs (``figures/`` for
     demo/full, the run directory for ci); ``data_dir``: DATA_DIR, replacing the folder of the data the
-    VQ-VAE was trained on (None keeps it); ``device``: where the models are loaded.
+    VQ-VAE was trained on (None keeps it); ``device``: where the models are loaded; ``skip_bad``:
+    True skips (and counts) bad slice files even if the VQ-VAE's data did not (``--skip_bad``).
     """
 
     cfg: C.Config
     dir: Path
     data_dir: str | None = None
     device: torch.device = field(default_factory=lambda: as_device("auto"))
+    skip_bad: bool = False
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -108,14 +110,16 @@ class Run:
         return run
 
     @classmethod
-    def at(cls, run_dir, data_dir=None, device="auto", profile=None) -> Run:
+    def at(cls, run_dir, data_dir=None, device="auto", profile=None, skip_bad: bool = False) -> Run:
         """An existing run directory, quietly (the CLI and the benchmark): it must exist."""
         rd = Path(run_dir)
         if not rd.is_dir():
             raise MissingStepError(
                 f"run directory {rd} does not exist; train first (hipgen train --mode vq_vae --run_dir {rd})"
             )
-        return cls.open(profile, rd, data_dir, device, quiet=True)
+        run = cls.open(profile, rd, data_dir, device, quiet=True)
+        run.skip_bad = bool(skip_bad)
+        return run
 
     @property
     def figures(self) -> Path:
@@ -175,6 +179,8 @@ class Run:
         data = C.from_dict(C.DataConfig, self.vqvae_checkpoint.get("extra", {}).get("data", {}))
         if self.data_dir is not None:
             data.data_dir = self.data_dir
+        if self.skip_bad:
+            data.skip_bad = True
         return data
 
     def splits(self, *names: str, progress: bool = True) -> dict:
