@@ -68,7 +68,7 @@ splits, data_cfg = run.splits("train", "test"), run.data_config()
 # training files, their preparation and the label classes); later runs load it.
 
 # %%
-found = segmenter.ensure_segmenter(splits, run.cfg.judge, run.dir, vars(data_cfg))
+found = segmenter.ensure_segmenter(splits, run.cfg.judge, run.dir, vars(data_cfg), device=run.device)  # a GPU when there is one
 if found is not None:
     seg, seg_ckpt = found
     classes = seg_ckpt["classes"]
