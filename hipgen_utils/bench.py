@@ -41,10 +41,14 @@ def _timed(fn, *a, **k):
 
 
 def bench_data(args):
-    """What grows with the data set, at the release's size: `data_bench.bench_data`."""
-    from hipgen_utils.data_bench import bench_data as run
+    """What grows with the data set, at the release's size (`data_bench.run`); prints the
+    table and returns its rows."""
+    from hipgen_utils.data_bench import run
 
-    return run(args)
+    table = run(args)
+    print("\n".join(table["notes"]))
+    print_table(table["title"], table["header"], table["rows"])
+    return table["rows"]
 
 
 # --------------------------------------------------------------------------- vqvae

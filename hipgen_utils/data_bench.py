@@ -275,10 +275,10 @@ def _mb(x) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
-def bench_data(args):
+def run(args) -> dict:
     """The phantom at the release's counts (or --case_weeks; --quick: 19/2/2), then every
-    step of STEPS in its own process, against a fresh slice cache; prints the table."""
-    from hipgen_utils.bench import print_table
+    step of STEPS in its own process, against a fresh slice cache. Returns the table
+    (`bench.bench_data` prints it): {"notes": lines, "title", "header", "rows"}."""
     from hipgen_utils.phantom import ensure_phantom
 
     sizes = tuple(getattr(args, "case_weeks", None) or ((19, 2, 2) if args.quick else RELEASE_SIZES))
@@ -308,13 +308,12 @@ def bench_data(args):
         shutil.rmtree(cache, ignore_errors=True)
     n = [s * n_slices for s in sizes]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"phantom {sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices = {n[0]:,} / {n[1]:,} / {n[2]:,} "
-          f"slices at {root} (generated or checked in {gen_s:.1f} s); {os.cpu_count()} cores, load average "
-          f"{load:.1f} at the end (on a shared machine the CPU seconds say more than the wall seconds)")  # fmt: skip
-    print_table(
-        "hipgen bench data: what grows with the data set (each step in its own process; seconds: wall clock, "
-        "CPU (all threads and workers); MB: peak resident, peak anonymous, anonymous at the step's start)",
-        ["step", "slices", "seconds", "CPU s", "peak RSS MB", "peak anon MB", "at start MB", "what"],
-        rows,
-    )
-    return rows
+    return {
+        "notes": [f"phantom {sizes[0]}/{sizes[1]}/{sizes[2]} case-weeks x {n_slices} slices = {n[0]:,} / {n[1]:,} / "
+                  f"{n[2]:,} slices at {root} (generated or checked in {gen_s:.1f} s); {os.cpu_count()} cores, load "
+                  f"average {load:.1f} at the end (on a shared machine the CPU seconds say more than the wall seconds)"],
+        "title": "hipgen bench data: what grows with the data set (each step in its own process; seconds: wall clock, "
+                 "CPU (all threads and workers); MB: peak resident, peak anonymous, anonymous at the step's start)",
+        "header": ["step", "slices", "seconds", "CPU s", "peak RSS MB", "peak anon MB", "at start MB", "what"],
+        "rows": rows,
+    }  # fmt: skip

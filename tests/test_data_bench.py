@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from hipgen_utils import data_bench
+from hipgen_utils import bench, data_bench
 from hipgen_utils.cli import build_parser
 from hipgen_utils.config import ConfigError
 
@@ -36,7 +37,8 @@ def test_every_step_runs_on_a_small_release(make_hipmri, small, one_torch_thread
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_peak_memory_sees_what_a_step_holds():
     with data_bench.PeakMemory() as mem:
-        block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+        block = np.ones(64 * 2**20 // 8)  # 64 MB, touched, held past a few 20-ms samples
+        time.sleep(0.1)
         del block
     assert mem.anon - mem.start_anon > 50 and mem.rss > mem.anon
 
@@ -63,12 +65,12 @@ def test_bench_data_prints_one_row_per_step(monkeypatch, capsys, small):
     monkeypatch.setattr(data_bench, "measure_step", in_process)
     args = build_parser().parse_args(["bench", "data", "--case_weeks", "2", "1", "1", "--n_slices", "4",
                                       "--steps", "census", "near-copy search"])  # fmt: skip
-    rows = data_bench.bench_data(args)
+    rows = bench.bench_data(args)
     assert seen == ["load cold train", "load cold validate", "load cold test", "census", "near-copy search"]
     assert [r[1] for r in rows] == [8, 4, 4, 16, 12]
     out = capsys.readouterr().out
     assert "phantom 2/1/1 case-weeks x 4 slices = 8 / 4 / 4 slices" in out
     assert "peak RSS MB" in out and "near-copy search" in out and "300" in out
     with pytest.raises(ConfigError, match="unknown step 'censuss'"):
-        data_bench.bench_data(build_parser().parse_args(["bench", "data", "--case_weeks", "2", "1", "1",
+        bench.bench_data(build_parser().parse_args(["bench", "data", "--case_weeks", "2", "1", "1",
                                                          "--n_slices", "4", "--steps", "censuss"]))  # fmt: skip
