@@ -1,13 +1,12 @@
-"""Benchmarks (`hipgen bench data|vqvae|prior|sample`): each prints a table. The prior
-variants' comparison (`bench prior --compare`) is `prior_variants.compare_priors`.
+"""Benchmarks (`hipgen bench data|vqvae|prior|sample`): each prints a table. The data
+benchmark (what grows with the data set) is `data_bench`; the prior variants' comparison
+(`bench prior --compare`) is `prior_variants.compare_priors`.
 
 Timings on shared machines are noisy: compare ratios within one run, not across runs.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -16,7 +15,6 @@ import numpy as np
 import torch
 
 from hipgen_utils import config as C
-from hipgen_utils.layout import SPLITS
 from hipgen_utils.prior_variants import COMPARE_VARIANTS, compare_priors
 from hipgen_utils.tables import print_table, timed
 
@@ -24,37 +22,14 @@ from hipgen_utils.tables import print_table, timed
 
 
 def bench_data(args):
-    """Cold vs cached load of a full-size phantom (12,660 slices unless --quick)."""
-    from hipgen_utils.data import load_split
-    from hipgen_utils.phantom import ensure_phantom
+    """What grows with the data set, at the release's size (`data_bench.run`); prints the
+    table and returns its rows."""
+    from hipgen_utils.data_bench import run
 
-    sizes = (19, 2, 2) if args.quick else (191, 11, 9)
-    root = C.cache_dir() / f"phantom_{sizes[0]}_{sizes[1]}_{sizes[2]}_60_s0"
-    _, gen_s = timed(ensure_phantom, root, *sizes, n_slices=60, seed=0)
-    old = os.environ.get(C.CACHE_ENV)
-    tmp = tempfile.mkdtemp(prefix="hipgen-bench-cache-")
-    rows = []
-    try:
-        os.environ[C.CACHE_ENV] = tmp  # an empty cache: the first load is cold
-        tot = [0, 0.0, 0.0]
-        for split in SPLITS:
-            s, cold = timed(load_split, root, split, progress=False)
-            _, warm = timed(load_split, root, split, progress=False)
-            rows.append([split, len(s), cold, warm, len(s) / cold, len(s) / warm])
-            tot = [tot[0] + len(s), tot[1] + cold, tot[2] + warm]
-        rows.append(["all", tot[0], tot[1], tot[2], tot[0] / tot[1], tot[0] / tot[2]])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is None:
-            os.environ.pop(C.CACHE_ENV, None)
-        else:
-            os.environ[C.CACHE_ENV] = old
-    print(f"phantom at {root} (generation/check took {gen_s:.1f} s); {torch.get_num_threads()} threads")
-    print_table(
-        "hipgen bench data (targets for 12,660 slices on a 2-core CPU: cold <= 60 s, cached <= 3 s)",
-        ["split", "slices", "cold_s", "cached_s", "cold_slices/s", "cached_slices/s"],
-        rows,
-    )
+    table = run(args)
+    print("\n".join(table["notes"]))
+    print_table(table["title"], table["header"], table["rows"])
+    return table["rows"]
 
 
 # --------------------------------------------------------------------------- vqvae

@@ -518,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=C.PROFILE_NAMES, default="demo")
     s.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run of the benchmark)")
     s.add_argument("--no_ablation", action="store_true", help="vqvae: throughput only, skip the ablation")
+    s.add_argument("--case_weeks", type=int, nargs=3, metavar=("TRAIN", "VALIDATE", "TEST"),
+                   help="data: the phantom's case-weeks (default: the release's 191 11 9; --quick: 19 2 2)")
+    s.add_argument("--n_slices", type=int, help="data: slices per case-week of the phantom (default 60)")
+    s.add_argument("--steps", nargs="+", help="data: only these steps (the cold loads always run), e.g. 'census'")
     s.add_argument("--compare", action="store_true",
                    help="prior: train the prior variants (attention, ap order, dilation, ...) for the same time and score them")
     s.add_argument("--budget_s", type=float, help="prior --compare: training seconds per variant (default: the run's prior's)")

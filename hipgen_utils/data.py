@@ -13,11 +13,15 @@ arrays so the next load is a memory map instead of 12k gzip decodes.
 
 Bad input stops the load with a one-line `BadFileError` naming the file; with
 ``skip_bad=True`` bad files are skipped, listed in ``SliceSet.skipped`` and summarised.
+What is kept but changed (resized slices, a few NaN/Inf voxels repaired, intensity spikes
+clipped) or looks wrong (slices left nearly black) is counted in one warning line per kind.
+docs/data.md says all of it for users.
 
 The parts that stand on their own live beside this module: `nifti` reads one file,
 `preprocess` normalises and harmonises one slice, `decode_cache` decodes many files and
-caches the arrays, `data_types` defines the errors, `SliceInfo` and `SliceSet`. Import
-those types and `read_nifti_slice` from here. This module is the path from a folder to a
+caches the arrays, `data_report` words the load's warnings and the census, `data_types`
+defines the errors, `SliceInfo` and `SliceSet`. Import those types, `read_nifti_slice` and
+`census_lines` from here. This module is the path from a folder to a
 `SliceSet` and is over 400 lines for that reason: the listing decides which files are bad,
 unpaired or orphaned and `load_split` acts on those decisions (and publishes a cache entry
 as one transaction), so a file can be followed from the disk to its row in one place.
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .data_report import census_lines, finding_files, intensity_findings, load_report  # noqa: F401 (re-exported)
 from .data_types import BadFileError, DataError, SliceInfo, SliceSet
 from .decode_cache import (
     _cache_key,
@@ -49,7 +54,7 @@ from .decode_cache import (
 )
 from .layout import FILE_RE as _NAME_RE
 from .layout import LABEL_NAMES, N_CLASSES, SPLITS, image_folder, label_folder  # noqa: F401 (re-exported)
-from .nifti import _NIFTI_SUFFIXES, read_nifti_slice  # noqa: F401 (read_nifti_slice re-exported)
+from .nifti import is_nifti_name, read_nifti_slice  # noqa: F401 (read_nifti_slice re-exported)
 from .preprocess import IMAGE_SHAPE, NORMS, RESIZE_MODES
 
 _ORPHAN = "label file with no matching image (ignored)"
@@ -129,7 +134,7 @@ def _index_folder(folder: Path, kind: str, entries, skipped) -> dict[tuple, str]
             reason = "cannot stat the file (a dangling link?)"
         elif not is_file:
             reason = "unexpected folder inside a split folder"
-        elif not name.endswith(_NIFTI_SUFFIXES):
+        elif not is_nifti_name(name):
             reason = "not a NIfTI file name"
         else:
             m = _NAME_RE.match(name)
@@ -202,17 +207,6 @@ def list_split(root, split: str, *, skipped: list | None = None) -> list[SliceIn
 # ----------------------------------------------------------------------------- loading
 
 
-def _summarise_skipped(skipped, n_files, split):
-    if not skipped:
-        return
-    why = Counter(r.split(" (")[0].split(";")[0] for _, r in skipped)
-    top = ", ".join(f"{c} {r}" for r, c in why.most_common(3))
-    warnings.warn(
-        f"skipped {len(skipped)} of {n_files} files in {image_folder(split)}: {top} (see .skipped)",
-        stacklevel=3,
-    )
-
-
 def _check_settings(split, shape, resize_mode, norm):
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -268,8 +262,7 @@ def load_split(
         bad = [(p, r) for p, r in sset.skipped if r != _ORPHAN]
         if bad and not skip_bad:  # cached by a skip_bad=True load; a fresh load would raise
             raise BadFileError(bad[0][0], bad[0][1] + "; remove it or pass skip_bad=True")
-        _summarise_skipped(sset.skipped, n_files, split)
-        _warn_resized(sset, shape, resize_mode)
+        _report(sset, n_files, shape, resize_mode, norm)
         return sset
 
     if has_labels:  # a split with labels needs one for every image
@@ -298,8 +291,7 @@ def load_split(
         if len(keep) < n:
             dst = {k: v[keep] for k, v in dst.items()}
         sset = _from_doc(doc, dst["images"], dst.get("labels"), root)
-        _summarise_skipped(sset.skipped, n_files, split)
-        _warn_resized(sset, shape, resize_mode)
+        _report(sset, n_files, shape, resize_mode, norm)
         return sset
 
     # Decode straight into .npy memmaps in a private temp dir, then publish it with one
@@ -337,27 +329,14 @@ def load_split(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     sset = _load_cached(cdir, root)
-    _summarise_skipped(sset.skipped, n_files, split)
-    _warn_resized(sset, shape, resize_mode)
+    _report(sset, n_files, shape, resize_mode, norm)
     return sset
 
 
-def _warn_resized(sset: SliceSet, shape, mode):
-    """One warning line when slices were not `shape` on disk (e.g. 256x144, 512x256): they
-    were resized or centre-cropped to it, which changes what the model sees."""
-    odd = Counter(
-        "x".join(map(str, core))
-        for core in (tuple(d for d in s if d != 1) for s in sset.raw_shapes)
-        if core != tuple(shape)
-    )
-    if odd:
-        how = "resized" if mode == "resize" else "centre-cropped/padded"
-        shapes = ", ".join(f"{n} of {s}" for s, n in odd.most_common())
-        warnings.warn(
-            f"{image_folder(sset.split)}: {sum(odd.values())} of {len(sset)} slices are not "
-            f"{shape[0]}x{shape[1]} on disk ({shapes}) and were {how} to it",
-            stacklevel=3,
-        )
+def _report(sset: SliceSet, n_files, shape, mode, norm):
+    """The load's warning lines (`data_report.load_report`), one warning each."""
+    for line in load_report(sset, n_files, shape, mode, norm):
+        warnings.warn(line, stacklevel=3)
 
 
 def _check_some_left(doc, root, split):
@@ -419,9 +398,11 @@ def describe(data_dir, skip_bad: bool = True, *, progress: bool = True) -> dict:
     ``{"root": str, "splits": {split: {...}}}`` where each present split has n_files,
     n_slices (loaded), n_case_weeks, shapes ``{"256x128": n, ...}`` (as stored, singleton
     dims included), dtypes ``{"float32": n}``, intensity_range ``[min, max]`` over raw voxels,
-    labels (sorted label values in its label files, or None), skipped ``[[path, reason]]``;
-    a missing or unreadable split has ``{"error": message}``. Uses `load_split` (and its
-    cache) with the default shape and normalisation."""
+    labels (sorted label values in its label files, or None), skipped ``[[path, reason]]``,
+    the slices `intensity_findings` speaks of (nonfinite ``[[path, voxels repaired]]``,
+    spikes ``[[path, spike]]``, nearly_black ``[[path, 90th percentile]]``) and its lines
+    (findings); a missing or unreadable split has ``{"error": message}``. Uses `load_split`
+    (and its cache) with the default shape and normalisation."""
     root = find_root(resolve_data_dir(data_dir))
     out = {"root": str(root), "splits": {}}
     for split in SPLITS:
@@ -445,23 +426,7 @@ def describe(data_dir, skip_bad: bool = True, *, progress: bool = True) -> dict:
             "intensity_range": [float(s.raw_min.min()), float(s.raw_max.max())],
             "labels": s.label_values,
             "skipped": [list(x) for x in s.skipped],
+            **finding_files(s),
+            "findings": intensity_findings(s),
         }
     return out
-
-
-def census_lines(info: dict) -> list[str]:
-    """`describe`'s census as text lines, as ``hipgen info`` and notebook 01 print it: the
-    root, then per split its files, case-weeks, shapes, dtypes, raw intensity range, label
-    values and skipped count, then each skipped file with its reason."""
-    lines = [f"HipMRI data at {info['root']}"]
-    for split, d in info["splits"].items():
-        if "error" in d:
-            lines.append(f"  {split:9s} {d['error']}")
-            continue
-        lo, hi = d["intensity_range"]
-        lines.append(f"  {split:9s} {d['n_files']:6d} files, {d['n_case_weeks']:3d} case-weeks  "
-                     f"shapes {d['shapes']}  dtypes {d['dtypes']}")  # fmt: skip
-        lines.append(f"            raw intensity [{lo:.3g}, {hi:.3g}]  labels {d['labels']}  "
-                     f"skipped {len(d['skipped'])}")  # fmt: skip
-        lines.extend(f"            skipped {path}: {why}" for path, why in d["skipped"])
-    return lines

@@ -49,7 +49,11 @@ class SliceSet:
     labels: ``(N, H, W) uint8`` 0..5, or None when the release has no labels for the split;
     case/week/slice: ``(N,) int64``; paths: image file per row; raw_*: per file, as stored
     (shape incl. singleton dims, dtype, min, max); skipped: ``(path, reason)`` of files left
-    out; label_values: sorted label values found in the split's label files (or None)."""
+    out; label_values: sorted label values found in the split's label files (or None);
+    nonfinite: per row, the NaN/Inf voxels set to the slice's finite extremes before
+    normalising; spike, bulk: per row, how far the raw slice's brightest voxel lies above its
+    99.5th percentile (in robust ranges) and the 90th percentile of the normalised slice
+    (`preprocess.normalise_with_notes`; None where not measured)."""
 
     split: str
     root: Path
@@ -65,6 +69,9 @@ class SliceSet:
     raw_max: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
     label_values: list[int] | None = None
+    nonfinite: np.ndarray | None = None
+    spike: np.ndarray | None = None
+    bulk: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)

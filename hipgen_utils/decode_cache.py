@@ -28,12 +28,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data_types import BadFileError, SliceInfo, SliceSet
-from .layout import N_CLASSES
+from .layout import LABEL_NAMES, N_CLASSES
 from .nifti import _read_nifti
-from .preprocess import harmonise, normalise
+from .preprocess import harmonise, normalise_with_notes, repair_nonfinite
 
 # Bump when the decoding/normalisation code changes so old caches are not reused.
-CACHE_VERSION = 2  # 2: decode failures are recorded and re-tried, never trusted
+CACHE_VERSION = 3  # 2: decode failures are re-tried, never trusted; 3: NaN/Inf repair, intensity notes
 
 # Below this many files a process pool costs more to start than it saves.
 _POOL_MIN_FILES = 256
@@ -44,28 +44,38 @@ _CHUNK = 64
 
 
 def _decode_one(info: SliceInfo, shape, mode, norm):
-    """Read, check, normalise and harmonise one slice (+ its label)."""
-    raw, hdr_shape = _read_nifti(info.path)
-    img = harmonise(normalise(raw, norm, path=info.path), shape, mode)
+    """Read, check, repair, normalise and harmonise one slice (+ its label).
+
+    Returns (image, label, header shape, raw dtype, raw min, raw max, label values, NaN/Inf
+    voxels repaired, spike, bulk): see `preprocess.repair_nonfinite` and `normalise_with_notes`."""
+    raw, hdr_shape = _read_nifti(info.path, allow_nonfinite=True)
+    raw, n_nonfinite = repair_nonfinite(raw, info.path)
+    normed, spike, bulk = normalise_with_notes(raw, norm, path=info.path)
+    img = harmonise(normed, shape, mode)
     lab, values = None, None
     if info.label_path is not None:
-        lraw, _ = _read_nifti(info.label_path)
+        lraw, _ = _read_nifti(info.label_path)  # NaN in a label map: refused, no class to guess
         if lraw.shape != raw.shape:
             raise BadFileError(
                 info.label_path,
-                f"label shape differs from its image (label {lraw.shape}, image {raw.shape})",
+                f"label map is {'x'.join(map(str, lraw.shape))} but its image is "
+                f"{'x'.join(map(str, raw.shape))}; re-export the pair at one shape",
             )
         bad = (lraw < 0) | (lraw >= N_CLASSES) | (lraw != np.round(lraw))
         if bad.any():
-            v = lraw[bad].flat[0].item()
+            found = np.unique(lraw[bad])
+            shown = ", ".join(f"{v:.6g}" for v in found[:5].tolist()) + (", ..." if len(found) > 5 else "")
             raise BadFileError(
                 info.label_path,
-                f"label values outside the integers 0..{N_CLASSES - 1} (found {v:g})",
+                f"label values outside the integers 0..{N_CLASSES - 1} (found {shown} in "
+                f"{int(bad.sum())} voxels); remap them to 0..{N_CLASSES - 1} "
+                f"({', '.join(f'{i} {n}' for i, n in enumerate(LABEL_NAMES))})",
             )
         lraw = lraw.astype(np.uint8)
         values = np.flatnonzero(np.bincount(lraw.ravel(), minlength=N_CLASSES)).tolist()
         lab = harmonise(lraw, shape, mode, is_label=True)
-    return img, lab, hdr_shape, str(raw.dtype), float(raw.min()), float(raw.max()), values
+    return (img, lab, hdr_shape, str(raw.dtype), float(raw.min()), float(raw.max()), values,
+            n_nonfinite, spike, bulk)  # fmt: skip
 
 
 def _decode_chunk(args):
@@ -97,8 +107,8 @@ def _decode_chunk(args):
 def _decode_all(infos, shape, mode, norm, skip_bad, workers, progress, desc, dst):
     """Decode every slice into dst['images'][i] / dst['labels'][i].
 
-    Returns (meta, bad): meta[i] = (raw shape, dtype, min, max, label values), or None for
-    a skipped file, whose (path, reason) is in bad[i]."""
+    Returns (meta, bad): meta[i] = (raw shape, dtype, min, max, label values, NaN/Inf voxels
+    repaired, spike, bulk), or None for a skipped file, whose (path, reason) is in bad[i]."""
     n = len(infos)
     meta: list = [None] * n
     bad: dict[int, tuple[str, str]] = {}
@@ -203,6 +213,9 @@ def _meta_doc(infos, meta, keep, skipped, has_labels, split, root) -> dict:
         "skipped": [list(s) for s in skipped],
         "has_labels": has_labels,
         "label_values": sorted({v for r in rows for v in r[4]}) if has_labels else None,
+        "nonfinite": [r[5] for r in rows],
+        "spike": [r[6] for r in rows],
+        "bulk": [r[7] for r in rows],
         # files that failed to decode, re-tried on every cache hit (see _failures_fixed)
         "failed": [[i.case, i.week, i.slice, i.path, i.label_path] for i, m in zip(infos, meta) if m is None],
     }
@@ -224,6 +237,9 @@ def _from_doc(doc, images, labels, root) -> SliceSet:
         raw_max=np.asarray(doc["raw_max"], dtype=np.float64),
         skipped=[tuple(s) for s in doc["skipped"]],
         label_values=doc["label_values"],
+        nonfinite=np.asarray(doc["nonfinite"], dtype=np.int64),
+        spike=np.asarray(doc["spike"], dtype=np.float64),
+        bulk=np.asarray(doc["bulk"], dtype=np.float64),
     )
 
 

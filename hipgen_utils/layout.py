@@ -16,8 +16,9 @@ SPLITS = ("train", "validate", "test")
 LABEL_NAMES = ("background", "body", "bones", "bladder", "rectum", "prostate")
 N_CLASSES = len(LABEL_NAMES)
 
-# what the loader accepts: case_/seg_ names, any number of case digits, .nii or .nii.gz
-FILE_RE = re.compile(r"^(case|seg)_(\d+)_week_(\d+)_slice_(\d+)\.nii(?:\.gz)?$")
+# what the loader accepts: case_/seg_ names, any number of case digits, .nii or .nii.gz in
+# any letter case (some exporters write .NII.GZ; the prefix and the rest stay lower case)
+FILE_RE = re.compile(r"^(case|seg)_(\d+)_week_(\d+)_slice_(\d+)\.(?i:nii(?:\.gz)?)$")
 # what the release (and the phantom) writes: three case digits, gzipped
 IMAGE_RE = re.compile(r"^case_(\d{3})_week_(\d+)_slice_(\d+)\.nii\.gz$")
 LABEL_RE = re.compile(r"^seg_(\d{3})_week_(\d+)_slice_(\d+)\.nii\.gz$")

@@ -27,8 +27,13 @@ from nibabel.wrapstruct import WrapStructError
 
 from .data_types import BadFileError
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")  # compared with the name in lower case (`is_nifti_name`)
 _HDR348 = (np.int32(348).astype("<i4").tobytes(), np.int32(348).astype(">i4").tobytes())
+
+
+def is_nifti_name(name: str) -> bool:
+    """Whether a file name ends in .nii or .nii.gz, in any letter case (.NII.GZ: some exporters)."""
+    return name.lower().endswith(_NIFTI_SUFFIXES)
 
 
 def _gunzip(blob: bytes) -> bytes:
@@ -52,7 +57,7 @@ def _open_nifti(path: str):
     and streams through GzipFile in small reads: ~3x slower per slice, and decoding ~25k
     small files is all a cold load does. Anything else (NIfTI-2, Analyze, other names,
     unrecognised bytes) goes through ``nib.load`` and its errors."""
-    if path.endswith(_NIFTI_SUFFIXES):
+    if is_nifti_name(path):
         try:
             with open(path, "rb") as f:
                 blob = f.read()
@@ -62,7 +67,7 @@ def _open_nifti(path: str):
             ) from None
         if not blob:
             raise BadFileError(path, "empty file (0 bytes); re-copy it from the release")
-        if path.endswith(".gz"):
+        if path.lower().endswith(".gz"):
             if blob[:2] != b"\x1f\x8b":
                 raise BadFileError(path, "not a gzip file although named .gz; re-copy it")
             blob = _gunzip(blob)
@@ -73,8 +78,10 @@ def _open_nifti(path: str):
     return img.header, lambda: np.asanyarray(img.dataobj)
 
 
-def _read_nifti(path) -> tuple[np.ndarray, tuple]:
-    """`read_nifti_slice` plus the shape stored in the header (singleton dims included)."""
+def _read_nifti(path, allow_nonfinite: bool = False) -> tuple[np.ndarray, tuple]:
+    """`read_nifti_slice` plus the shape stored in the header (singleton dims included).
+    `allow_nonfinite`: NaN/Inf voxels are returned as they are (the loader repairs a few,
+    `preprocess.repair_nonfinite`), not refused."""
     path = str(path)
     try:
         hdr, read_data = _open_nifti(path)
@@ -118,7 +125,7 @@ def _read_nifti(path) -> tuple[np.ndarray, tuple]:
     arr = arr.reshape(core)
     if not arr.flags.writeable:  # parsed from an immutable bytes buffer
         arr = arr.copy()
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n = int(arr.size - np.isfinite(arr).sum())
         raise BadFileError(path, f"NaN/Inf voxels ({n} of {arr.size}); re-export the slice")
     if arr.dtype.kind not in "fiub":

@@ -327,7 +327,9 @@ def ensure_segmenter(splits: dict, cfg, run_dir, data_cfg: dict | None = None, *
     train, test = splits["train"], splits["test"]
     if train.labels is None or test.labels is None:
         missing = [s.split for s in (train, test) if s.labels is None]
-        log(f"anatomy check skipped: no label folders for {', '.join(missing)} (keras_slices_seg_*)")
+        folders = ", ".join(f"keras_slices_seg_{s}/" for s in missing)
+        log(f"anatomy check skipped: no label folders for {', '.join(missing)} ({folders}); the judge's segmenter "
+            "needs label maps, so only the completions' SSIM is scored")  # fmt: skip
         return None
     fp = data_fingerprint(train, data_cfg)
     found = load_segmenter(run_dir, fp, device)

@@ -268,8 +268,9 @@ def train_pixelcnn(
     `codes` is the dict from `hipgen_utils.codes.load_codes` (codes_train (N, h, w),
     slice_train (N,), codes_validate, slice_validate, ...). Returns (prior, history).
     The budget is cfg.n_updates updates of cfg.batch_size grids (and cfg.max_seconds, when
-    set), whatever the number of grids: epochs follow from it. Validation bits and a
-    checkpoint every cfg.log_interval updates and at the end.
+    set), whatever the number of grids: epochs follow from it. Validation bits (on at most
+    cfg.val_grids grids, evenly spaced) and a checkpoint every cfg.log_interval updates and
+    at the end.
     An existing pixelcnn.pt is refused unless `resume` (continue it; a finished one is
     reused) or `overwrite` (move it and the sample scores aside); one trained on another
     VQ-VAE's codes is useless and moved aside without asking. Holds the run directory's lock."""
@@ -291,6 +292,9 @@ def train_pixelcnn(
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.learning_rate)
     per_epoch = max(1, len(train_codes) // cfg.batch_size)
     total_steps = cfg.n_updates
+    if cfg.val_grids:  # a fixed subset, so validating does not grow with the data set either
+        keep = evenly_spaced(len(val_codes), cfg.val_grids)
+        val_codes, val_cond = val_codes[keep], None if val_cond is None else val_cond[keep]
     history = {"epoch": [], "step": [], "train_bits": [], "val_bits": [], "seconds": []}
     step = 0
     codes_id = grids_id(codes)

@@ -73,7 +73,7 @@ splits, data_cfg = run.splits("train", "test"), run.data_config()
 # training files, their preparation and the label classes); later runs load it.
 
 # %%
-found = segmenter.ensure_segmenter(splits, run.cfg.judge, run.dir, vars(data_cfg))
+found = segmenter.ensure_segmenter(splits, run.cfg.judge, run.dir, vars(data_cfg), device=run.device)  # a GPU when there is one
 if found is not None:
     seg, seg_ckpt = found
     classes = seg_ckpt["classes"]
@@ -100,10 +100,11 @@ if found is not None:
 # distance (seeded; the same call gives the same numbers).
 
 # %%
+# log: the segmenter's line (trained, or skipped for want of labels) was printed above
 report, arrays = judge.judge_prior(prior, vq, grids, splits, run.dir, run.cfg.judge, vars(data_cfg),
                                    temperature=run.cfg.sample.temperature, temperatures=TEMPERATURES,
                                    lead_lines=run.cfg.sample.lead_lines, top_k=run.cfg.sample.top_k,
-                                   progress=True)  # fmt: skip
+                                   progress=True, log=lambda line: None)  # fmt: skip
 top_k = f"among the {report['top_k']} likeliest codes, " if report["top_k"] else ""
 print(f"completions and samples at T = {report['temperature']} ({top_k}the profile's sampling settings; "
       f"the first {report['lead_lines']} code rows at T = 1)")

@@ -2,8 +2,14 @@
 # Run the `full` profile end to end on one GPU, through the repo's own CLI
 # (`python3 -m hipgen_utils ...`, the same as the `hipgen` command), and time every step.
 #
-#   bash scripts/gpu_full.sh                                  # the remote runner's command
+#   bash scripts/gpu_full.sh                                  # the remote runner's command (400 s budget)
+#   GPU_BUDGET_S=0 bash scripts/gpu_full.sh                   # no budget: every step to its end
+#   HIPMRI_DATA=/data/HipMRI GPU_BUDGET_S=0 GPU_PYTHON=.venv/bin/python bash scripts/gpu_full.sh
+#                                                             # the real release, this clone's venv
 #   GPU_PROFILE=ci OUT=/tmp/gpuout bash scripts/gpu_full.sh   # the same script on a CPU, seconds
+#
+# The notebooks do the same work with figures: `make notebooks PROFILE=full` (on a Slurm
+# queue: scripts/slurm_full.sbatch).
 #
 # Meant for a machine with no internet that already has python3 with torch (CUDA), numpy,
 # scipy, scikit-image, matplotlib, tqdm and pillow, but not nibabel: that one comes as a
@@ -12,9 +18,10 @@
 #
 # Steps (each under `timeout`; a later step runs only when the earlier ones succeeded):
 #   setup    install .whl/*.whl into /tmp/site; print the GPU, python, torch, CUDA
-#   phantom  the synthetic phantom the profile asks for (full: 191/11/9 case-weeks x 60
-#            slices = 12,660 slices) into $HIPGEN_CACHE, by the CLI's own writer on every
-#            core, then every split decoded once into the slice cache with all cores.
+#   data     $HIPMRI_DATA when set, else the synthetic phantom the profile asks for (full:
+#            191/11/9 case-weeks x 60 slices = 12,660 slices, the release's counts) into
+#            $HIPGEN_CACHE, by the CLI's own writer on every core; then every split decoded
+#            once into the slice cache with all cores.
 #   vqvae    hipgen train --mode vq_vae (full: 5000 updates of 32 whole slices; no cap)
 #   codes    encode every split with the trained VQ-VAE (what `train --mode pixelcnn`
 #            would do first; done apart only to time it)
@@ -26,7 +33,10 @@
 #            sample quality, and the anatomy judge: segmenter, completions, anatomy_gap)
 #            -> $OUT/evaluate.json
 #
-# Time budget (full profile on one H100; estimates, nothing here was measured on a GPU):
+# Time budget (GPU_BUDGET_S=0: none, the prior trains the profile's whole budget and every
+# timeout is GPU_STEP_TIMEOUT, 6 h, only to stop a runaway). The 400 s default was made for a
+# 7-minute slot on a lent GPU (full profile on one H100; estimates made before any GPU run;
+# the H200 runs in the README measured them since):
 #   * the VQ-VAE costs 8.3 GFLOP per 256x128 slice forward+backward (torch's flop
 #     counter), 0.27 TFLOP per update of 32: 5-15 ms per update under bf16 plus a
 #     validation (128 slices, SSIM on the CPU, ~0.2 s) every 50 updates: about 1-2 min
@@ -51,7 +61,11 @@
 #   HIPGEN_CACHE         phantom + slice cache (default $GPU_WORK/hipgen_cache)
 #   GPU_FRESH            1 (default): remove the run dir first; 0: reuse a finished
 #                        VQ-VAE there (train --resume) and retrain the prior (--overwrite)
-#   GPU_BUDGET_S, GPU_RESERVE_S, GPU_PRIOR_MIN_S, GPU_PRIOR_MAX_S, GPU_PRIOR_SECONDS,
+#   HIPMRI_DATA          the release's root folder (default: the profile's phantom)
+#   GPU_PYTHON           the python to run (default python3; e.g. .venv/bin/python)
+#   GPU_BUDGET_S         seconds for the whole script (400); 0 = no budget, no cap on the prior
+#   GPU_STEP_TIMEOUT     every step's timeout when GPU_BUDGET_S=0 (21600)
+#   GPU_RESERVE_S, GPU_PRIOR_MIN_S, GPU_PRIOR_MAX_S, GPU_PRIOR_SECONDS,
 #   GPU_PRIOR_ARGS       extra options for the prior's training, e.g. "--mirror true"
 #   GPU_EVAL_ARGS        extra options for evaluate, e.g. "--temperatures 0.5 0.7 1.0"
 #   GPU_VQVAE_TIMEOUT, GPU_REQUIRE_CUDA (1 for full: stop when torch sees no GPU)
@@ -69,7 +83,15 @@ BUDGET=${GPU_BUDGET_S:-400}
 RESERVE=${GPU_RESERVE_S:-140}
 PRIOR_MIN=${GPU_PRIOR_MIN_S:-60}
 PRIOR_MAX=${GPU_PRIOR_MAX_S:-900}
-VQVAE_TIMEOUT=${GPU_VQVAE_TIMEOUT:-300}
+PY=${GPU_PYTHON:-python3}
+if [ "$BUDGET" = 0 ]; then  # no budget: each step runs to its end; timeouts only stop a runaway
+    T_LONG=${GPU_STEP_TIMEOUT:-21600}
+    T_SHORT=$T_LONG
+else
+    T_LONG=300
+    T_SHORT=120
+fi
+VQVAE_TIMEOUT=${GPU_VQVAE_TIMEOUT:-$T_LONG}
 FRESH=${GPU_FRESH:-1}
 if [ "$PROFILE" = full ]; then REQUIRE_CUDA=${GPU_REQUIRE_CUDA:-1}; else REQUIRE_CUDA=${GPU_REQUIRE_CUDA:-0}; fi
 
@@ -79,6 +101,7 @@ export PYTHONUNBUFFERED=1
 export TQDM_MININTERVAL=${TQDM_MININTERVAL:-10}  # progress bars: a line every 10 s, not 10 a second
 export MPLBACKEND=Agg
 DEADLINE=$((T_START + BUDGET))
+export PY
 
 mkdir -p "$OUT" "$WORK" "$HIPGEN_CACHE" || exit 1
 OUT=$(cd "$OUT" && pwd)
@@ -90,7 +113,8 @@ rm -f "$GPU_USE"
 exec > >(tee -a "$LOG") 2>&1
 TEE_PID=$!
 
-echo "gpu_full.sh: profile $PROFILE, run dir $RUN, cache $HIPGEN_CACHE, out $OUT, budget ${BUDGET}s, $(date -u '+%F %T') UTC"
+echo "gpu_full.sh: profile $PROFILE, data ${HIPMRI_DATA:-the phantom of the profile}, run dir $RUN, cache $HIPGEN_CACHE," \
+    "out $OUT, budget ${BUDGET}s (0: none), python $PY, $(date -u '+%F %T') UTC"
 printf 'step\tseconds\tstatus\tgpu_mem_max_mib\tgpu_util_mean_pct\n' > "$TIMES"
 
 # ---- GPU memory/utilisation, sampled once a second (for the table; nothing depends on it)
@@ -151,17 +175,17 @@ setup() {
     local wheels=(.whl/*.whl)
     if [ ${#wheels[@]} -eq 0 ]; then
         echo "no wheels in .whl/ (did the runner carry .whl?); relying on what python3 has"
-    elif ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    elif ! "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$SITE" "${wheels[@]}"; then
         # no pip: a pure-python wheel is a zip of the package, so unpacking it installs it
         echo "pip install failed; unpacking the wheels into $SITE instead"
-        python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
+        "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
             "$SITE" "${wheels[@]}" || return 1
     fi
     echo "installed into $SITE: ${wheels[*]##*/}"
     if command -v nvidia-smi > /dev/null 2>&1; then nvidia-smi -L; else echo "nvidia-smi: not found"; fi
     nproc
-    python3 - "$REQUIRE_CUDA" << 'EOF'
+    "$PY" - "$REQUIRE_CUDA" << 'EOF'
 import sys
 
 import torch
@@ -185,11 +209,13 @@ export SITE REQUIRE_CUDA
 export -f setup  # `timeout` runs programs, not functions: bash -c runs the exported function
 step setup 120 - bash -c setup
 
-# ---- phantom: the profile's phantom (the CLI's own writer), then decoded into the cache ----
-step phantom 240 - python3 - << 'EOF'
-"""Write the profile's phantom where the CLI looks for it (resolve_data_dir reuses it when
-complete) with one process per core, then decode every split once into the slice cache with all cores (the CLI
-uses 2), so the later steps' times are the models' alone."""
+# ---- data: $HIPMRI_DATA, or the profile's phantom (the CLI's own writer), decoded into the cache ----
+if [ "$BUDGET" = 0 ]; then T_DATA=$T_LONG; else T_DATA=240; fi
+step data "$T_DATA" - "$PY" - << 'EOF'
+"""$HIPMRI_DATA when set, else write the profile's phantom where the CLI looks for it
+(resolve_data_dir reuses it when complete) with one process per core; then decode every
+split once into the slice cache with all cores (the CLI uses 2), so the later steps' times
+are the models' alone."""
 import os
 import time
 
@@ -208,7 +234,7 @@ for split in SPLITS:
     s = load_split(root, split, shape=(cfg.height, cfg.width), resize_mode=cfg.resize_mode, norm=cfg.norm,
                    skip_bad=cfg.skip_bad, progress=False, workers=workers)
     print(f"{split}: {len(s)} slices cached in {time.perf_counter() - t1:.1f} s")
-print(f"phantom step {time.perf_counter() - t0:.1f} s")
+print(f"data step {time.perf_counter() - t0:.1f} s")
 EOF
 
 # ---- the VQ-VAE: the full 5000 updates (VQVAEConfig has no time cap) ----------------------
@@ -217,10 +243,12 @@ if [ "$FRESH" = 1 ] && [ -z "$FAILED" ] && [ -d "$RUN" ] && [ "$RUN" != / ]; the
     rm -rf "$RUN"
 fi
 mkdir -p "$RUN"
-step vqvae "$VQVAE_TIMEOUT" - python3 -m hipgen_utils train --mode vq_vae --run_dir "$RUN" --resume
+RESUME=()  # continue a VQ-VAE left there (GPU_FRESH=0); --resume on none would be refused
+[ -f "$RUN/vqvae.pt" ] && RESUME=(--resume)
+step vqvae "$VQVAE_TIMEOUT" - "$PY" -m hipgen_utils train --mode vq_vae --run_dir "$RUN" "${RESUME[@]}"
 
 # ---- codes: what `train --mode pixelcnn` extracts first, apart so that it is timed -------
-step codes 120 - python3 - "$RUN" << 'EOF'
+step codes "$T_SHORT" - "$PY" - "$RUN" << 'EOF'
 import sys
 import time
 
@@ -242,21 +270,31 @@ EOF
 
 # ---- the prior: capped by --max_seconds to what the budget leaves ------------------------
 LEFT=$((DEADLINE - $(date +%s)))
-if [ -n "${GPU_PRIOR_SECONDS:-}" ]; then
+CAP=()
+if [ "$BUDGET" = 0 ] && [ -z "${GPU_PRIOR_SECONDS:-}" ]; then
+    PRIOR_S=0  # no cap: the profile's whole budget
+elif [ -n "${GPU_PRIOR_SECONDS:-}" ]; then
     PRIOR_S=$GPU_PRIOR_SECONDS
 else
     PRIOR_S=$((LEFT - RESERVE))
     [ "$PRIOR_S" -lt "$PRIOR_MIN" ] && PRIOR_S=$PRIOR_MIN
     [ "$PRIOR_S" -gt "$PRIOR_MAX" ] && PRIOR_S=$PRIOR_MAX
 fi
-echo "budget: ${LEFT}s of ${BUDGET}s left before the prior; prior --max_seconds $PRIOR_S (reserve ${RESERVE}s for the rest)"
-step prior $((PRIOR_S + 120)) - python3 -m hipgen_utils train --mode pixelcnn --run_dir "$RUN" \
-    --max_seconds "$PRIOR_S" --overwrite ${GPU_PRIOR_ARGS:-}
+if [ "$PRIOR_S" = 0 ]; then
+    echo "no budget: the prior trains the profile's whole budget"
+    T_PRIOR=$T_LONG
+else
+    echo "budget: ${LEFT}s of ${BUDGET}s left before the prior; prior --max_seconds $PRIOR_S (reserve ${RESERVE}s for the rest)"
+    CAP=(--max_seconds "$PRIOR_S")
+    T_PRIOR=$((PRIOR_S + 120))
+fi
+step prior "$T_PRIOR" - "$PY" -m hipgen_utils train --mode pixelcnn --run_dir "$RUN" \
+    "${CAP[@]}" --overwrite ${GPU_PRIOR_ARGS:-}
 
 # ---- samples and evaluation ---------------------------------------------------------------
-step predict 120 - python3 -m hipgen_utils predict --run_dir "$RUN" --n 16 --seed 0 --out "$OUT/samples.png"
-step complete 120 - python3 scripts/gpu_completions.py "$RUN" "$OUT/completions.png"
-step evaluate 300 "$OUT/evaluate.json" python3 -m hipgen_utils evaluate --run_dir "$RUN" --json ${GPU_EVAL_ARGS:-}
+step predict "$T_SHORT" - "$PY" -m hipgen_utils predict --run_dir "$RUN" --n 16 --seed 0 --out "$OUT/samples.png"
+step complete "$T_SHORT" - "$PY" scripts/gpu_completions.py "$RUN" "$OUT/completions.png"
+step evaluate "$T_LONG" "$OUT/evaluate.json" "$PY" -m hipgen_utils evaluate --run_dir "$RUN" --json ${GPU_EVAL_ARGS:-}
 
 # ---- summary -------------------------------------------------------------------------------
 T_END=$(date +%s)
@@ -264,7 +302,7 @@ TOTAL_STATUS=ok
 [ -n "$FAILED" ] && TOTAL_STATUS="failed at $FAILED"
 printf 'total\t%s\t%s\t%s\n' "$((T_END - T_START))" "$TOTAL_STATUS" \
     "$(gpu_stats "$T_START" "$T_END")" >> "$TIMES"
-python3 - "$RUN" "$OUT" << 'EOF' || true
+"$PY" - "$RUN" "$OUT" << 'EOF' || true
 """Training histories from the checkpoints (-> history.json) and the headline numbers."""
 import json
 import sys
@@ -308,7 +346,7 @@ for k in keys:
         print(f"  {k:32s} {v:.4f}" if isinstance(v, float) else f"  {k:32s} {v}")
 EOF
 echo
-echo "=== timings (profile $PROFILE, prior --max_seconds $PRIOR_S) ==="
+echo "=== timings (profile $PROFILE, prior --max_seconds $PRIOR_S; 0: no cap) ==="
 column -t -s "$(printf '\t')" "$TIMES" 2> /dev/null || cat "$TIMES"
 echo "outputs in $OUT:" $(cd "$OUT" && ls)
 RC=0

@@ -320,7 +320,7 @@ def test_missing_label_and_bad_label_values(make_hipmri):
     write_nifti(root / "keras_slices_seg_train/seg_001_week_0_slice_2.nii.gz", lab)
     with pytest.warns(UserWarning, match="skipped 2 of 3"):
         s = data.load_split(root, "train", skip_bad=True, progress=False)
-    assert len(s) == 1 and any("outside the integers 0..5 (found 7)" in r for _, r in s.skipped)
+    assert len(s) == 1 and any("outside the integers 0..5 (found 7 in 32768 voxels); remap" in r for _, r in s.skipped)
 
 
 def test_orphan_labels_reported_and_duplicates_caught(make_hipmri):

@@ -177,7 +177,7 @@ def test_the_defaults_are_the_shipped_model_and_profiles_differ_only_in_size_and
     built = GatedPixelCNN.from_config(PixelCNNConfig(), 512)
     assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in shipped.state_dict().items()}
     size_and_budget = {"n_channels", "n_layers", "kernel_size", "n_slices", "n_updates", "max_seconds", "batch_size",
-                       "learning_rate", "log_interval"}  # fmt: skip
+                       "learning_rate", "log_interval", "val_grids"}  # fmt: skip
     default = asdict(PixelCNNConfig())
     for name in ("full", "demo", "ci"):
         cfg = asdict(get_profile(name).pixelcnn)

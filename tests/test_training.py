@@ -249,6 +249,18 @@ def test_the_prior_budget_does_not_grow_with_the_data_set(tmp_path, capsys):
     assert T.eta_line("VQ-VAE", 10, 5.0, 10_000, max_seconds=65.0).endswith("about 60 s for the 10000 left")
 
 
+def test_the_prior_validates_on_at_most_val_grids_grids(tmp_path, monkeypatch):
+    import hipgen_utils.training as T
+
+    seen = []
+    real = T.bits_per_code
+    monkeypatch.setattr(T, "bits_per_code", lambda p, c, y, *a, **k: seen.append(len(c)) or real(p, c, y, *a, **k))
+    cfg = replace(C.get_profile("ci").pixelcnn, n_slices=4, n_updates=4, log_interval=2, batch_size=4, device="cpu")
+    train_pixelcnn(replace(cfg, val_grids=3), _codes(), 8, tmp_path / "a", vqvae_id="abc", progress=False)
+    train_pixelcnn(cfg, _codes(), 8, tmp_path / "b", vqvae_id="abc", progress=False)  # 0: all 4
+    assert seen == [3, 3, 4, 4]
+
+
 def test_cpu_bf16_autocast_only_when_asked_and_native(monkeypatch):
     from hipgen_utils import devices
 
