@@ -2,7 +2,9 @@
 benchmark (what grows with the data set) is `data_bench`; the prior variants' comparison
 (`bench prior --compare`) is `prior_variants.compare_priors`.
 
-Timings on shared machines are noisy: compare ratios within one run, not across runs.
+Timings on shared machines are noisy: compare ratios within one run, not across runs. Each
+benchmark imports the models it times inside its function, so `hipgen bench data` (which
+measures memory) does not carry them.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Peak memory is sampled every 20 ms from /proc/self/status: "peak RSS" is the res
 (memory-mapped slice-cache pages included: the kernel can drop those), "peak anon" the
 memory the step itself holds (what has to fit in RAM). Both include what an interpreter with
 torch and the package imported holds before the step starts ("at start"). A cold load's
-decoding workers are separate processes: their largest resident set is in the note.
+decoding workers are separate processes: their largest resident set is in the note. Each
+step imports what it uses inside its branch, so its memory holds that step's modules only.
 """
 
 from __future__ import annotations
@@ -166,10 +167,9 @@ def run_step(name: str, root) -> dict:
     if name == "prior validation":
         import torch
 
+        from hipgen_utils.metrics import evenly_spaced
         from hipgen_utils.pixelcnn import GatedPixelCNN
         from hipgen_utils.training import bits_per_code
-
-        from hipgen_utils.metrics import evenly_spaced
 
         demo = C.get_profile("demo")
         n = len(evenly_spaced(len(_splits(root, ("validate",))["validate"]), demo.pixelcnn.val_grids or 10**9))

@@ -7,19 +7,34 @@ modules that hold the logic, so a notebook cell and a CLI command run the same c
 from __future__ import annotations
 
 import os
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
+from hipgen_utils.checkpoints import WriteError, write_error
+from hipgen_utils.codes import codebook_usage, decode_codes, encode_images
 from hipgen_utils.config import CODE_GRID, DataConfig
+from hipgen_utils.data import load_split, resolve_data_dir
 from hipgen_utils.layout import SPLITS
+from hipgen_utils.metrics import (
+    evenly_spaced,
+    psnr_per_image,
+    reconstruction_summary,
+    sample_unigram_codes,
+    ssim_per_image,
+    unigram_bits_per_code,
+)
+from hipgen_utils.sample_quality import sample_quality
+from hipgen_utils.sampling import keep_first, sample
+from hipgen_utils.training import bits_per_code
 
 
 def load_splits(data_cfg: DataConfig | None = None, splits=SPLITS, progress=True) -> dict:
     """{split: SliceSet} for the configured data (real via data_dir/$HIPMRI_DATA, else the phantom)."""
-    from hipgen_utils.data import load_split, resolve_data_dir
 
     data_cfg = data_cfg or DataConfig()
     root = resolve_data_dir(data_cfg.data_dir, data_cfg)
@@ -36,8 +51,6 @@ def reconstruction_report(model, images, device=None, progress=False) -> tuple[d
     """Reconstruct (N, H, W) images (device=None: the model's own); returns (summary, per_image)
     where per_image has ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,),
     ``codes`` (N, h, w)."""
-    from hipgen_utils.codes import codebook_usage, decode_codes, encode_images
-    from hipgen_utils.metrics import psnr_per_image, reconstruction_summary, ssim_per_image
 
     images = np.asarray(images, dtype=np.float32)
     codes = encode_images(model, images, device=device, progress=progress)
@@ -81,8 +94,6 @@ def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=
     """Sample `n` (h, w) code grids from the prior and decode them:
     (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1]). device=None: each model's
     own device. `prefix`, `lead_lines`: see `sampling.sample` / `sampling.keep_first`."""
-    from hipgen_utils.codes import decode_codes
-    from hipgen_utils.sampling import sample
 
     codes = sample(
         prior, n, temperature=temperature, top_k=top_k or None, seed=seed, condition=condition,
@@ -99,7 +110,6 @@ def lowest_slices(slices, n: int, max_slice: int) -> np.ndarray:
     low = np.flatnonzero(slices <= max_slice)
     if len(low) < n:
         raise ValueError(f"only {len(low)} slices at positions <= {max_slice}; ask for at most {len(low)}")
-    from hipgen_utils.metrics import evenly_spaced
 
     low = low[np.argsort(slices[low], kind="stable")]
     return low[evenly_spaced(len(low), n)]
@@ -111,7 +121,6 @@ def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperatu
     (the left half of the slice), the rest sampled; (codes (N, H, W),
     images (N, 4H, 4W)) as `generate` returns them. `slices`: the grids' slice positions,
     the condition of a conditional prior (ignored by an unconditional one)."""
-    from hipgen_utils.sampling import keep_first
 
     codes = np.asarray(codes).astype(np.int64)
     cond = None
@@ -129,10 +138,6 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
-    from hipgen_utils.codes import decode_codes
-    from hipgen_utils.metrics import sample_unigram_codes, unigram_bits_per_code
-    from hipgen_utils.sample_quality import sample_quality
-    from hipgen_utils.training import bits_per_code
 
     k = codes["n_embeddings"]
     cond_test = codes["slice_test"] if prior.n_conditions else None
@@ -173,9 +178,6 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     "temperature" and the `sample_quality.sample_quality` keys (Fréchet distance with its
     floor and ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at
     every temperature, so the rows differ only in the temperature."""
-    from hipgen_utils.codes import decode_codes
-    from hipgen_utils.metrics import sample_unigram_codes
-    from hipgen_utils.sample_quality import sample_quality
 
     temps = [float(t) for t in temperatures]
     if not temps or min(temps) <= 0:
@@ -191,56 +193,6 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     return rows
 
 
-def evaluate_run(run, split="test", *, n_samples=64, seed=0, temperature=1.0, progress=False, judge_cfg=None,
-                 anatomy=True, temperatures=(), lead_lines=0, top_k=None) -> dict:  # fmt: skip
-    """The `hipgen evaluate --json` dict for a `run.Run`: reconstruction metrics on `split`
-    (of the data its VQ-VAE was trained on), plus the prior's bits per code and sample
-    quality when the run holds a prior, plus (``anatomy=True``) the anatomy judge's keys
-    (`judge.judge_prior` with `judge_cfg`, a JudgeConfig: completion scores, anatomy_gap,
-    segmenter-feature Fréchet distance; the segmenter is trained and cached in the run
-    directory when missing). Samples and completions are drawn at `temperature` (the first
-    `lead_lines` lines at 1, `sampling.sample`), among the `top_k` likeliest codes (None or
-    0: all); the judge also scores samples at
-    `temperatures` ("temperature_sweep": `judge_stats.sweep_row`s, as in notebook 07). Everything
-    runs on ``run.device``."""
-    vqvae, device = run.vqvae(), run.device
-    wanted = ("train", split) if run.has_prior() else (split,)
-    splits = run.splits(*dict.fromkeys(wanted), progress=progress)
-    result, _ = reconstruction_report(vqvae, splits[split].images, device, progress=progress)
-    result = {"split": split, **result}
-    if run.has_prior():
-        from hipgen_utils.codes import rows_of
-
-        prior = run.prior()
-        codes = rows_of(run.codes(), split, splits[split], run.dir / "codes.npz")  # slices skipped now left out
-        if split != "test":
-            splits["test"] = splits[split]
-            codes = {**codes, "codes_test": codes[f"codes_{split}"], "slice_test": codes[f"slice_{split}"]}
-        summary, _ = prior_report(prior, vqvae, codes, splits, n_samples=n_samples, temperature=temperature,
-                                  seed=seed, device=device, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
-        result.update(summary)
-        if anatomy:
-            from dataclasses import asdict
-
-            from hipgen_utils.judge import judge_prior
-
-            if "train" not in splits:
-                splits["train"] = run.splits("train", progress=progress)["train"]
-            def log(msg):  # stdout may be --json's single line
-                print(msg, file=sys.stderr)
-
-            verdict, _ = judge_prior(prior, vqvae, codes, splits, run.dir, judge_cfg, asdict(run.data_config()),
-                                     temperature=temperature, temperatures=temperatures, device=device,
-                                     progress=progress, log=log, lead_lines=lead_lines, top_k=top_k)  # fmt: skip
-            result.update(verdict)
-    else:  # say what is left out (stderr: stdout may be --json's single line)
-        from hipgen_utils.checkpoints import PRIOR_FILE
-
-        print(f"{run.dir / PRIOR_FILE} not found: reconstruction scores only, the prior's and the anatomy judge's "
-              "skipped; train it first (notebooks/05_train_pixelcnn, or hipgen train --mode pixelcnn)", file=sys.stderr)
-    return result
-
-
 def write_nifti_samples(images, out_dir, prefix="sample", replaced=()) -> list[Path]:
     """One NIfTI per (H, W) image (float32, 1.7 mm in-plane like the phantom), openable in any
     MR viewer, as ``out_dir/<prefix>_000.nii.gz`` ...
@@ -249,12 +201,7 @@ def write_nifti_samples(images, out_dir, prefix="sample", replaced=()) -> list[P
     once every one is complete, after the files `replaced` (the earlier samples that
     ``--overwrite`` replaces) are deleted. A failed write (a full disk) removes the partial
     set, leaves `replaced` where they were and raises `checkpoints.WriteError`."""
-    import shutil
-    import tempfile
 
-    import nibabel as nib
-
-    from hipgen_utils.checkpoints import WriteError, write_error
 
     out_dir = Path(out_dir)
     staging = None

@@ -12,7 +12,7 @@ elsewhere), and the models go to one device. `Run` does this once, so a notebook
     run = Run.open(PROFILE, RUN_DIR, DATA_DIR)
     vq, prior, grids = run.vqvae(), run.prior(), run.codes()
 
-and the CLI, `pipeline.evaluate_run` and the benchmark use the same methods. Each method
+and the CLI, `evaluate.evaluate_run` and the benchmark use the same methods. Each method
 loads on first use and keeps the result; a missing file is a one-line `MissingStepError`
 naming the notebook (or command) to run first.
 
@@ -36,15 +36,17 @@ from hipgen_utils.checkpoints import (
     load_checkpoint,
     state_fingerprint,
 )
+from hipgen_utils.codes import load_codes
 from hipgen_utils.devices import as_device
 from hipgen_utils.layout import SPLITS
+from hipgen_utils.pipeline import load_splits
+from hipgen_utils.pixelcnn import GatedPixelCNN
+from hipgen_utils.vqvae import VQVAE
 
 
 def load_vqvae(run_dir, device="auto"):
     """(model in eval mode on `device`, checkpoint dict) from run_dir/vqvae.pt; "auto" = CUDA,
     then MPS, then the CPU (`devices.as_device`)."""
-    from hipgen_utils.vqvae import VQVAE
-
     path = Path(run_dir) / VQVAE_FILE
     ckpt = load_checkpoint(path, "vqvae")
     model = VQVAE.from_config(C.from_dict(C.VQVAEConfig, ckpt["config"]))
@@ -58,8 +60,6 @@ def load_vqvae(run_dir, device="auto"):
 def load_prior(run_dir, device="auto", vqvae_id: str | None = None):
     """(prior in eval mode on `device` ("auto": see `devices.as_device`), checkpoint dict)
     from run_dir/pixelcnn.pt; with `vqvae_id`, refuses a prior trained on another VQ-VAE's codes."""
-    from hipgen_utils.pixelcnn import GatedPixelCNN
-
     path = Path(run_dir) / PRIOR_FILE
     ckpt = load_checkpoint(path, "pixelcnn")
     if vqvae_id is not None and ckpt.get("vqvae_id") != vqvae_id:
@@ -152,8 +152,6 @@ class Run:
 
     def codes(self) -> dict:
         """The code grids of notebook 04 (`codes.load_codes`), checked to come from this VQ-VAE."""
-        from hipgen_utils.codes import load_codes
-
         if "codes" not in self._cache:
             self._cache["codes"] = load_codes(self.dir, self.vqvae_id)
         return self._cache["codes"]
@@ -185,8 +183,6 @@ class Run:
 
     def splits(self, *names: str, progress: bool = True) -> dict:
         """{split: SliceSet} of that data (every split, `layout.SPLITS`, when no name is given)."""
-        from hipgen_utils.pipeline import load_splits
-
         return load_splits(self.data_config(), names or SPLITS, progress=progress)
 
     def code_grid(self) -> tuple[int, int]:

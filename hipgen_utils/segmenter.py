@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hipgen_utils.checkpoints import CheckpointError, atomic_save, load_checkpoint
+from hipgen_utils.config import JudgeConfig, from_dict
 from hipgen_utils.devices import autocast
+from hipgen_utils.rundir import run_lock
 
 SEGMENTER_FILE = "segmenter.pt"
 
@@ -275,8 +278,6 @@ def dice_per_class(pred, true, classes, region=None) -> dict[int, float]:
 
 def save_segmenter(model: UNet, info: dict, cfg, fingerprint: str, test_dice: dict, run_dir) -> Path:
     """Atomically write RUN/segmenter.pt: weights, its config, classes, data fingerprint, test Dice."""
-    from dataclasses import asdict
-
     return atomic_save(
         {
             "kind": "segmenter",
@@ -295,8 +296,6 @@ def save_segmenter(model: UNet, info: dict, cfg, fingerprint: str, test_dice: di
 def load_segmenter(run_dir, fingerprint: str | None = None, device="cpu"):
     """(model, checkpoint) from RUN/segmenter.pt, or None when absent or trained on other data
     (another fingerprint: other files, preparation or label classes)."""
-    from hipgen_utils.config import JudgeConfig, from_dict
-
     path = Path(run_dir) / SEGMENTER_FILE
     if not path.is_file():
         return None
@@ -320,10 +319,6 @@ def ensure_segmenter(splits: dict, cfg, run_dir, data_cfg: dict | None = None, *
     splits: {"train": SliceSet, "test": SliceSet} with labels. Returns (model, ckpt) or None
     when the data has no labels (after logging one line that says so). `log` takes the
     one-line messages (`hipgen evaluate --json` sends them to stderr)."""
-    from dataclasses import asdict
-
-    from hipgen_utils.rundir import run_lock
-
     train, test = splits["train"], splits["test"]
     if train.labels is None or test.labels is None:
         missing = [s.split for s in (train, test) if s.labels is None]

@@ -24,8 +24,9 @@ from hipgen_utils import rundir
 from hipgen_utils.checkpoints import PRIOR_FILE, VQVAE_FILE, atomic_save
 from hipgen_utils.config import PixelCNNConfig, VQVAEConfig
 from hipgen_utils.devices import autocast, pick_device
-from hipgen_utils.metrics import evenly_spaced
+from hipgen_utils.metrics import evenly_spaced, ssim_per_image
 from hipgen_utils.metrics import perplexity as code_perplexity
+from hipgen_utils.pixelcnn import GatedPixelCNN
 from hipgen_utils.resume import (
     data_changed,
     data_diff,
@@ -36,6 +37,7 @@ from hipgen_utils.resume import (
     pin_data_dir,
     restore,
 )
+from hipgen_utils.vqvae import VQVAE
 
 
 class TrainingStopped(RuntimeError):
@@ -87,8 +89,6 @@ def _to_batch(images, device) -> torch.Tensor:
 @torch.no_grad()
 def validate_vqvae(model, images, idx, device, batch_size=32) -> dict:
     """Recon/embedding loss and SSIM of the VQ-VAE on images[idx] (eval mode)."""
-    from hipgen_utils.metrics import ssim_per_image
-
     was_training = model.training
     model.eval()
     recon, emb, ssims = [], [], []
@@ -126,8 +126,6 @@ def train_vqvae(
     reused) or `overwrite` (move it and what depends on it aside). Holds the run
     directory's lock. Raises TrainingStopped on a non-finite loss (the last good
     checkpoint stays)."""
-    from hipgen_utils.vqvae import VQVAE
-
     path = Path(run_dir) / VQVAE_FILE
     device = pick_device(cfg.device)
     scheduled_lr(cfg.learning_rate, cfg.lr_schedule, 0, cfg.n_updates)  # a bad name fails now
@@ -274,8 +272,6 @@ def train_pixelcnn(
     An existing pixelcnn.pt is refused unless `resume` (continue it; a finished one is
     reused) or `overwrite` (move it and the sample scores aside); one trained on another
     VQ-VAE's codes is useless and moved aside without asking. Holds the run directory's lock."""
-    from hipgen_utils.pixelcnn import GatedPixelCNN
-
     path = Path(run_dir) / PRIOR_FILE
     device = pick_device(cfg.device)
     train_codes, val_codes = codes["codes_train"], codes["codes_validate"]

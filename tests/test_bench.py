@@ -95,9 +95,9 @@ def test_compare_priors_trains_each_variant_on_the_budget(tmp_path, monkeypatch,
     grids.update({f"slice_{s}": np.array([0, 1, 2, 1]) for s in ("train", "validate", "test")})
     grids["n_embeddings"] = k
     monkeypatch.setattr("hipgen_utils.run.load_vqvae", lambda run, device=None: (vq, {"extra": {}}))
-    monkeypatch.setattr("hipgen_utils.codes.load_codes", lambda run, vid=None: grids)
+    monkeypatch.setattr("hipgen_utils.run.load_codes", lambda run, vid=None: grids)
     monkeypatch.setattr(prior_variants, "judge_prior", lambda prior, *a, **kw: ({"anatomy_gap": 0.5, "completion_dice": 0.25}, {}))
-    monkeypatch.setattr("hipgen_utils.pipeline.load_splits", lambda *a, **k: {})
+    monkeypatch.setattr("hipgen_utils.run.load_splits", lambda *a, **k: {})
     real_train = training.train_pixelcnn
     budgets = []
 

@@ -88,10 +88,10 @@ def test_evaluate_without_a_prior_says_what_it_skipped(trained, capsys, tmp_path
 
 
 def test_evaluate_seed_seeds_the_judge(trained, capsys, monkeypatch):
-    from hipgen_utils import judge
+    from hipgen_utils import evaluate
 
     seen = []
-    monkeypatch.setattr(judge, "judge_prior", lambda *a, **k: (seen.append(a[5].seed), ({}, {}))[1])
+    monkeypatch.setattr(evaluate, "judge_prior", lambda *a, **k: (seen.append(a[5].seed), ({}, {}))[1])
     root, run_dir = trained
     for seed in ("0", "3"):
         code, _, _ = run(capsys, "evaluate", "--run_dir", run_dir, "--data_dir", root, "--n_samples", "2",

@@ -17,6 +17,7 @@ from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from hipgen_utils.config import profile_name
 from hipgen_utils.layout import LABEL_NAMES
 
 LABEL_COLOURS = ("#000000", "#56b4e9", "#f0e442", "#009e73", "#d55e00", "#cc79a7")
@@ -137,8 +138,6 @@ def show_and_save(fig: Figure, path, dpi: int = 120) -> None:
     Returns None, so a cell that ends with it shows the figure and nothing else."""
     from IPython import get_ipython  # ipywidgets depends on IPython
     from IPython.display import display
-
-    from hipgen_utils.config import profile_name
 
     if profile_name() == "ci":  # say so on the figure: tiny models trained for seconds
         fig.text(0.5, 0.0, "ci profile: a smoke test of the pipeline (tiny models, seconds of training), not a result",
