@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import sys
 import time
 
@@ -37,9 +38,17 @@ def test_every_step_runs_on_a_small_release(make_hipmri, small, one_torch_thread
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_peak_memory_sees_what_a_step_holds():
     with data_bench.PeakMemory() as mem:
-        block = np.ones(64 * 2**20 // 8)  # 64 MB, touched, held past a few 20-ms samples
-        time.sleep(0.1)
+        # 64 MB of fresh anonymous pages (a numpy array could reuse heap pages an earlier test
+        # freed, already resident), touched, held until a sample sees them (at most 5 s: a
+        # loaded machine may not run the sampling thread for a while)
+        pages = mmap.mmap(-1, 64 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        block = np.frombuffer(pages, dtype=np.uint8)
+        block[:] = 1
+        deadline = time.monotonic() + 5
+        while mem.anon - mem.start_anon <= 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
         del block
+        pages.close()
     assert mem.anon - mem.start_anon > 50 and mem.rss > mem.anon
 
 
