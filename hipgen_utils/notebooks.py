@@ -6,16 +6,21 @@ outputs, is written to RUN/notebooks/ so the committed .ipynb stays output-free.
 
 Every cell runs under a time limit (CELL_TIMEOUT per profile, $HIPGEN_CELL_TIMEOUT to
 change it): a cell that hangs becomes a one-line failure naming the notebook and the cell.
+The kernels talk to the runner over IPC sockets in a private temporary folder, not TCP
+(ipykernel warns on every TCP start that the traffic is unencrypted).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from hipgen_utils.config import PROFILE_ENV, REPO_ROOT, run_dir
+from hipgen_utils.config import PROFILE_ENV, REPO_ROOT, RUN_DIR_ENV, run_dir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # Seconds one cell may run: well above the longest cell of each profile (demo: notebook 05's
@@ -68,6 +73,15 @@ def _sliced_get_msg(channel, slice_s: float = SHELL_POLL_S):
     return sliced
 
 
+# colour and cursor codes in IPython's tracebacks (CSI sequences: ESC [ ... letter)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """`text` without ANSI escape codes (a failing cell's traceback is coloured)."""
+    return _ANSI.sub("", text)
+
+
 def _first_line(source: str) -> str:
     lines = [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     text = lines[0] if lines else source.strip()[:60]
@@ -112,8 +126,16 @@ def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = 
     if here not in paths:
         os.environ["JUPYTER_PATH"] = os.pathsep.join([here, *paths])
 
+    from jupyter_client.manager import AsyncKernelManager
+
+    # IPC sockets, not TCP: nothing listens on the network and ipykernel does not warn that
+    # TCP is unencrypted. The socket paths must stay short (about 100 bytes on Linux and
+    # macOS), so they live in a fresh folder under the system's temporary directory.
+    sockets = Path(tempfile.mkdtemp(prefix="hipgen-kernel-"))
+    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "k"),
+                            connection_file=str(sockets / "kernel.json"))  # fmt: skip
     current = {"index": None}
-    client = Client(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client = Client(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
     client.on_cell_execute = lambda cell, cell_index: current.update(index=cell_index)
 
     def where() -> str:
@@ -130,10 +152,12 @@ def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = 
     except DeadKernelError:
         msg = f"{name}: the kernel died in {where()}{saved}"
     except CellExecutionError as e:
-        last = [line for line in str(e).splitlines() if line.strip()][-1:]
+        last = [line for line in plain(str(e)).splitlines() if line.strip()][-1:]
         msg = f"{name} failed in {where()} ({' '.join(last)}){saved}"
     else:
         msg = None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     if out is not None:
         nbformat.write(nb, out)
     if msg:
@@ -151,6 +175,8 @@ def run_notebooks(profile: str, only=None, timeout: int | None = None) -> list[P
     import jupytext
 
     timeout = cell_timeout(profile) if timeout is None else timeout
+    if os.environ.get(RUN_DIR_ENV):  # the kernels run in notebooks/: make it absolute here
+        os.environ[RUN_DIR_ENV] = str(Path(os.environ[RUN_DIR_ENV]).resolve())
     out_dir = run_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ[PROFILE_ENV] = profile  # the kernel inherits it; the parameters cell reads it

@@ -1,0 +1,32 @@
+"""The notebook runner behind `make demo` / `hipgen notebooks`: a quiet kernel, plain errors."""
+
+import nbformat
+import pytest
+
+from hipgen_utils.notebooks import NotebookFailed, execute_notebook, plain
+
+
+def _nb(*sources):
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+
+
+def test_plain_strips_colour_codes():
+    assert plain("\x1b[0;31mValueError\x1b[0m: bad \x1b[1;32mvalue\x1b[0m") == "ValueError: bad value"
+
+
+def test_kernel_starts_without_the_tcp_warning_and_runs_cells(tmp_path, capfd):
+    nb = execute_notebook(_nb("x = 6 * 7", "print(x)"), "tiny.ipynb", tmp_path / "out.ipynb", 60, cwd=tmp_path)
+    assert nb.cells[1].outputs[0]["text"] == "42\n"
+    assert (tmp_path / "out.ipynb").is_file()
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "Kernel is running over TCP" not in err, err
+    assert not list(tmp_path.glob("kernel*")), "the runner left kernel files behind"
+
+
+def test_a_failing_cell_is_one_plain_line(tmp_path):
+    with pytest.raises(NotebookFailed) as e:
+        execute_notebook(_nb("y = 1", "raise ValueError('the value is bad')"), "bad.ipynb", None, 60, cwd=tmp_path)
+    msg = str(e.value)
+    assert "\x1b" not in msg, repr(msg)
+    assert "\n" not in msg and msg.startswith("bad.ipynb failed in cell 2 of 2")
+    assert "ValueError: the value is bad" in msg
