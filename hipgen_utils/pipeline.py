@@ -28,23 +28,27 @@ from hipgen_utils.metrics import (
     ssim_per_image,
     unigram_bits_per_code,
 )
+from hipgen_utils.notices import loader_notices
 from hipgen_utils.sample_quality import sample_quality
 from hipgen_utils.sampling import keep_first, sample
 from hipgen_utils.training import bits_per_code
 
 
 def load_splits(data_cfg: DataConfig | None = None, splits=SPLITS, progress=True) -> dict:
-    """{split: SliceSet} for the configured data (real via data_dir/$HIPMRI_DATA, else the phantom)."""
-
+    """{split: SliceSet} for the configured data (real via data_dir/$HIPMRI_DATA, else the phantom).
+    What the loader reports (resized slices, skipped files) is passed on as a
+    `notices.DataNotice`, attributed to the caller (a notebook prints it as one plain line)."""
     data_cfg = data_cfg or DataConfig()
     root = resolve_data_dir(data_cfg.data_dir, data_cfg)
-    return {
-        s: load_split(
-            root, s, shape=(data_cfg.height, data_cfg.width), resize_mode=data_cfg.resize_mode,
-            norm=data_cfg.norm, skip_bad=data_cfg.skip_bad, progress=progress,
-        )  # fmt: skip
-        for s in splits
-    }
+    with loader_notices():
+        loaded = {
+            s: load_split(
+                root, s, shape=(data_cfg.height, data_cfg.width), resize_mode=data_cfg.resize_mode,
+                norm=data_cfg.norm, skip_bad=data_cfg.skip_bad, progress=progress,
+            )  # fmt: skip
+            for s in splits
+        }
+    return loaded
 
 
 def reconstruction_report(model, images, device=None, progress=False) -> tuple[dict, dict]:

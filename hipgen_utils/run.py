@@ -39,6 +39,7 @@ from hipgen_utils.checkpoints import (
 from hipgen_utils.codes import load_codes
 from hipgen_utils.devices import as_device
 from hipgen_utils.layout import SPLITS
+from hipgen_utils.notices import print_data_notices
 from hipgen_utils.pipeline import load_splits
 from hipgen_utils.pixelcnn import GatedPixelCNN
 from hipgen_utils.vqvae import VQVAE
@@ -98,13 +99,16 @@ class Run:
     def open(cls, profile=None, run_dir=None, data_dir=None, device="auto", quiet=False) -> Run:
         """The notebooks' first line: resolve the profile ($HIPGEN_PROFILE, else demo), the run
         directory ($HIPGEN_RUN_DIR, else runs/<profile>) and the figure folder, and print them.
-        `data_dir` also becomes the profile's data folder (notebooks 01 and 02 read it)."""
+        `data_dir` also becomes the profile's data folder (notebooks 01 and 02 read it).
+        Unless `quiet`, what the data loader reports from then on prints as one plain line
+        (`notices.print_data_notices`), not as a warning box naming a source file."""
         cfg = C.get_profile(profile)
         if data_dir is not None:
             cfg.data.data_dir = str(data_dir)
         rd = C.run_dir(cfg.profile, run_dir)
         run = cls(cfg, rd, None if data_dir is None else str(data_dir), as_device(device))
         if not quiet:
+            print_data_notices()
             source = cfg.data.data_dir or os.environ.get(C.DATA_ENV) or "built-in phantom"
             print(f"profile: {cfg.profile}  |  data: {source}  |  run dir: {rd}  |  figures: {run.figures}")
         return run
