@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.hipgen-setup
 NB_SRC := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 NB_IPY := $(NB_SRC:.py=.ipynb)
 PROFILE ?= demo
+# the run directory `make figures` and `make app` read (default: the profile's)
+RUN_DIR ?= runs/$(PROFILE)
 
-.PHONY: setup demo test unit nbtest lint sync notebooks lab browser-deps browser-test bench clean help
+.PHONY: setup demo test unit nbtest lint sync notebooks figures lab browser-deps browser-test bench clean help
 
 # Jupyter looks here first for kernels: "python3" is this clone's .venv (its kernel.json runs
 # the Python that starts it), never a user-wide kernel another clone installed.
@@ -21,6 +23,7 @@ BROWSER_RUN_DIR ?= runs/ci-browser
 
 help:
 	@echo "make demo   - set up .venv and run all seven notebooks on the phantom (demo profile, CPU minutes)"
+	@echo "make figures - copy a run's figures (RUN_DIR, default runs/demo) into the committed figures/"
 	@echo "make test   - set up .venv and run lint, unit tests and the notebooks (ci profile, nbmake)"
 	@echo "make sync   - regenerate notebooks/*.ipynb (no outputs) from the py:percent sources"
 	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"
@@ -38,7 +41,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m hipgen_utils notebooks --profile demo
-	@echo "figures in figures/, executed notebooks in runs/demo/notebooks/"
+	@echo "figures in runs/demo/figures/ (make figures copies them into figures/), executed notebooks in runs/demo/notebooks/"
 
 notebooks: setup
 	$(PY) -m hipgen_utils notebooks --profile $(PROFILE)
@@ -61,6 +64,12 @@ lint: setup
 # kept (unchanged cells) or derived from the cell, so a clean tree stays clean
 sync: setup
 	$(PY) -m hipgen_utils.notebooks sync $(NB_SRC)
+
+# the committed figures change only on request: copy a run's figures over them
+figures:
+	@test -d "$(RUN_DIR)/figures" || { echo "make figures: no $(RUN_DIR)/figures; run make demo first (or RUN_DIR=<a run>)"; exit 1; }
+	cp "$(RUN_DIR)"/figures/*.png figures/
+	@echo "copied $(RUN_DIR)/figures/*.png into figures/ (git status figures/ shows what changed)"
 
 # JupyterLab on notebooks/ with this .venv's kernel; saving strips outputs from the .ipynb
 lab: setup

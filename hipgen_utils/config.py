@@ -474,8 +474,10 @@ def run_dir(profile: str | None = None, run_dir: str | os.PathLike | None = None
 
 
 def figures_dir(profile: str | None, run: Path) -> Path:
-    """`demo`/`full` write the committed figures in <repo>/figures; `ci` keeps them in the run dir."""
-    p = REPO_ROOT / "figures" if profile_name(profile) in ("demo", "full") else Path(run) / "figures"
+    """Where a run's notebooks write their figures: <run>/figures, for every profile. The
+    committed <repo>/figures change only on request (`make figures` copies a run's there),
+    so a run leaves the clone as it found it. `profile` is kept for the callers' signature."""
+    p = Path(run) / "figures"
     p.mkdir(parents=True, exist_ok=True)
     return p
 

@@ -82,8 +82,8 @@ class Run:
     """A run directory with its profile's config, figure folder and device.
 
     ``cfg``: the profile's `Config` (what a training step would use); ``dir``: the run
-    directory; ``figures`` (a property): where `figure(name)` puts PNGs (``figures/`` for
-    demo/full, the run directory for ci); ``data_dir``: DATA_DIR, replacing the folder of the data the
+    directory; ``figures`` (a property): where `figure(name)` puts PNGs (<run dir>/figures;
+    `make figures` copies them into the committed figures/); ``data_dir``: DATA_DIR, replacing the folder of the data the
     VQ-VAE was trained on (None keeps it); ``device``: where the models are loaded; ``skip_bad``:
     True skips (and counts) bad slice files even if the VQ-VAE's data did not (``--skip_bad``).
     """
