@@ -71,8 +71,11 @@ figures:
 	cp "$(RUN_DIR)"/figures/*.png figures/
 	@echo "copied $(RUN_DIR)/figures/*.png into figures/ (git status figures/ shows what changed)"
 
-# JupyterLab on notebooks/ with this .venv's kernel; saving strips outputs from the .ipynb
+# JupyterLab on notebooks/ with this .venv's kernel; saving strips outputs from the .ipynb.
+# Its defaults (hipgen_utils.notebooks.LAB_OVERRIDES: all cells laid out at once, no news
+# pop-up) go into this .venv's JupyterLab settings first; your own settings still win.
 lab: setup
+	@$(PY) -m hipgen_utils.notebooks lab-settings
 	@echo "JupyterLab: profile $(PROFILE) (HIPGEN_PROFILE=$(PROFILE); make lab PROFILE=ci|demo|full), kernel $(CURDIR)/$(PY)"
 	HIPGEN_PROFILE=$(PROFILE) $(JUPYTER_ENV) $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
 		--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save \

@@ -228,10 +228,36 @@ def _stable_ids(cells, old_cells=()) -> None:
         used.add(cid)
 
 
+# What JupyterLab writes into a notebook's metadata as soon as it opens it with this
+# project's kernel (the kernel's spec, then the kernel's language_info): the committed .ipynb
+# carries the same, so opening a notebook does not mark it modified. The Python version is
+# the one of the machine that first synced the notebook (CI's) and is kept from then on, so
+# that `make sync` gives the same file on every machine.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def language_info(version: str | None = None) -> dict:
+    """ipykernel's language_info (what its kernel_info reply says) for Python `version`
+    (default: this interpreter's)."""
+    version = version or sys.version.split()[0]
+    major = int(version.split(".")[0])
+    return {
+        "codemirror_mode": {"name": "ipython", "version": major},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": f"ipython{major}",
+        "version": version,
+    }
+
+
 def sync_ipynb(sources=None) -> list[Path]:
     """Rewrite each notebooks/NN_name.ipynb from its py:percent source, without outputs and
-    with stable cell ids; a file whose content would not change is left untouched (also its
-    mtime). Returns the files written."""
+    with stable cell ids, with the kernelspec and language_info JupyterLab would add on
+    opening it (`KERNELSPEC`, `language_info`: the committed .ipynb's Python version is kept);
+    a file whose content would not change is left untouched (also its mtime). Returns the
+    files written."""
     import jupytext
     import nbformat
     from jupytext.config import load_jupytext_config
@@ -242,8 +268,10 @@ def sync_ipynb(sources=None) -> list[Path]:
         ipynb = py.with_suffix(".ipynb")
         # as `jupytext --to ipynb` does: jupytext.toml's filters go into the metadata
         nb = jupytext.read(py, config=load_jupytext_config(str(py.parent)))
-        old = nbformat.read(ipynb, as_version=4).cells if ipynb.exists() else ()
-        _stable_ids(nb.cells, old)
+        old = nbformat.read(ipynb, as_version=4) if ipynb.exists() else nbformat.v4.new_notebook()
+        _stable_ids(nb.cells, old.cells)
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
+        nb.metadata["language_info"] = language_info(old.metadata.get("language_info", {}).get("version"))
         text = jupytext.writes(nb, fmt="ipynb") + "\n"
         if not ipynb.exists() or ipynb.read_text(encoding="utf-8") != text:
             ipynb.write_text(text, encoding="utf-8")
@@ -251,9 +279,9 @@ def sync_ipynb(sources=None) -> list[Path]:
     return written
 
 
-# Notebook metadata a saved .ipynb keeps (what `make sync` writes); the rest (language_info,
-# widget state, ...) is what the front-end adds on every save.
-_KEEP_METADATA = ("kernelspec", "jupytext")
+# Notebook metadata a saved .ipynb keeps (what `make sync` writes; the version on disk wins);
+# the rest (widget state, ...) is what the front-end adds on every save.
+_KEEP_METADATA = ("kernelspec", "jupytext", "language_info")
 
 
 def _on_disk(contents_manager, path) -> Path | None:
@@ -273,8 +301,8 @@ def _header_end(text: str) -> int:
 def strip_outputs_pre_save(model, path="", contents_manager=None, **kwargs) -> None:
     """Jupyter server pre-save hook (`make lab` installs it) so that saving from JupyterLab
     leaves the pair as `make sync` writes it: the .ipynb without outputs, execution counts
-    or front-end metadata; the .py and .ipynb keep their headers (kernelspec, jupytext
-    settings) as they are on disk. The executed copies with outputs are in RUN/notebooks/."""
+    or front-end metadata; the .py and .ipynb keep their headers (kernelspec, language_info,
+    jupytext settings) as they are on disk. The executed copies with outputs are in RUN/notebooks/."""
     content = model.get("content")
     old = _on_disk(contents_manager, path) if path else None
     if model.get("type") == "file" and isinstance(content, str) and str(path).endswith(".py"):
@@ -305,13 +333,54 @@ def strip_outputs_pre_save(model, path="", contents_manager=None, **kwargs) -> N
             cell["execution_count"] = None
 
 
+# --------------------------------------------------------------------------- JupyterLab defaults
+
+# `make lab`'s JupyterLab defaults, written as overrides.json into this environment's
+# JupyterLab settings folder (a user's own settings still win).
+LAB_OVERRIDES = {
+    # every cell laid out at once. With JupyterLab's default ("contentVisibility") the cells
+    # above notebook 06's sampler panel are laid out only when they scroll into view, at
+    # their real heights: the panel moves down by hundreds of pixels just after it was
+    # scrolled to, and the first drag of a slider lands where the slider was, not on it.
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+    # no "Would you like to get notified about official Jupyter news?" pop-up over the outputs
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def lab_settings_dir() -> Path:
+    """This environment's JupyterLab settings folder (JupyterLab's `app_settings_dir`)."""
+    return Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings"
+
+
+def write_lab_overrides(settings_dir=None) -> Path:
+    """Write `LAB_OVERRIDES` into `settings_dir`/overrides.json (default `lab_settings_dir()`),
+    keeping any other plugin's overrides already there. Returns the file."""
+    import json
+
+    path = Path(settings_dir or lab_settings_dir()) / "overrides.json"
+    current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for plugin, values in LAB_OVERRIDES.items():
+        current.setdefault(plugin, {}).update(values)
+    text = json.dumps(current, indent=2) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _main(argv=None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m hipgen_utils.notebooks")
-    ap.add_argument("command", choices=["sync"], help="sync: rewrite the .ipynb from the .py sources")
-    ap.add_argument("sources", nargs="*", help="py:percent sources (default: notebooks/NN_*.py)")
+    ap.add_argument("command", choices=["sync", "lab-settings"],
+                    help="sync: rewrite the .ipynb from the .py sources; lab-settings: write "
+                         "`make lab`'s JupyterLab defaults into this environment")  # fmt: skip
+    ap.add_argument("sources", nargs="*", help="sync: py:percent sources (default: notebooks/NN_*.py)")
     args = ap.parse_args(argv)
+    if args.command == "lab-settings":
+        print(f"JupyterLab defaults: {write_lab_overrides()}")
+        return 0
     for path in sync_ipynb(args.sources or None):
         print(f"wrote {path}")
     return 0

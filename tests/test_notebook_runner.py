@@ -1,5 +1,7 @@
 """The notebook runner behind `make demo` / `hipgen notebooks`: a quiet kernel, plain errors."""
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -30,3 +32,19 @@ def test_a_failing_cell_is_one_plain_line(tmp_path):
     assert "\x1b" not in msg, repr(msg)
     assert "\n" not in msg and msg.startswith("bad.ipynb failed in cell 2 of 2")
     assert "ValueError: the value is bad" in msg
+
+
+def test_lab_overrides_go_where_jupyterlab_reads_them_and_keep_other_plugins(tmp_path):
+    import json
+
+    from jupyterlab.commands import get_app_dir
+
+    from hipgen_utils.notebooks import LAB_OVERRIDES, lab_settings_dir, write_lab_overrides
+
+    assert lab_settings_dir() == Path(get_app_dir()) / "settings"
+    (tmp_path / "overrides.json").write_text(json.dumps({"@other/ext:plugin": {"a": 1}}))
+    written = json.loads(write_lab_overrides(tmp_path).read_text())
+    assert written == {"@other/ext:plugin": {"a": 1}, **LAB_OVERRIDES}
+    tracker = written["@jupyterlab/notebook-extension:tracker"]
+    assert tracker["windowingMode"] == "none"
+    assert written["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"

@@ -91,3 +91,35 @@ def test_saving_from_jupyterlab_leaves_the_pair_unchanged(tmp_path):
     cm.save(model, py.with_suffix(".ipynb").name)
     for f in (py, py.with_suffix(".ipynb")):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"saving changed {f.name}"
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_carries_what_jupyterlab_sets_on_open(py):
+    """JupyterLab writes the kernel's spec and language_info into a notebook it opens; when
+    they differ from the file's, the notebook shows as modified before anything ran."""
+    from hipgen_utils.notebooks import KERNELSPEC
+
+    meta = nbformat.read(py.with_suffix(".ipynb"), as_version=4).metadata
+    assert meta["kernelspec"] == KERNELSPEC
+    assert meta["language_info"]["name"] == "python" and meta["language_info"]["version"].startswith("3.")
+    # the .py header is what jupytext's contents manager takes the kernelspec from
+    assert jupytext.read(py).metadata["kernelspec"] == KERNELSPEC
+
+
+def test_sync_keeps_the_committed_python_version_and_fills_a_missing_one(tmp_path):
+    import json
+    import sys
+
+    from hipgen_utils.notebooks import language_info, sync_ipynb
+
+    copy = _copy_pair(SOURCES[0], tmp_path)
+    ipynb = copy.with_suffix(".ipynb")
+    doc = json.loads(ipynb.read_text())
+    doc["metadata"]["language_info"]["version"] = "3.11.0"
+    ipynb.write_text(json.dumps(doc))
+    sync_ipynb([copy])
+    assert nbformat.read(ipynb, as_version=4).metadata["language_info"] == language_info("3.11.0")
+    del doc["metadata"]["language_info"]
+    ipynb.write_text(json.dumps(doc))
+    sync_ipynb([copy])
+    assert nbformat.read(ipynb, as_version=4).metadata["language_info"]["version"] == sys.version.split()[0]
