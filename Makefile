@@ -7,11 +7,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hipgen-setup
 NB_SRC := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 NB_IPY := $(NB_SRC:.py=.ipynb)
+# the page `make app` serves (not a pipeline step: not numbered, not run by make demo)
+APP_NB := notebooks/app_sampler.py
+# the port `make app` serves on
+PORT ?= 8866
 PROFILE ?= demo
 # the run directory `make figures` and `make app` read (default: the profile's)
 RUN_DIR ?= runs/$(PROFILE)
 
-.PHONY: setup demo test unit nbtest lint sync notebooks figures lab browser-deps browser-test bench clean help
+.PHONY: setup demo test unit nbtest lint sync notebooks figures app lab browser-deps browser-test bench clean help
 
 # Jupyter looks here first for kernels: "python3" is this clone's .venv (its kernel.json runs
 # the Python that starts it), never a user-wide kernel another clone installed.
@@ -24,6 +28,7 @@ BROWSER_RUN_DIR ?= runs/ci-browser
 help:
 	@echo "make demo   - set up .venv and run all seven notebooks on the phantom (demo profile, CPU minutes)"
 	@echo "make figures - copy a run's figures (RUN_DIR, default runs/demo) into the committed figures/"
+	@echo "make app    - the sampler as a web page (Voila) on a run: http://127.0.0.1:8866/ (RUN_DIR=, PORT=)"
 	@echo "make test   - set up .venv and run lint, unit tests and the notebooks (ci profile, nbmake)"
 	@echo "make sync   - regenerate notebooks/*.ipynb (no outputs) from the py:percent sources"
 	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"
@@ -63,13 +68,17 @@ lint: setup
 # the .py is the source: rewrite each paired .ipynb from it, without outputs; cell ids are
 # kept (unchanged cells) or derived from the cell, so a clean tree stays clean
 sync: setup
-	$(PY) -m hipgen_utils.notebooks sync $(NB_SRC)
+	$(PY) -m hipgen_utils.notebooks sync $(NB_SRC) $(APP_NB)
 
 # the committed figures change only on request: copy a run's figures over them
 figures:
 	@test -d "$(RUN_DIR)/figures" || { echo "make figures: no $(RUN_DIR)/figures; run make demo first (or RUN_DIR=<a run>)"; exit 1; }
 	cp "$(RUN_DIR)"/figures/*.png figures/
 	@echo "copied $(RUN_DIR)/figures/*.png into figures/ (git status figures/ shows what changed)"
+
+# the sampler as a page (docs/app.md): Voila serves notebooks/app_sampler.ipynb on RUN_DIR
+app: setup
+	$(JUPYTER_ENV) $(PY) -m hipgen_utils.app --run_dir "$(RUN_DIR)" --profile $(PROFILE) --port $(PORT)
 
 # JupyterLab on notebooks/ with this .venv's kernel; saving strips outputs from the .ipynb.
 # Its defaults (hipgen_utils.notebooks.LAB_OVERRIDES: all cells laid out at once, no news

@@ -68,6 +68,7 @@ class SamplerPanel:
     lead_lines: code rows drawn at temperature 1 first (`sampling.sample`; notebook 06: the
     profile's); passed to `sample_fn` only when > 0.
     top_k: the top-k slider's starting value (0 = off; notebook 06: the profile's).
+    seed, n_samples: the seed and number-of-samples sliders' starting values.
 
     Sliders are public attributes (temperature, top_k, seed, n, slice, mode, image_index,
     keep_rows). Changing one re-renders only if it matters in the current mode: n and slice
@@ -92,6 +93,8 @@ class SamplerPanel:
         temperature=1.0,
         lead_lines=0,
         top_k=0,
+        seed=0,
+        n_samples=4,
     ):
         for attr in ("n_codes", "n_conditions"):
             if not hasattr(prior, attr):
@@ -123,10 +126,10 @@ class SamplerPanel:
         )
         # 0..999 in a default-width slider is ~9 seeds per pixel: give it a row of its own
         self.seed = widgets.IntSlider(
-            value=0, min=0, max=999, description="seed", layout=widgets.Layout(width="600px"), **common
+            value=int(seed), min=0, max=999, description="seed", layout=widgets.Layout(width="600px"), **common
         )
         self.n = widgets.IntSlider(
-            value=min(4, max_samples), min=1, max=max_samples, description="samples", **common
+            value=min(int(n_samples), max_samples), min=1, max=max_samples, description="samples", **common
         )
         self.slice = widgets.IntSlider(
             value=self.n_conditions // 2 if self.conditional else 0,

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))  # the pipeline, in order
+PAIRED = [*SOURCES, NB_DIR / "app_sampler.py"]  # and the page `make app` serves
 
 
 def test_notebooks_numbered_in_pipeline_order():
@@ -20,7 +21,7 @@ def _cells(nb):
     return [(c.cell_type, c.source.strip()) for c in nb.cells]
 
 
-@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("py", PAIRED, ids=lambda p: p.stem)
 def test_ipynb_matches_py_and_has_no_outputs(py):
     ipynb = py.with_suffix(".ipynb")
     assert ipynb.exists(), f"{ipynb.name} missing: run `make sync`"
@@ -33,7 +34,7 @@ def test_ipynb_matches_py_and_has_no_outputs(py):
             assert cell.outputs == [] and cell.execution_count is None, f"{ipynb.name} has outputs"
 
 
-@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("py", PAIRED, ids=lambda p: p.stem)
 def test_parameters_cell_selects_the_profile(py):
     nb = jupytext.read(py)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -46,7 +47,7 @@ def _copy_pair(py, dest):
     return dest / py.name
 
 
-@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("py", PAIRED, ids=lambda p: p.stem)
 def test_sync_on_a_synced_pair_writes_nothing(py, tmp_path):
     """`make sync` on a clean tree changes nothing: cell ids are kept, not regenerated."""
     from hipgen_utils.notebooks import sync_ipynb
@@ -93,7 +94,7 @@ def test_saving_from_jupyterlab_leaves_the_pair_unchanged(tmp_path):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"saving changed {f.name}"
 
 
-@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("py", PAIRED, ids=lambda p: p.stem)
 def test_ipynb_carries_what_jupyterlab_sets_on_open(py):
     """JupyterLab writes the kernel's spec and language_info into a notebook it opens; when
     they differ from the file's, the notebook shows as modified before anything ran."""

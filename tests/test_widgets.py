@@ -98,6 +98,14 @@ def test_each_slider_triggers_one_render_with_its_value(name, value, key, expect
         assert panel.last_images.shape == (2, 32, 16)
 
 
+def test_starting_seed_and_number_of_samples_reach_the_first_render():
+    sampler = FakeSampler()
+    panel = SamplerPanel(FakePrior(), fake_decode, shape=SHAPE, max_samples=6, sample_fn=sampler, seed=5, n_samples=2)
+    panel.render()
+    assert (panel.seed.value, panel.n.value) == (5, 2) and panel.n_renders == 1
+    assert sampler.calls[0]["seed"] == 5 and sampler.calls[0]["n"] == 2
+
+
 def test_top_k_zero_means_off():
     panel, sampler, _ = make_panel()
     panel.top_k.value = 3
