@@ -34,7 +34,7 @@ help:
 	@echo "make bench  - print the data, vqvae, prior-training and sampling benchmark tables"
 	@echo "make notebooks PROFILE=full - run the notebooks with another profile"
 	@echo "make lab PROFILE=ci - open the notebooks in JupyterLab (this .venv's Python; profile: demo unless given)"
-	@echo "make browser-test - JupyterLab in headless Chromium: run notebook 06 (ci) and move its sliders"
+	@echo "make browser-test - headless Chromium: JupyterLab (01 opens unmodified; 06 Run All, then its sliders) and make app's page loaded 10 times"
 
 setup: $(STAMP)
 

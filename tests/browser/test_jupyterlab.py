@@ -1,16 +1,18 @@
-"""Notebook 06 as a student uses it: JupyterLab in headless Chromium, driven by Playwright.
+"""The notebooks as a student meets them: JupyterLab in headless Chromium, driven by Playwright.
 
-`make browser-test` (also the last step of `make test`): serve a copy of notebook 06 with
-JupyterLab (this .venv's kernel, ci profile), Run All from the menu, then drag the
-temperature and seed sliders and click "completion" with real mouse events; each must
-change the panel's image and no error may appear. The second test shows that the check
-fails when the sampler callback raises: it breaks the panel's decode function from a new
-cell typed into the notebook, moves a slider, and expects the check to fail.
+`make browser-test` (also the last step of `make test`) serves copies of notebooks 01 and 06
+with JupyterLab as `make lab` does (this .venv's kernel, the pre-save hook, `make lab`'s
+JupyterLab defaults from hipgen_utils.notebooks.LAB_OVERRIDES; ci profile):
 
-Needs the system's Chromium (Playwright downloads nothing here): $CHROMIUM or `chromium`
-on PATH; without it the module is skipped with one line saying so. Notebook 06 reads
-notebooks 02, 04 and 05's results from $HIPGEN_BROWSER_RUN_DIR (default runs/ci-browser),
-which are made there first (ci profile, ~1-2 min) when missing.
+* notebook 01 opens unmodified (no unsaved-changes dot before anything ran) and no news
+  pop-up covers the outputs;
+* notebook 06 after Run All from the menu: the first thing done is a temperature drag, and
+  it re-renders the panel (the panel is in completion mode, as the drive cell leaves it);
+  then in samples mode a temperature drag and a seed drag re-render too, with real mouse
+  events. The data loader's report is one plain output line, not a stderr warning box.
+* the check fails when the sampler callback raises (a new cell breaks the panel's decode).
+
+See conftest.py for Chromium and the run directory.
 """
 
 from __future__ import annotations
@@ -20,62 +22,41 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import REPO, drag, free_port, stop, wait_for_port
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("no chromium on PATH (Debian: apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extras)")
+from hipgen_utils.notebooks import write_lab_overrides
 
-NEEDS = ("vqvae.pt", "codes.npz", "pixelcnn.pt")  # what notebook 06 loads
+PlaywrightError = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extras)").Error
+
 RENDER_S = 90  # one slider move re-renders in about a second; generous for a busy machine
 RUN_ALL_S = int(os.environ.get("HIPGEN_BROWSER_RUN_ALL_S", 420))
-
-
-@pytest.fixture(scope="module")
-def run_dir() -> Path:
-    d = Path(os.environ.get("HIPGEN_BROWSER_RUN_DIR") or "runs/ci-browser")
-    d = d if d.is_absolute() else REPO / d
-    if not all((d / n).exists() for n in NEEDS):
-        env = {**os.environ, "HIPGEN_RUN_DIR": str(d), "HIPGEN_PROFILE": "ci"}
-        cmd = [sys.executable, "-m", "hipgen_utils", "notebooks", "--profile", "ci", "--only", "02", "04", "05"]
-        subprocess.run(cmd, env=env, check=True, cwd=REPO)
-    return d
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+NEWS = "official Jupyter news"
 
 
 @pytest.fixture(scope="module")
 def lab(run_dir, tmp_path_factory):
-    """JupyterLab serving a copy of notebook 06 (so nothing in notebooks/ is saved over)."""
+    """JupyterLab as `make lab` starts it, on copies of notebooks 01 and 06 (so nothing in
+    notebooks/ is saved over) laid out as in the repository (jupytext.toml one folder up)."""
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "notebooks"
     root.mkdir()
-    for ext in (".py", ".ipynb"):
-        shutil.copy(REPO / "notebooks" / f"06_sample{ext}", root)
-    # windowing off: every cell stays in the DOM; autosave off: the copy is never written
-    settings = tmp / "settings"
-    for plugin, values in {
-        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-    }.items():
-        f = settings / (plugin + ".jupyterlab-settings")
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(values))
-    port, token = _free_port(), secrets.token_hex(16)
+    shutil.copy(REPO / "jupytext.toml", tmp)
+    for name in ("01_data_exploration", "06_sample"):
+        for ext in (".py", ".ipynb"):
+            shutil.copy(REPO / "notebooks" / f"{name}{ext}", root)
+    # `make lab`'s defaults, in a settings folder of the test's own; the user's settings:
+    # autosave off, so a copy is never written (and a dirty notebook not quietly saved)
+    write_lab_overrides(tmp / "app-settings")
+    user = tmp / "user-settings" / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings"
+    user.parent.mkdir(parents=True)
+    user.write_text(json.dumps({"autosave": False}))
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "HIPGEN_PROFILE": "ci",
@@ -87,62 +68,37 @@ def lab(run_dir, tmp_path_factory):
         # no user-wide kernels (e.g. one an older clone installed): only the .venv's python3
         "JUPYTER_DATA_DIR": str(tmp / "data"),
     }
-    log = open(tmp / "lab.log", "w")  # noqa: SIM115 (closed below)
+    log_path = tmp / "lab.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+            f"--LabApp.app_settings_dir={tmp / 'app-settings'}", f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
+            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
             "--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save",
             "--ServerApp.allow_root=True",  # containers and CI often run as root
         ],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; log: {tmp / 'lab.log'}") from None
-                time.sleep(0.5)
-        yield url, token, root
+        wait_for_port(port, proc, log_path, "JupyterLab")
+        yield f"http://127.0.0.1:{port}", token, root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(lab, tmp_path_factory):
-    """Notebook 06 open in headless Chromium, after Run All from the menu."""
+def _open(browser, lab, name: str):
+    """`name` open in a new page, in a workspace of its own (so it is the only notebook)."""
     url, token, _ = lab
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        pg = browser.new_page(viewport={"width": 1500, "height": 1000})
-        pg.set_default_timeout(60_000)
-        pg.goto(f"{url}/lab/tree/06_sample.ipynb?token={token}")
-        pg.wait_for_selector(".jp-Notebook .jp-Cell")
-        pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        _accept_kernel_dialog(pg, 20_000)
-        pg.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        pg.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        _accept_kernel_dialog(pg, 5_000)
-        try:
-            pg.wait_for_function(_ALL_RAN_JS, timeout=RUN_ALL_S * 1000, polling=1000)
-        except sync_api.Error:
-            shot = tmp_path_factory.mktemp("failed") / "run_all.png"
-            pg.screenshot(path=str(shot), full_page=True)
-            prompts = pg.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()
-            pytest.fail(f"Run All did not finish in {RUN_ALL_S} s; prompts {prompts}; screenshot {shot}")
-        yield pg
-        browser.close()
+    pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+    pg.set_default_timeout(60_000)
+    pg.goto(f"{url}/lab/workspaces/{name.split('_')[0]}/tree/{name}?token={token}")
+    pg.wait_for_selector(".jp-Notebook .jp-Cell")
+    pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    _accept_kernel_dialog(pg, 5_000)
+    return pg
 
 
 def _accept_kernel_dialog(pg, wait_ms: int) -> None:
@@ -150,7 +106,7 @@ def _accept_kernel_dialog(pg, wait_ms: int) -> None:
     this .venv's "Python 3 (ipykernel)" (the test's Jupyter sees no other kernel)."""
     try:
         pg.wait_for_selector(".jp-Dialog", timeout=wait_ms)
-    except sync_api.Error:
+    except PlaywrightError:  # a timeout: no dialog
         return
     dialog = pg.locator(".jp-Dialog")
     assert "Python 3 (ipykernel)" in dialog.inner_text(), dialog.inner_text()
@@ -158,11 +114,58 @@ def _accept_kernel_dialog(pg, wait_ms: int) -> None:
     pg.wait_for_selector(".jp-Dialog", state="detached")
 
 
+def test_notebook_01_opens_unmodified_and_without_the_news_pop_up(browser, lab):
+    committed = json.loads((REPO / "notebooks" / "01_data_exploration.ipynb").read_text())
+    python = committed["metadata"]["language_info"]["version"]
+    if python != sys.version.split()[0]:
+        pytest.skip(f"the committed notebooks say Python {python}, this kernel is {sys.version.split()[0]}: "
+                    "JupyterLab writes the kernel's version on open and marks them modified")  # fmt: skip
+    pg = _open(browser, lab, "01_data_exploration.ipynb")
+    try:
+        pg.wait_for_timeout(3000)  # the kernel's info and spec have arrived and been applied
+        tab = pg.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="01_data_exploration.ipynb")
+        assert "jp-mod-dirty" not in (tab.get_attribute("class") or ""), "notebook 01 shows unsaved changes on open"
+        assert NEWS not in pg.locator("body").inner_text()
+    finally:
+        pg.close()
+        _shut_down_kernels(lab, "01_data_exploration.ipynb")
+
+
+def _shut_down_kernels(lab, name: str) -> None:
+    """End the sessions (and kernels) of notebook `name` through the server's REST API."""
+    url, token, _ = lab
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/api/sessions", headers=headers), timeout=10) as r:
+        sessions = json.load(r)
+    for sess in sessions:
+        if sess.get("path", "").endswith(name):
+            req = urllib.request.Request(f"{url}/api/sessions/{sess['id']}", method="DELETE", headers=headers)
+            urllib.request.urlopen(req, timeout=30).close()
+
+
 # every code cell ran: a number in each prompt, none still "[*]"
 _ALL_RAN_JS = """() => {
   const p = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(e => e.textContent);
   return p.length > 0 && p.every(t => /\\[\\d+\\]/.test(t));
 }"""
+
+
+@pytest.fixture(scope="module")
+def page(browser, lab, tmp_path_factory):
+    """Notebook 06 open in headless Chromium, after Run All from the menu."""
+    pg = _open(browser, lab, "06_sample.ipynb")
+    pg.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    pg.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    _accept_kernel_dialog(pg, 5_000)
+    try:
+        pg.wait_for_function(_ALL_RAN_JS, timeout=RUN_ALL_S * 1000, polling=1000)
+    except PlaywrightError:
+        shot = tmp_path_factory.mktemp("failed") / "run_all.png"
+        pg.screenshot(path=str(shot), full_page=True)
+        prompts = pg.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        pytest.fail(f"Run All did not finish in {RUN_ALL_S} s; prompts {prompts}; screenshot {shot}")
+    yield pg
+    pg.close()
 
 
 def _panel(page):
@@ -177,6 +180,10 @@ def _image(page) -> str:
     return img.get_attribute("src") if img.count() else ""
 
 
+def _slider(page, name: str):
+    return _panel(page).locator(".widget-slider", has_text=name)
+
+
 def check_no_error(page) -> None:
     """Fail when the panel shows a failed render or any cell shows a traceback."""
     panel_text = _panel(page).inner_text()
@@ -184,18 +191,6 @@ def check_no_error(page) -> None:
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     for text in errors.all_inner_texts():
         assert "Traceback" not in text and "Error" not in text, text
-
-
-def _drag(page, slider_name: str, dx: float) -> None:
-    """Drag a slider's handle by dx pixels with the mouse (press, move, release)."""
-    slider = _panel(page).locator(".widget-slider", has_text=slider_name)
-    slider.scroll_into_view_if_needed()  # mouse events go to screen coordinates
-    box = slider.locator(".noUi-handle").bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + dx, y, steps=8)
-    page.mouse.up()
 
 
 def _changes_image(page, action) -> None:
@@ -210,15 +205,26 @@ def _changes_image(page, action) -> None:
     check_no_error(page)
 
 
-def test_run_all_then_sliders_and_completion_change_the_image(page):
+def test_run_all_then_the_first_temperature_drag_renders_in_both_modes(page):
     check_no_error(page)
     assert _image(page).startswith("data:image/png"), "the panel shows no image after Run All"
-    # Run All leaves the panel in completion mode (the drive cell): back to samples first
+    mode = _panel(page).locator(".widget-toggle-button.mod-active").text_content().strip()
+    assert mode == "completion", mode  # where the drive cell leaves the panel
+    # the first thing after Run All: a temperature drag, in completion mode
+    _changes_image(page, lambda: drag(page, _slider(page, "temperature"), -40))
     _changes_image(page, lambda: _panel(page).get_by_role("button", name="samples").click())
-    _changes_image(page, lambda: _drag(page, "temperature", -60))
-    _changes_image(page, lambda: _drag(page, "seed", 120))
-    _changes_image(page, lambda: _panel(page).get_by_role("button", name="completion").click())
-    assert "Completion of test image" in _panel(page).inner_text() or _image(page)
+    _changes_image(page, lambda: drag(page, _slider(page, "temperature"), 40))
+    _changes_image(page, lambda: drag(page, _slider(page, "seed"), 120))
+    assert NEWS not in page.locator("body").inner_text()
+
+
+def test_the_loaders_report_is_one_plain_line_not_a_warning_box(page):
+    stderr = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    boxes = [t for t in stderr.all_inner_texts() if "Warning" in t or "warn(" in t]
+    assert not boxes, boxes
+    stdout = "\n".join(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']").all_inner_texts())
+    notes = [line for line in stdout.splitlines() if line.startswith("warning: keras_slices_")]
+    assert notes and all(".py:" not in n for n in notes), stdout[-2000:]
 
 
 def test_the_check_fails_when_the_sampler_callback_raises(page):
@@ -234,7 +240,7 @@ def test_the_check_fails_when_the_sampler_callback_raises(page):
     )
     page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add an empty cell)
     page.wait_for_function(_ALL_RAN_JS, timeout=60_000, polling=500)
-    _drag(page, "temperature", 40)
+    drag(page, _slider(page, "temperature"), 40)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.widget-vbox .widget-output')]"
         ".some(o => o.innerText.includes('render failed'))",
