@@ -34,7 +34,7 @@ from hipgen_utils.checkpoints import (
     CheckpointError,
     MissingStepError,
 )
-from hipgen_utils.data import DataError
+from hipgen_utils.data import DataError, resolve_data_dir
 from hipgen_utils.run import Run
 
 NOTEBOOK = C.REPO_ROOT / "notebooks" / "app_sampler.ipynb"
@@ -115,6 +115,8 @@ def build_panel(run):
     try:
         with warnings.catch_warnings():  # resized or skipped slices: the notebooks said so
             warnings.simplefilter("ignore")
+            # no progress bar on the page if the phantom must be made again (a cleared cache)
+            resolve_data_dir(None, run.data_config(), progress=False)
             test_images = np.asarray(run.splits("test", progress=False)["test"].images)
     except DataError:
         pass  # completion mode then shows the VQ-VAE's decoding of the test codes as the original
