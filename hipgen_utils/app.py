@@ -177,7 +177,9 @@ def voila_config(port: int, cull_idle_s: int = CULL_IDLE_S, cull_interval_s: int
     c.MappingKernelManager.cull_connected = False  # an open page keeps its kernel
     # IPC sockets in Voilà's private connection folder: no TCP port per kernel, and no
     # "Kernel is running over TCP without encryption" line per page in the terminal
-    c.KernelManager.transport = "ipc"
+    # (Windows keeps TCP: ZeroMQ has no IPC transport there)
+    if sys.platform != "win32":
+        c.KernelManager.transport = "ipc"
     return c
 
 

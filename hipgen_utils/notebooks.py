@@ -131,9 +131,10 @@ def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = 
     # IPC sockets, not TCP: nothing listens on the network and ipykernel does not warn that
     # TCP is unencrypted. The socket paths must stay short (about 100 bytes on Linux and
     # macOS), so they live in a fresh folder under the system's temporary directory.
+    # (Windows keeps TCP: ZeroMQ has no IPC transport there.)
     sockets = Path(tempfile.mkdtemp(prefix="hipgen-kernel-"))
-    km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "k"),
-                            connection_file=str(sockets / "kernel.json"))  # fmt: skip
+    ipc = dict(transport="ipc", ip=str(sockets / "k")) if sys.platform != "win32" else {}
+    km = AsyncKernelManager(kernel_name="python3", connection_file=str(sockets / "kernel.json"), **ipc)
     current = {"index": None}
     client = Client(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
     client.on_cell_execute = lambda cell, cell_index: current.update(index=cell_index)
