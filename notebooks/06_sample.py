@@ -84,7 +84,7 @@ import torch
 
 n, rows, H, W = 2, 3, *shape
 dev = next(prior.parameters()).device
-cond = torch.tensor(pipeline.spread_slices(prior, n)) if prior.n_conditions else None
+cond = pipeline.spread_slices(prior, n)  # slice positions spread over the pelvis (None: unconditional)
 u = torch.rand(n, H, W, generator=torch.Generator().manual_seed(S.seed), dtype=torch.float64)  # as `sample` draws them
 drawn = torch.zeros(n, H, W, dtype=torch.long)
 with torch.no_grad():
