@@ -38,13 +38,19 @@ def data(info: dict, splits: dict) -> list[str]:
     phantom = root.name.startswith("phantom_") and root.resolve().is_relative_to(cache_dir().resolve())
     source = "the built-in synthetic phantom (not real MRI)" if phantom else str(root)
     out = [f"data: {source}; slices per split: {sizes}"]
-    odd = {s: {k: v for k, v in d.get("shapes", {}).items() if k != "256x128"} for s, d in info["splits"].items()}
+    odd = {s: {k: v for k, v in d.get("shapes", {}).items() if _squeezed(k) != "256x128"}
+           for s, d in info["splits"].items()}  # fmt: skip
     odd = {s: c for s, c in odd.items() if c}
     out.append(f"slices not 256x128, resized by the loader: {odd}" if odd else "every slice is 256x128")
     labelled = [name for name, s in splits.items() if s.labels is not None]
     out.append(f"label maps for {', '.join(labelled)}: the judge of notebook 07 can run" if labelled
                else "no label maps: notebook 07's judge will score completions by SSIM only")  # fmt: skip
     return out
+
+
+def _squeezed(shape: str) -> str:
+    """'256x128x1' -> '256x128': the loader drops singleton dimensions, it resizes nothing."""
+    return "x".join(d for d in shape.split("x") if d != "1") or shape
 
 
 def vqvae(history: dict, n_embeddings: int) -> list[str]:
@@ -69,9 +75,8 @@ def ssim(summary: dict, per_image, slices) -> list[str]:
     out = [f"test SSIM mean {summary['ssim_mean']:.3f} over {len(per_image)} slices; "
            f"{np.mean(per_image >= SSIM_LINE):.0%} at or above {SSIM_LINE}"]  # fmt: skip
     worst = np.argsort(per_image)[: max(1, len(per_image) // 10)]
-    out.append(f"the worst tenth (SSIM {per_image[worst].min():.3f}-{per_image[worst].max():.3f}) sit at slice "
-               f"positions {int(np.min(slices[worst]))}-{int(np.max(slices[worst]))} (median "
-               f"{np.median(slices[worst]):.0f}; all slices: median {np.median(slices):.0f})")  # fmt: skip
+    out.append(f"the worst tenth (SSIM {per_image[worst].min():.3f}-{per_image[worst].max():.3f}) sit at a median "
+               f"slice position of {np.median(slices[worst]):.0f}, all test slices at {np.median(slices):.0f}")  # fmt: skip
     return out
 
 
@@ -116,8 +121,10 @@ def samples(report: dict, sweep: list[dict] | None = None) -> list[str]:
                    f"real slices ({'too alike' if report['spread_ratio'] < 0.9 else 'as varied as real slices'})")  # fmt: skip
     if sweep:
         copies = max(sweep, key=lambda r: r["frac_near_copies"])
-        out.append(f"over temperatures {sweep[0]['temperature']:g}-{sweep[-1]['temperature']:g} the near-copy "
-                   f"fraction peaks at {copies['frac_near_copies']:.1%} (T = {copies['temperature']:g})")  # fmt: skip
+        temps = f"temperatures {sweep[0]['temperature']:g}-{sweep[-1]['temperature']:g}"
+        out.append(f"no near-copies at any of the {temps}" if copies["frac_near_copies"] == 0
+                   else f"over {temps} the near-copy fraction peaks at {copies['frac_near_copies']:.1%} "
+                   f"(T = {copies['temperature']:g})")  # fmt: skip
     return out
 
 

@@ -24,7 +24,7 @@ def test_ssim_names_where_the_worst_slices_sit():
     slices = np.r_[np.arange(18), 50, 51]
     lines = F.ssim({"ssim_mean": float(per.mean())}, per, slices)
     assert "90% at or above 0.6" in lines[0]
-    assert "slice positions 50-51" in lines[1]
+    assert "median slice position of 50, all test slices at 10" in lines[1]
 
 
 def test_prior_says_learned_or_not_and_overfitting():
@@ -34,6 +34,14 @@ def test_prior_says_learned_or_not_and_overfitting():
     over = {**hist, "train_bits": [4, 2.0], "val_bits": [3.0, 3.5]}
     lines = F.prior(over, 8.0, 7.5, 8.0)
     assert "knows little" in lines[1] and "overfitting" in lines[2] and "lowest at update 10" in lines[3]
+
+
+def test_samples_lines_say_whether_any_temperature_copies():
+    report = {"nn_ssim_median": 0.46, "frac_near_copies": 0.0}
+    none = F.samples(report, [{"temperature": 0.5, "frac_near_copies": 0.0}, {"temperature": 1.0, "frac_near_copies": 0.0}])
+    assert none[-1] == "no near-copies at any of the temperatures 0.5-1"
+    some = F.samples(report, [{"temperature": 0.5, "frac_near_copies": 0.02}, {"temperature": 1.0, "frac_near_copies": 0.0}])
+    assert some[-1].endswith("peaks at 2.0% (T = 0.5)")
 
 
 def test_judged_sorts_numbers_into_right_and_wrong():
@@ -63,10 +71,10 @@ def test_course_reads_what_the_notebooks_wrote(tmp_path):
 
 
 def test_data_and_codes_lines(tmp_path):
-    info = {"root": str(tmp_path), "splits": {"train": {"shapes": {"256x128": 3, "256x144": 1}}}}
+    info = {"root": str(tmp_path), "splits": {"train": {"shapes": {"256x128": 3, "256x144": 1, "256x128x1": 2}}}}
     splits = {"train": type("S", (), {"labels": None, "__len__": lambda self: 4})()}
     lines = F.data(info, splits)
-    assert str(tmp_path) in lines[0] and "256x144" in lines[1] and "SSIM only" in lines[2]
+    assert str(tmp_path) in lines[0] and "'256x144': 1}" in lines[1] and "256x128x1" not in lines[1] and "SSIM only" in lines[2]
     grids = {f"codes_{s}": np.zeros((2, 64, 32), np.int16) for s in ("train", "validate", "test")}
     grids["n_embeddings"] = 512
     lines = F.codes(grids, {"codes_used": 100, "perplexity": 50.0}, 0.0)
