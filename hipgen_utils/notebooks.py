@@ -137,6 +137,10 @@ def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = 
     km = AsyncKernelManager(kernel_name="python3", connection_file=str(sockets / "kernel.json"), **ipc)
     current = {"index": None}
     client = Client(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    # a client given its kernel manager leaves the kernel running when it ends; `make demo`
+    # runs seven notebooks in one process, and each kernel holds its models and data (up to
+    # 3 GB at the release's size) until the process exits: shut each down with its notebook
+    client.owns_km = True
     client.on_cell_execute = lambda cell, cell_index: current.update(index=cell_index)
 
     def where() -> str:

@@ -25,6 +25,33 @@ def test_kernel_starts_without_the_tcp_warning_and_runs_cells(tmp_path, capfd):
     assert not list(tmp_path.glob("kernel*")), "the runner left kernel files behind"
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_each_notebooks_kernel_ends_with_its_notebook(tmp_path, fail):
+    """`make demo` runs seven notebooks in one process: a kernel left running holds its
+    models and data (up to 3 GB each at the release's size) until the last notebook ends."""
+    import os
+    import time
+
+    cells = ["import os; print(os.getpid())"] + (["raise ValueError('stop')"] if fail else [])
+    nb = _nb(*cells)
+    try:
+        execute_notebook(nb, "pid.ipynb", None, 60, cwd=tmp_path)
+    except NotebookFailed:
+        assert fail
+    pid = int(nb.cells[0].outputs[0]["text"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{pid}/stat") as f:  # a zombie has ended too
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        time.sleep(0.1)
+    pytest.fail(f"the kernel (pid {pid}) was still running 10 s after its notebook ended")
+
+
 def test_a_failing_cell_is_one_plain_line(tmp_path):
     with pytest.raises(NotebookFailed) as e:
         execute_notebook(_nb("y = 1", "raise ValueError('the value is bad')"), "bad.ipynb", None, 60, cwd=tmp_path)
