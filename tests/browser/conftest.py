@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,19 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def serve(cmd: list, port: int, log_path: Path, what: str, **popen):
+    """`cmd` started with its output in `log_path`, yielded once it listens on `port`;
+    stopped (and the log closed) on the way out, whatever happened."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            wait_for_port(port, proc, log_path, what)
+            yield proc
+        finally:
+            stop(proc)
 
 
 def drag(page, slider, dx: float) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import pytest
-from conftest import drag, free_port, stop, wait_for_port
+from conftest import drag, free_port, serve
 
 psutil = pytest.importorskip("psutil")
 
@@ -48,16 +47,10 @@ def voila(run_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
     port = free_port()
     log_path = tmp / "voila.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
     cmd = [sys.executable, "-m", "hipgen_utils.app", "--run_dir", str(run_dir), "--port", str(port),
            "--cull_idle_s", str(CULL_IDLE_S), "--cull_interval_s", "5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ, "HIPGEN_PROFILE": "ci"}, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, log_path, "Voila")
+    with serve(cmd, port, log_path, "Voila", env={**os.environ, "HIPGEN_PROFILE": "ci"}) as proc:
         yield f"http://127.0.0.1:{port}/", proc, log_path
-    finally:
-        stop(proc)
-        log.close()
 
 
 def kernels(proc) -> list:

@@ -22,13 +22,12 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, drag, free_port, stop, wait_for_port
+from conftest import REPO, drag, free_port, serve
 
 from hipgen_utils.notebooks import write_lab_overrides
 
@@ -68,25 +67,16 @@ def lab(run_dir, tmp_path_factory):
         # no user-wide kernels (e.g. one an older clone installed): only the .venv's python3
         "JUPYTER_DATA_DIR": str(tmp / "data"),
     }
-    log_path = tmp / "lab.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-            f"--LabApp.app_settings_dir={tmp / 'app-settings'}", f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
-            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-            "--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save",
-            "--ServerApp.allow_root=True",  # containers and CI often run as root
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, proc, log_path, "JupyterLab")
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        f"--LabApp.app_settings_dir={tmp / 'app-settings'}", f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
+        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        "--ContentsManager.pre_save_hook=hipgen_utils.notebooks.strip_outputs_pre_save",
+        "--ServerApp.allow_root=True",  # containers and CI often run as root
+    ]  # fmt: skip
+    with serve(cmd, port, tmp / "lab.log", "JupyterLab", env=env, cwd=root):
         yield f"http://127.0.0.1:{port}", token, root
-    finally:
-        stop(proc)
-        log.close()
 
 
 def _open(browser, lab, name: str):
