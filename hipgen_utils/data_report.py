@@ -48,20 +48,34 @@ def resized_line(sset: SliceSet, shape, mode: str) -> str | None:
     )
 
 
+def flagged(sset: SliceSet) -> dict[str, np.ndarray]:
+    """The rows behind each intensity finding: ``nonfinite`` (NaN/Inf voxels repaired),
+    ``spikes`` (voxels above `preprocess.SPIKE_RANGES`), ``nearly_black`` (bulk below
+    `preprocess.DARK_BULK`); no rows where the SliceSet lacks the measure (one built by hand)."""
+    def rows(values, test):
+        return np.flatnonzero(test(values)) if values is not None else np.zeros(0, dtype=int)
+
+    return {
+        "nonfinite": rows(sset.nonfinite, lambda v: v > 0),
+        "spikes": rows(sset.spike, lambda v: v > SPIKE_RANGES),
+        "nearly_black": rows(sset.bulk, lambda v: v < DARK_BULK),
+    }
+
+
 def intensity_findings(sset: SliceSet, norm: str = "robust") -> list[str]:
     """One line per finding about the split's intensities (none when there is nothing to say):
     slices whose NaN/Inf voxels were repaired (`preprocess.repair_nonfinite`), slices with
     voxels far above the rest (`preprocess.SPIKE_RANGES`) and slices left nearly black by
-    the normalisation (`preprocess.DARK_BULK`), each with its count and a file."""
-    lines, n, folder = [], len(sset), image_folder(sset.split)
-    if sset.nonfinite is not None and sset.nonfinite.any():
-        hit = np.flatnonzero(sset.nonfinite)
+    the normalisation (`preprocess.DARK_BULK`), each with its count and a file (`flagged`)."""
+    lines, n, folder, hits = [], len(sset), image_folder(sset.split), flagged(sset)
+    hit = hits["nonfinite"]
+    if len(hit):
         lines.append(
             f"{folder}: {len(hit)} of {n} slices had NaN/Inf voxels ({int(sset.nonfinite.sum())} in all, at most "
             f"{int(sset.nonfinite.max())} in one), set to the slice's lowest (NaN, -Inf) or highest (+Inf) finite "
             f"value before normalising, e.g. {sset.paths[hit[0]]}"
         )  # fmt: skip
-    hit = np.flatnonzero(sset.spike > SPIKE_RANGES) if sset.spike is not None else []
+    hit = hits["spikes"]
     if len(hit):
         worst = hit[np.argmax(sset.spike[hit])]
         what = ("the robust normalisation clipped them to 1 and kept the rest of each slice's contrast"
@@ -72,7 +86,7 @@ def intensity_findings(sset: SliceSet, norm: str = "robust") -> list[str]:
             f"{sset.spike[worst]:.3g} times the slice's 0.5-99.5 percentile range above its 99.5th percentile, "
             f"in {sset.paths[worst]}); {what}"
         )  # fmt: skip
-    hit = np.flatnonzero(sset.bulk < DARK_BULK) if sset.bulk is not None else []
+    hit = hits["nearly_black"]
     if len(hit):
         worst = hit[np.argmin(sset.bulk[hit])]
         lines.append(
@@ -93,16 +107,8 @@ def load_report(sset: SliceSet, n_files: int, shape, mode: str, norm: str) -> li
 def finding_files(sset: SliceSet) -> dict:
     """The files behind `intensity_findings`, JSON-ready: nonfinite ``[[path, voxels
     repaired]]``, spikes ``[[path, spike]]``, nearly_black ``[[path, 90th percentile]]``."""
-    def pick(values, hit):
-        return [[sset.paths[i], values[i].item()] for i in np.flatnonzero(hit)]
-
-    if sset.spike is None:  # a SliceSet built by hand
-        return {"nonfinite": [], "spikes": [], "nearly_black": []}
-    return {
-        "nonfinite": pick(sset.nonfinite, sset.nonfinite > 0),
-        "spikes": pick(sset.spike, sset.spike > SPIKE_RANGES),
-        "nearly_black": pick(sset.bulk, sset.bulk < DARK_BULK),
-    }
+    values = {"nonfinite": sset.nonfinite, "spikes": sset.spike, "nearly_black": sset.bulk}
+    return {key: [[sset.paths[i], values[key][i].item()] for i in rows] for key, rows in flagged(sset).items()}
 
 
 def census_lines(info: dict) -> list[str]:
