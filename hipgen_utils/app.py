@@ -35,6 +35,7 @@ from hipgen_utils.checkpoints import (
     MissingStepError,
 )
 from hipgen_utils.data import DataError, resolve_data_dir
+from hipgen_utils.notebooks import use_this_environments_kernel
 from hipgen_utils.run import Run
 
 NOTEBOOK = C.REPO_ROOT / "notebooks" / "app_sampler.ipynb"
@@ -194,10 +195,7 @@ def serve(run_dir=None, profile=None, port: int = 8866, cull_idle_s: int = CULL_
     os.environ[C.RUN_DIR_ENV] = str(rd)
     if profile:
         os.environ[C.PROFILE_ENV] = C.profile_name(profile)
-    # "python3" must be this environment's kernel (as for the notebook runner)
-    here = str(Path(sys.prefix) / "share" / "jupyter")
-    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([here, *[p for p in paths if p != here]])
+    use_this_environments_kernel()
     from voila.app import Voila
 
     print(f"sampler page for {_shown(rd)}: http://127.0.0.1:{port}/  (Ctrl-C stops it)", flush=True)

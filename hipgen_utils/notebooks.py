@@ -102,6 +102,15 @@ class NotebookFailed(RuntimeError):
     """A notebook cell failed, timed out or killed its kernel (message: one line)."""
 
 
+def use_this_environments_kernel() -> None:
+    """Put this environment's kernelspecs first on JUPYTER_PATH, so "python3" is its kernel
+    (which runs sys.executable), not a user-wide spec of that name. For the notebook runner
+    and `make app`'s Voilà; the Makefile does the same for `make lab`."""
+    here = str(Path(sys.prefix) / "share" / "jupyter")
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([here, *[p for p in paths if p != here]])
+
+
 def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = NOTEBOOK_DIR):
     """Execute notebook `nb` (nbformat node, changed in place) with this environment's
     python3 kernel, `timeout` seconds per cell; write it to `out` (when given) either way.
@@ -119,12 +128,7 @@ def execute_notebook(nb, name: str, out: Path | None, timeout: int, cwd: Path = 
             kc.shell_channel.get_msg = _sliced_get_msg(kc.shell_channel)
             return kc
 
-    # "python3" must be this environment's kernel, not a user-wide spec of that name: put
-    # this environment's kernelspecs first (its python3 runs sys.executable).
-    here = str(Path(sys.prefix) / "share" / "jupyter")
-    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
-    if here not in paths:
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([here, *paths])
+    use_this_environments_kernel()
 
     from jupyter_client.manager import AsyncKernelManager
 
