@@ -473,10 +473,10 @@ def run_dir(profile: str | None = None, run_dir: str | os.PathLike | None = None
     return p
 
 
-def figures_dir(profile: str | None, run: Path) -> Path:
-    """Where a run's notebooks write their figures: <run>/figures, for every profile. The
+def figures_dir(run: Path) -> Path:
+    """Where a run's notebooks write their figures: <run>/figures, whatever the profile. The
     committed <repo>/figures change only on request (`make figures` copies a run's there),
-    so a run leaves the clone as it found it. `profile` is kept for the callers' signature."""
+    so a run leaves the clone as it found it."""
     p = Path(run) / "figures"
     p.mkdir(parents=True, exist_ok=True)
     return p

@@ -127,7 +127,7 @@ class Run:
 
     @property
     def figures(self) -> Path:
-        return C.figures_dir(self.cfg.profile, self.dir)
+        return C.figures_dir(self.dir)
 
     def figure(self, name: str) -> Path:
         """Where the figure `name` is written: <figures>/<name>.png."""
