@@ -55,7 +55,6 @@ def reconstruction_report(model, images, device=None, progress=False) -> tuple[d
     """Reconstruct (N, H, W) images (device=None: the model's own); returns (summary, per_image)
     where per_image has ``recons`` (N, H, W) float32 [0, 1], ``ssim`` (N,), ``psnr`` (N,),
     ``codes`` (N, h, w)."""
-
     images = np.asarray(images, dtype=np.float32)
     codes = encode_images(model, images, device=device, progress=progress)
     recons = decode_codes(model, codes, device=device, progress=progress)
@@ -98,7 +97,6 @@ def generate(prior, vqvae, n, *, temperature=1.0, top_k=None, seed=0, condition=
     """Sample `n` (h, w) code grids from the prior and decode them:
     (codes (n, h, w) int64, images (n, 4h, 4w) float32 in [0, 1]). device=None: each model's
     own device. `prefix`, `lead_lines`: see `sampling.sample` / `sampling.keep_first`."""
-
     codes = sample(
         prior, n, temperature=temperature, top_k=top_k or None, seed=seed, condition=condition,
         prefix=prefix, shape=shape, device=device, progress=progress, lead_lines=lead_lines,
@@ -125,7 +123,6 @@ def complete_slices(prior, vqvae, codes, slices=None, *, fraction=0.5, temperatu
     (the left half of the slice), the rest sampled; (codes (N, H, W),
     images (N, 4H, 4W)) as `generate` returns them. `slices`: the grids' slice positions,
     the condition of a conditional prior (ignored by an unconditional one)."""
-
     codes = np.asarray(codes).astype(np.int64)
     cond = None
     if getattr(prior, "n_conditions", 0):
@@ -142,7 +139,6 @@ def prior_report(prior, vqvae, codes: dict, splits: dict, *, n_samples=64, tempe
     """Bits per code of the prior vs the unigram baseline, and measured sample quality.
 
     Returns (summary, arrays) with arrays = samples, unigram images, nn SSIM per sample."""
-
     k = codes["n_embeddings"]
     cond_test = codes["slice_test"] if prior.n_conditions else None
     summary = {
@@ -182,7 +178,6 @@ def temperature_sweep(prior, vqvae, codes: dict, splits: dict, temperatures=(0.7
     "temperature" and the `sample_quality.sample_quality` keys (Fréchet distance with its
     floor and ceiling, nearest-neighbour SSIM, near-copies). Same seed and slice positions at
     every temperature, so the rows differ only in the temperature."""
-
     temps = [float(t) for t in temperatures]
     if not temps or min(temps) <= 0:
         raise ValueError(f"temperature_sweep: temperatures {temps} must be a non-empty list of values > 0")
@@ -205,8 +200,6 @@ def write_nifti_samples(images, out_dir, prefix="sample", replaced=()) -> list[P
     once every one is complete, after the files `replaced` (the earlier samples that
     ``--overwrite`` replaces) are deleted. A failed write (a full disk) removes the partial
     set, leaves `replaced` where they were and raises `checkpoints.WriteError`."""
-
-
     out_dir = Path(out_dir)
     staging = None
     try:
